@@ -1,0 +1,77 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+# Configuration: environment variables listed in README.md ("Configuration").
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STACK := $(PY) scripts/stack.py
+CHECKOV_VENV := .local/checkov-venv
+CHECKOV_VERSION := 3.3.30
+
+.PHONY: help venv system-deps up down status demo test unit lint check-terraform bench bench-ingest clean
+
+help:
+	@echo "make demo           run the product end to end on the local stack"
+	@echo "make test           lint, static checks, unit and integration tests (starts the stack)"
+	@echo "make up / down      start / stop the local stack (writes .local/env)"
+	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt functions/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==24.3.1
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip check
+	# bqemulator needs DuckDB's spatial extension and cannot download it here.
+	$(PY) -c "from duckdb_extensions import import_extension; import_extension('spatial')"
+	touch $@
+
+# Debian packages the tests and benchmarks use: php-cli (PHP's own http_build_query)
+# and wrk (HTTP load). The Pub/Sub emulator and Java come with the Google Cloud CLI.
+system-deps:
+	@missing=""; command -v php >/dev/null || missing="$$missing php-cli"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+up: venv
+	$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; fi
+
+status: venv
+	$(STACK) status
+
+demo: venv
+	$(STACK) run -- $(PY) scripts/demo.py
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+unit: venv system-deps
+	$(PY) -m pytest -m "not integration" -q
+
+check-terraform: venv
+	test -x $(CHECKOV_VENV)/bin/checkov || ($(PYTHON) -m venv $(CHECKOV_VENV) && \
+	  $(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION))
+	$(CHECKOV_VENV)/bin/checkov -d terraform --quiet --compact --framework terraform --skip-download
+
+test: venv system-deps lint check-terraform
+	$(STACK) run -- $(PY) -m pytest -q
+
+bench: bench-ingest
+
+bench-ingest: venv system-deps
+	$(STACK) run -- $(PY) scripts/bench_ingest.py
+
+clean: down
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build
