@@ -1,0 +1,14 @@
+"""Cloud Function `deactivate`: stores each accepted `deactivate` ping in Cloud Storage.
+
+Deployed with the shared `telemetry` package beside this file (see README,
+"Deploying"); locally `scripts/ingest_gateway.py` serves it.
+"""
+
+import functions_framework
+
+from telemetry.ingest import handle
+
+
+@functions_framework.http
+def deactivate(request):
+    return handle("deactivate", request)

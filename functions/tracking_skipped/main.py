@@ -1,0 +1,14 @@
+"""Cloud Function `tracking-skipped`: stores each accepted `tracking-skipped` ping in Cloud Storage.
+
+Deployed with the shared `telemetry` package beside this file (see README,
+"Deploying"); locally `scripts/ingest_gateway.py` serves it.
+"""
+
+import functions_framework
+
+from telemetry.ingest import handle
+
+
+@functions_framework.http
+def tracking_skipped(request):
+    return handle("tracking-skipped", request)

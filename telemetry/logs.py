@@ -1,0 +1,35 @@
+"""Structured JSON logs on stdout, one object per line, as Cloud Logging reads them.
+
+Cloud Logging lifts `severity`, `message` and `httpRequest` out of a JSON line
+and keeps every other key under `jsonPayload`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from telemetry import config
+
+_configured = False
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger whose records go out as JSON lines; configures the root handler once."""
+    global _configured
+    if not _configured:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(
+            JsonFormatter(
+                "{levelname}{name}{message}",
+                style="{",
+                rename_fields={"levelname": "severity", "name": "logger"},
+            )
+        )
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(config.get("LOG_LEVEL") or "INFO")
+        _configured = True
+    return logging.getLogger(name)
