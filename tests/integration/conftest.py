@@ -1,0 +1,39 @@
+"""Fixtures for tests that run against the local stack (`make test` starts it)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+STACK_VARIABLES = ("INGEST_URL", "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "TRACKING_BUCKET", "GCP_PROJECT")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    missing = [name for name in STACK_VARIABLES if not os.environ.get(name)]
+    if missing:
+        pytest.fail(
+            f"the local stack's variables are not set ({', '.join(missing)}): run `make test`, "
+            "or `make up` and `. .local/env` first"
+        )
+    return {name: os.environ[name] for name in STACK_VARIABLES}
+
+
+@pytest.fixture(scope="session")
+def bucket(stack_env) -> storage.Bucket:
+    client = storage.Client(project=stack_env["GCP_PROJECT"], credentials=AnonymousCredentials())
+    return client.bucket(stack_env["TRACKING_BUCKET"])
+
+
+@pytest.fixture(scope="session")
+def ingest_url(stack_env) -> str:
+    return stack_env["INGEST_URL"]
