@@ -1,0 +1,113 @@
+# The three ingest functions (Cloud Functions gen2), named after their routes so
+# that https://<region>-<project>.cloudfunctions.net/ serves all three.
+#
+# Each function's source zip holds:
+#   main.py           functions/<source_dir>/main.py (the entry point)
+#   telemetry/...     every *.py of the shared telemetry package
+#   requirements.txt  functions/requirements.txt
+# It is built by `terraform plan/apply` itself (no separate build step) and
+# uploaded under its md5, so any change to those files redeploys the function.
+
+locals {
+  repo_root = "${path.module}/.."
+
+  telemetry_files = {
+    for f in fileset("${local.repo_root}/telemetry", "**/*.py") :
+    "telemetry/${f}" => "${local.repo_root}/telemetry/${f}"
+  }
+
+  # Zip entry name => file on disk, per route.
+  function_files = {
+    for name, route in local.routes : name => merge(
+      {
+        "main.py"          = "${local.repo_root}/functions/${route.source_dir}/main.py"
+        "requirements.txt" = "${local.repo_root}/functions/requirements.txt"
+      },
+      local.telemetry_files,
+    )
+  }
+
+  # null: the project's default Cloud Build account.
+  build_service_account = (
+    var.build_service_account == null ? null
+    : "projects/${var.project_id}/serviceAccounts/${var.build_service_account}"
+  )
+
+  # The product's environment variables (telemetry/config.py), same names.
+  ingest_environment = {
+    GCP_PROJECT     = var.project_id
+    TRACKING_BUCKET = google_storage_bucket.pings.name
+    LOG_LEVEL       = var.log_level
+    MAX_BODY_BYTES  = tostring(var.max_body_bytes)
+  }
+}
+
+data "archive_file" "function_source" {
+  for_each = local.routes
+
+  type             = "zip"
+  output_path      = "${path.module}/.build/${each.key}.zip"
+  output_file_mode = "0644"
+
+  dynamic "source" {
+    for_each = local.function_files[each.key]
+    content {
+      filename = source.key
+      content  = file(source.value)
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "function_source" {
+  for_each = local.routes
+
+  bucket = google_storage_bucket.function_source.name
+  name   = "${each.key}-${data.archive_file.function_source[each.key].output_md5}.zip"
+  source = data.archive_file.function_source[each.key].output_path
+}
+
+resource "google_cloudfunctions2_function" "ingest" {
+  for_each = local.routes
+
+  project     = var.project_id
+  location    = var.region
+  name        = each.key
+  description = "Stores each ${each.key} ping as one object under ${each.value.prefix} in the pings bucket."
+
+  build_config {
+    runtime         = "python312"
+    entry_point     = each.value.entry_point
+    service_account = local.build_service_account
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.function_source.name
+        object = google_storage_bucket_object.function_source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.ingest.email
+    environment_variables = local.ingest_environment
+
+    # Public: WordPress sites post from anywhere (see the invoker grant in iam.tf).
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    available_memory                 = var.function_memory
+    available_cpu                    = var.function_cpu
+    max_instance_request_concurrency = var.function_concurrency
+    min_instance_count               = var.function_min_instances
+    max_instance_count               = var.function_max_instances
+    timeout_seconds                  = var.function_timeout_seconds
+  }
+
+  # The functions write pings from their first request on.
+  depends_on = [
+    google_project_service.enabled,
+    google_storage_bucket_iam_member.ingest_creates_pings,
+  ]
+
+  #checkov:skip=CKV_GCP_124:Ingest must accept requests from any WordPress site on the internet.
+}

@@ -1,0 +1,132 @@
+# Inputs. Names that are also environment variables of the product
+# (telemetry/config.py) keep the same meaning and, where one exists, the same default.
+
+# --- Where things are -------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project id; passed to the functions as GCP_PROJECT."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions and of both buckets. The ingest base URL is https://<region>-<project_id>.cloudfunctions.net/."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "tracking_bucket" {
+  description = <<-EOT
+    Name of the bucket that receives one object per accepted ping; passed to the
+    functions as TRACKING_BUCKET. Required: bucket names are global, so the local
+    stack's default (wp-telemetry-pings) is almost surely taken on Google Cloud.
+  EOT
+  type        = string
+}
+
+variable "function_source_bucket" {
+  description = "Name of the bucket that holds the functions' source zips. Default: <project_id>-telemetry-functions-source."
+  type        = string
+  default     = null
+}
+
+variable "pings_topic" {
+  description = "Pub/Sub topic fed by the pings bucket's finalize notifications (PINGS_TOPIC); each route's pull subscription is named <topic>-<route>."
+  type        = string
+  default     = "ping-objects"
+}
+
+variable "labels" {
+  description = "Labels put on every resource that takes labels (the provider's default_labels)."
+  type        = map(string)
+  default     = {}
+}
+
+# --- Pings bucket -------------------------------------------------------------
+
+variable "raw_ping_retention_days" {
+  description = "Raw ping objects (under the route prefixes) are deleted this many days after they were written."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.raw_ping_retention_days >= 1 && floor(var.raw_ping_retention_days) == var.raw_ping_retention_days
+    error_message = "raw_ping_retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "soft_delete_retention_days" {
+  description = "Days a deleted ping object can still be restored (Cloud Storage soft delete); 0 turns soft delete off. Google's default is 7."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.soft_delete_retention_days == 0 || (var.soft_delete_retention_days >= 7 && var.soft_delete_retention_days <= 90)
+    error_message = "soft_delete_retention_days must be 0 or between 7 and 90 (Cloud Storage's limits)."
+  }
+}
+
+# --- Ingest functions -----------------------------------------------------------
+
+variable "function_max_instances" {
+  description = "Most instances of each ingest function; caps cost under a flood."
+  type        = number
+  default     = 20
+}
+
+variable "function_min_instances" {
+  description = "Instances of each ingest function kept warm (billed while idle)."
+  type        = number
+  default     = 0
+}
+
+variable "function_memory" {
+  description = "Memory of one function instance (Cloud Run quantity, e.g. 256Mi, 512Mi, 1Gi)."
+  type        = string
+  default     = "256Mi"
+}
+
+variable "function_cpu" {
+  description = "vCPUs of one function instance. Concurrency above 1 needs at least 1 vCPU."
+  type        = string
+  default     = "1"
+}
+
+variable "function_concurrency" {
+  description = "Requests one instance serves at once. Ingest mostly waits on Cloud Storage, so several share one instance well."
+  type        = number
+  default     = 16
+}
+
+variable "function_timeout_seconds" {
+  description = "Request timeout. Must exceed STORAGE_ATTEMPTS x STORAGE_TIMEOUT_SECONDS (3 x 10 s by default) plus backoff."
+  type        = number
+  default     = 60
+}
+
+variable "max_body_bytes" {
+  description = "Largest accepted request body (MAX_BODY_BYTES); larger gets 413."
+  type        = number
+  default     = 262144
+}
+
+variable "log_level" {
+  description = "Python log level of the functions' structured logs (LOG_LEVEL)."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], var.log_level)
+    error_message = "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
+  }
+}
+
+variable "build_service_account" {
+  description = <<-EOT
+    Email of the service account Cloud Build uses to build the functions. null uses
+    the project's default build account. Set it where an organization policy keeps
+    default accounts without roles; that account then needs to read the source
+    bucket, write Artifact Registry and write logs.
+  EOT
+  type        = string
+  default     = null
+}

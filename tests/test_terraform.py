@@ -1,0 +1,478 @@
+"""Static checks of the Terraform under terraform/.
+
+No Terraform binary or provider can be fetched here, so the configuration is
+parsed with python-hcl2 and its resource graph is asserted: the names the
+Python code relies on (functions, routes, subscriptions, environment
+variables), the wiring (notification after its publisher grant, the zip's
+contents) and the grants (least privilege, no basic roles).
+
+Resources declared with `for_each = local.routes` are expanded here the way
+Terraform would: `each.key` / `each.value.*` and `var.*` defaults are
+substituted in the few strings under test, and anything else left unrendered
+fails the test instead of passing silently.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+TF_DIR = ROOT / "terraform"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from telemetry import config, payload  # noqa: E402
+
+# One file per concern; a new concern gets a new file, not a longer one.
+EXPECTED_FILES = {
+    "versions.tf",
+    "variables.tf",
+    "routes.tf",
+    "apis.tf",
+    "storage.tf",
+    "pubsub.tf",
+    "functions.tf",
+    "iam.tf",
+    "outputs.tf",
+}
+
+# What the functions are given, by their telemetry.config names.
+INGEST_ENVIRONMENT = {"GCP_PROJECT", "TRACKING_BUCKET", "LOG_LEVEL", "MAX_BODY_BYTES"}
+
+# Values for the variables that have no default, to render names.
+SAMPLE_VARS = {"project_id": "sample-project", "tracking_bucket": "sample-pings"}
+
+BASIC_ROLES = re.compile(r"roles/(owner|editor|viewer)\b")
+
+PARSE_OPTIONS = SerializationOptions(
+    strip_string_quotes=True,  # "track" rather than '"track"'
+    with_comments=False,
+    explicit_blocks=False,
+    preserve_heredocs=False,
+)
+
+
+# --- Parsing -------------------------------------------------------------------
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    return hcl2.loads(path.read_text(encoding="utf-8"), serialization_options=PARSE_OPTIONS)
+
+
+def _merge_config() -> dict[str, Any]:
+    """Every .tf file as one module: kind -> (type ->) name -> body; duplicates fail."""
+    merged: dict[str, Any] = {
+        "resource": {},
+        "data": {},
+        "variable": {},
+        "locals": {},
+        "output": {},
+        "terraform": [],
+        "provider": [],
+        "check": {},
+    }
+    for path in sorted(TF_DIR.glob("*.tf")):
+        parsed = _parse(path)
+        unknown = set(parsed) - set(merged)
+        assert not unknown, f"{path.name}: unexpected top-level blocks {unknown}"
+        for kind in ("resource", "data"):
+            for block in parsed.get(kind, []):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        table = merged[kind].setdefault(rtype, {})
+                        assert name not in table, f"{kind} {rtype}.{name} declared twice"
+                        table[name] = body
+        for kind in ("variable", "output", "check"):
+            for block in parsed.get(kind, []):
+                for name, body in block.items():
+                    assert name not in merged[kind], f"{kind} {name} declared twice"
+                    merged[kind][name] = body
+        for block in parsed.get("locals", []):
+            for name, value in block.items():
+                assert name not in merged["locals"], f"local {name} declared twice"
+                merged["locals"][name] = value
+        merged["terraform"].extend(parsed.get("terraform", []))
+        merged["provider"].extend(parsed.get("provider", []))
+    return merged
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict[str, Any]:
+    return _merge_config()
+
+
+def _resource(tf: dict[str, Any], rtype: str, name: str) -> dict[str, Any]:
+    assert name in tf["resource"].get(rtype, {}), f"resource {rtype}.{name} is not declared"
+    return tf["resource"][rtype][name]
+
+
+def _block(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The single nested block `name` of a resource body."""
+    blocks = body.get(name)
+    assert isinstance(blocks, list) and len(blocks) == 1, f"expected one {name} block, got {blocks!r}"
+    return blocks[0]
+
+
+def _expr(value: Any) -> str:
+    """`${foo.bar}` -> `foo.bar`; anything else unchanged, as text."""
+    text = str(value)
+    match = re.fullmatch(r"\$\{(.*)\}", text, re.S)
+    return match.group(1) if match else text
+
+
+def _render(text: str, tf: dict[str, Any], key: str | None = None, value: dict[str, Any] | None = None) -> str:
+    """Substitute each.key, each.value.<attr> and var.<name> as Terraform would."""
+
+    def substitute(match: re.Match[str]) -> str:
+        expr = match.group(1).strip()
+        if expr == "each.key" and key is not None:
+            return key
+        if expr.startswith("each.value.") and value is not None:
+            return str(value[expr.removeprefix("each.value.")])
+        if expr.startswith("var."):
+            name = expr.removeprefix("var.")
+            default = tf["variable"][name].get("default")
+            return str(default if default is not None else SAMPLE_VARS[name])
+        raise AssertionError(f"cannot render ${{{expr}}} in {text!r}")
+
+    return re.sub(r"\$\{([^${}]+)\}", substitute, text)
+
+
+def _strings(node: Any):
+    """Every string anywhere in a parsed structure (keys included)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def _iam_grants(tf: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(type, name, body) of every IAM grant resource."""
+    return [
+        (rtype, name, body)
+        for rtype, named in tf["resource"].items()
+        if re.search(r"_iam_(member|binding|policy)$", rtype)
+        for name, body in named.items()
+    ]
+
+
+def _members(body: dict[str, Any]) -> list[str]:
+    if "member" in body:
+        return [str(body["member"])]
+    return [str(m) for m in body.get("members", [])]
+
+
+@pytest.fixture(scope="module")
+def routes(tf: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return tf["locals"]["routes"]
+
+
+# --- Layout and versions ----------------------------------------------------------
+
+
+def test_files_split_by_concern_and_all_parse():
+    present = {p.name for p in TF_DIR.glob("*.tf")}
+    assert EXPECTED_FILES <= present, f"missing {EXPECTED_FILES - present}"
+    for path in TF_DIR.glob("*.tf"):
+        assert _parse(path), f"{path.name} parsed to nothing"
+
+
+def test_providers_are_pinned(tf):
+    (terraform,) = tf["terraform"]
+    assert terraform["required_version"].startswith(">=")
+    (providers,) = terraform["required_providers"]
+    assert providers["google"]["source"] == "hashicorp/google"
+    assert re.fullmatch(r"~> 6\.\d+", providers["google"]["version"]), providers["google"]["version"]
+    assert providers["archive"]["source"] == "hashicorp/archive"
+    assert re.fullmatch(r"~> 2\.\d+", providers["archive"]["version"]), providers["archive"]["version"]
+
+
+def test_needed_apis_enabled_and_never_disabled(tf):
+    service = _resource(tf, "google_project_service", "enabled")
+    assert _expr(service["for_each"]) == "toset(local.apis)"
+    assert service["disable_on_destroy"] is False
+    assert {
+        "cloudfunctions.googleapis.com",
+        "run.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "artifactregistry.googleapis.com",
+        "storage.googleapis.com",
+        "pubsub.googleapis.com",
+    } <= set(tf["locals"]["apis"])
+    assert "eventarc.googleapis.com" not in tf["locals"]["apis"]
+
+
+# --- Routes: Terraform and Python agree -------------------------------------------------
+
+
+def test_routes_are_the_python_routes(routes):
+    assert set(routes) == set(payload.ROUTES)
+    for route, spec in routes.items():
+        assert spec["prefix"] == f"{route}/"
+        assert spec["source_dir"] == route.replace("-", "_")
+        assert spec["entry_point"] == route.replace("-", "_")
+
+
+def test_notification_prefixes_cover_where_ingest_writes(routes):
+    from telemetry.ingest import object_name
+
+    when = datetime(2026, 11, 23, 11, 47, tzinfo=UTC)
+    for route, spec in routes.items():
+        name = object_name(route, when, "abc")
+        assert name.startswith(spec["prefix"]), (name, spec["prefix"])
+        # ... and no other route's prefix catches it.
+        others = [s["prefix"] for r, s in routes.items() if r != route]
+        assert not any(name.startswith(p) for p in others), name
+
+
+def test_route_prefixes_local(tf):
+    assert _expr(tf["locals"]["route_prefixes"]) == "[for route in local.routes : route.prefix]"
+
+
+# --- Functions --------------------------------------------------------------------
+
+
+def test_three_gen2_functions_named_after_routes(tf, routes):
+    fn = _resource(tf, "google_cloudfunctions2_function", "ingest")
+    assert _expr(fn["for_each"]) == "local.routes"
+    assert _expr(fn["location"]) == "var.region"
+    build = _block(fn, "build_config")
+    service = _block(fn, "service_config")
+    rendered = {
+        route: (_render(fn["name"], tf, route, spec), _render(build["entry_point"], tf, route, spec))
+        for route, spec in routes.items()
+    }
+    assert rendered == {
+        "track": ("track", "track"),
+        "deactivate": ("deactivate", "deactivate"),
+        "tracking-skipped": ("tracking-skipped", "tracking_skipped"),
+    }
+    assert build["runtime"] == "python312"
+    storage = _block(_block(build, "source"), "storage_source")
+    assert _expr(storage["bucket"]) == "google_storage_bucket.function_source.name"
+    assert _expr(storage["object"]) == "google_storage_bucket_object.function_source[each.key].name"
+
+    assert service["ingress_settings"] == "ALLOW_ALL"
+    assert _expr(service["max_instance_count"]) == "var.function_max_instances"
+    assert _expr(service["timeout_seconds"]) == "var.function_timeout_seconds"
+    assert _expr(service["available_memory"]) == "var.function_memory"
+    assert _expr(service["service_account_email"]) == "google_service_account.ingest.email"
+    assert _expr(service["environment_variables"]) == "local.ingest_environment"
+
+
+@pytest.mark.parametrize("route", payload.ROUTES)
+def test_entry_point_file_defines_the_function(tf, route):
+    spec = tf["locals"]["routes"][route]
+    main = ROOT / "functions" / spec["source_dir"] / "main.py"
+    assert main.is_file(), f"{main} is missing"
+    tree = ast.parse(main.read_text(encoding="utf-8"), filename=str(main))
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert spec["entry_point"] in defined, f"{main} defines {sorted(defined)}, not {spec['entry_point']}"
+
+
+def test_function_environment_uses_config_names_and_defaults(tf):
+    env = tf["locals"]["ingest_environment"]
+    assert set(env) == INGEST_ENVIRONMENT
+    assert set(env) <= set(config.VARIABLES)
+    assert _expr(env["GCP_PROJECT"]) == "var.project_id"
+    assert _expr(env["TRACKING_BUCKET"]) == "google_storage_bucket.pings.name"
+    assert _expr(env["LOG_LEVEL"]) == "var.log_level"
+    assert _expr(env["MAX_BODY_BYTES"]) == "tostring(var.max_body_bytes)"
+
+    variables = tf["variable"]
+    assert variables["log_level"]["default"] == config.VARIABLES["LOG_LEVEL"].default
+    assert str(variables["max_body_bytes"]["default"]) == config.VARIABLES["MAX_BODY_BYTES"].default
+    assert variables["pings_topic"]["default"] == config.VARIABLES["PINGS_TOPIC"].default
+    assert variables["region"]["default"] == "europe-west1"
+    # Bucket names are global: the production bucket has no default on purpose.
+    assert "default" not in variables["tracking_bucket"]
+    assert "default" not in variables["project_id"]
+
+
+def test_archive_holds_main_requirements_and_telemetry_package(tf):
+    archive = tf["data"]["archive_file"]["function_source"]
+    assert archive["type"] == "zip"
+    assert _expr(archive["for_each"]) == "local.routes"
+    (dynamic,) = archive["dynamic"]
+    source = dynamic["source"]
+    assert _expr(source["for_each"]) == "local.function_files[each.key]"
+    (content,) = source["content"]
+    assert _expr(content["filename"]) == "source.key"
+    assert _expr(content["content"]) == "file(source.value)"
+
+    function_files = _expr(tf["locals"]["function_files"])
+    assert '"main.py" = "${local.repo_root}/functions/${route.source_dir}/main.py"' in function_files
+    assert '"requirements.txt" = "${local.repo_root}/functions/requirements.txt"' in function_files
+    assert "local.telemetry_files" in function_files
+    telemetry_files = _expr(tf["locals"]["telemetry_files"])
+    assert 'fileset("${local.repo_root}/telemetry", "**/*.py")' in telemetry_files
+    assert '"telemetry/${f}" => "${local.repo_root}/telemetry/${f}"' in telemetry_files
+    assert tf["locals"]["repo_root"] == "${path.module}/.."
+
+    # What that fileset picks up today: the package the functions import.
+    packaged = {p.relative_to(ROOT).as_posix() for p in (ROOT / "telemetry").rglob("*.py")}
+    assert {"telemetry/__init__.py", "telemetry/config.py"} <= packaged
+    assert (ROOT / "functions" / "requirements.txt").is_file()
+
+
+def test_source_object_named_after_zip_md5(tf):
+    obj = _resource(tf, "google_storage_bucket_object", "function_source")
+    assert "data.archive_file.function_source[each.key].output_md5" in obj["name"]
+    assert _expr(obj["source"]) == "data.archive_file.function_source[each.key].output_path"
+    assert _expr(obj["bucket"]) == "google_storage_bucket.function_source.name"
+
+
+# --- Bucket, topic, notifications, subscriptions ---------------------------------------
+
+
+def test_pings_bucket_is_private_and_expires_raw_pings(tf):
+    bucket = _resource(tf, "google_storage_bucket", "pings")
+    assert _expr(bucket["name"]) == "var.tracking_bucket"
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["force_destroy"] is False
+    rule = _block(bucket, "lifecycle_rule")
+    assert _block(rule, "action")["type"] == "Delete"
+    condition = _block(rule, "condition")
+    assert _expr(condition["age"]) == "var.raw_ping_retention_days"
+    assert _expr(condition["matches_prefix"]) == "local.route_prefixes"
+    assert tf["variable"]["raw_ping_retention_days"]["default"] == 400
+
+    source = _resource(tf, "google_storage_bucket", "function_source")
+    assert source["uniform_bucket_level_access"] is True
+    assert source["public_access_prevention"] == "enforced"
+
+
+def test_notifications_per_prefix_after_publisher_grant(tf, routes):
+    note = _resource(tf, "google_storage_notification", "pings")
+    assert _expr(note["for_each"]) == "local.routes"
+    assert _expr(note["bucket"]) == "google_storage_bucket.pings.name"
+    assert _expr(note["topic"]) == "google_pubsub_topic.pings.id"
+    assert note["payload_format"] == "JSON_API_V1"
+    assert note["event_types"] == ["OBJECT_FINALIZE"]
+    assert {_render(note["object_name_prefix"], tf, r, s) for r, s in routes.items()} == {
+        f"{r}/" for r in payload.ROUTES
+    }
+
+    for name, body in tf["resource"]["google_storage_notification"].items():
+        deps = [_expr(d) for d in body.get("depends_on", [])]
+        grants = [d for d in deps if d.startswith("google_pubsub_topic_iam_member.")]
+        assert grants, f"notification {name} does not depend on the publisher grant"
+        for dep in grants:
+            grant = _resource(tf, *dep.split("."))
+            assert grant["role"] == "roles/pubsub.publisher"
+            assert _expr(grant["topic"]) == "google_pubsub_topic.pings.name"
+            assert "data.google_storage_project_service_account." in grant["member"]
+
+    topic = _resource(tf, "google_pubsub_topic", "pings")
+    assert _expr(topic["name"]) == "var.pings_topic"
+
+
+def test_subscriptions_named_and_filtered_per_route(tf, routes):
+    sub = _resource(tf, "google_pubsub_subscription", "pings")
+    assert _expr(sub["for_each"]) == "local.routes"
+    assert _expr(sub["topic"]) == "google_pubsub_topic.pings.id"
+    topic = tf["variable"]["pings_topic"]["default"]
+    for route, spec in routes.items():
+        assert _render(sub["name"], tf, route, spec) == config.subscription_name(topic, route)
+        assert _render(sub["filter"], tf, route, spec) == f'hasPrefix(attributes.objectId, "{route}/")'
+    assert sub["ack_deadline_seconds"] == 600
+    assert sub["message_retention_duration"] == "604800s"
+    assert _block(sub, "expiration_policy")["ttl"] == ""
+    assert "push_config" not in sub
+
+
+# --- Identities and grants ----------------------------------------------------------
+
+
+def test_ingest_account_may_only_create_objects_in_pings_bucket(tf):
+    ingest_ref = "google_service_account.ingest."
+    grants = [(t, n, b) for t, n, b in _iam_grants(tf) if any(ingest_ref in m for m in _members(b))]
+    assert [(t, n) for t, n, _ in grants] == [("google_storage_bucket_iam_member", "ingest_creates_pings")]
+    (_, _, grant) = grants[0]
+    assert grant["role"] == "roles/storage.objectCreator"
+    assert _expr(grant["bucket"]) == "google_storage_bucket.pings.name"
+    assert grant["member"] == "serviceAccount:${google_service_account.ingest.email}"
+
+
+def test_no_project_level_or_authoritative_grants(tf):
+    for rtype, name, _ in _iam_grants(tf):
+        assert not rtype.startswith(("google_project_iam", "google_organization_iam", "google_folder_iam")), (
+            f"{rtype}.{name} grants a project-wide role"
+        )
+        assert not rtype.endswith(("_iam_policy", "_iam_binding")), f"{rtype}.{name} is authoritative"
+
+
+def test_no_basic_roles_anywhere(tf):
+    for text in _strings(tf):
+        assert not BASIC_ROLES.search(text), f"basic role in {text!r}"
+    for path in TF_DIR.glob("*.tf"):
+        assert not BASIC_ROLES.search(path.read_text(encoding="utf-8")), path.name
+
+
+def test_anyone_may_invoke_the_ingest_functions_through_cloud_run(tf):
+    invoker = _resource(tf, "google_cloud_run_service_iam_member", "public_invokes_ingest")
+    assert _expr(invoker["for_each"]) == "local.routes"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "allUsers"
+    assert _expr(invoker["service"]) == "google_cloudfunctions2_function.ingest[each.key].service_config[0].service"
+    # roles/cloudfunctions.invoker on a gen2 function does not let HTTP requests in.
+    assert not any(t.startswith("google_cloudfunctions2_function_iam") for t in tf["resource"])
+    # allUsers nowhere else.
+    public = [
+        (t, n) for t, n, b in _iam_grants(tf) if any(m in ("allUsers", "allAuthenticatedUsers") for m in _members(b))
+    ]
+    assert public == [("google_cloud_run_service_iam_member", "public_invokes_ingest")]
+
+
+# --- References and outputs ------------------------------------------------------------
+
+
+def test_every_variable_referenced_is_declared_and_every_declared_is_used(tf):
+    referenced = {m for text in _strings(tf) for m in re.findall(r"\bvar\.([A-Za-z_][\w-]*)", text)}
+    declared = set(tf["variable"])
+    assert referenced - declared == set(), f"undeclared: {referenced - declared}"
+    assert declared - referenced == set(), f"unused: {declared - referenced}"
+    for name, body in tf["variable"].items():
+        assert body.get("description"), f"variable {name} has no description"
+        assert body.get("type"), f"variable {name} has no type"
+
+
+def test_every_local_and_resource_referenced_is_declared(tf):
+    texts = list(_strings({k: v for k, v in tf.items() if k != "variable"}))
+    locals_used = {m for t in texts for m in re.findall(r"\blocal\.(\w+)", t)}
+    assert locals_used - set(tf["locals"]) == set(), f"undeclared locals: {locals_used - set(tf['locals'])}"
+
+    declared = {(t, n) for t, named in tf["resource"].items() for n in named}
+    data_declared = {(t, n) for t, named in tf["data"].items() for n in named}
+    for text in texts:
+        if "${" not in text:
+            continue
+        for kind, rtype, name in re.findall(r"(?<![\w.])(data\.)?(google_[a-z0-9_]+|archive_file)\.([a-z0-9_]+)", text):
+            table = data_declared if kind else declared
+            assert (rtype, name) in table, f"{kind}{rtype}.{name} is referenced but not declared ({text!r})"
+
+
+def test_outputs(tf):
+    outputs = tf["output"]
+    assert {"ingest_base_url", "pings_bucket", "pings_topic", "subscriptions"} <= set(outputs)
+    base = _render(tf["locals"]["ingest_base_url"], tf)
+    assert base == "https://europe-west1-sample-project.cloudfunctions.net/"
+    assert _expr(outputs["ingest_base_url"]["value"]) == "local.ingest_base_url"
+    assert _expr(outputs["pings_bucket"]["value"]) == "google_storage_bucket.pings.name"
+    assert _expr(outputs["pings_topic"]["value"]) == "google_pubsub_topic.pings.name"
+    assert "google_pubsub_subscription.pings" in outputs["subscriptions"]["value"]
