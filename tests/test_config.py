@@ -1,0 +1,46 @@
+"""Configuration: one declaration per variable, all of them documented in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from telemetry import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_documents_every_variable_with_its_default():
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z0-9_]+)` \| (`[^`]*`|—) \|", readme, re.M))
+    assert set(rows) == set(config.VARIABLES)
+    for name, var in config.VARIABLES.items():
+        assert rows[name] == (f"`{var.default}`" if var.default else "—"), name
+
+
+def test_no_product_code_reads_the_environment_directly():
+    offenders = []
+    for path in [*ROOT.glob("telemetry/*.py"), *ROOT.glob("functions/*/main.py")]:
+        if path.name != "config.py" and re.search(r"os\.environ|os\.getenv", path.read_text()):
+            offenders.append(path.name)
+    assert offenders == []
+
+
+def test_values_defaults_and_errors():
+    assert config.get("MAX_BODY_BYTES", {}) == "262144"
+    assert config.get("MAX_BODY_BYTES", {"MAX_BODY_BYTES": ""}) == "262144"
+    assert config.get_int("MAX_BODY_BYTES", {"MAX_BODY_BYTES": "1024"}) == 1024
+    with pytest.raises(ValueError, match="MAX_BODY_BYTES must be an integer"):
+        config.get_int("MAX_BODY_BYTES", {"MAX_BODY_BYTES": "lots"})
+    with pytest.raises(ValueError, match="at least 1"):
+        config.get_int("STORAGE_ATTEMPTS", {"STORAGE_ATTEMPTS": "0"})
+    with pytest.raises(ValueError, match="INGEST_URL is not set"):
+        config.require("INGEST_URL", {})
+    with pytest.raises(KeyError):
+        config.get("NOT_A_SETTING", {})
+
+
+def test_subscription_names():
+    assert config.subscription_name("ping-objects", "tracking-skipped") == "ping-objects-tracking-skipped"
