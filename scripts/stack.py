@@ -228,16 +228,11 @@ def _bq_command() -> list[str]:
 
 
 def _bq_provision() -> None:
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
+    """The dataset and the history tables, from the same schema files Terraform reads."""
+    from telemetry import warehouse
 
-    client = bigquery.Client(
-        project=config.get("GCP_PROJECT"),
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=stack_env()["BIGQUERY_EMULATOR_HOST"]),
-    )
-    client.create_dataset(config.get("BQ_DATASET"), exists_ok=True)
+    os.environ["BIGQUERY_EMULATOR_HOST"] = stack_env()["BIGQUERY_EMULATOR_HOST"]
+    warehouse.ensure_tables(warehouse.bigquery_client(config.get("GCP_PROJECT")), config.get("BQ_DATASET"))
 
 
 def _mongo_command() -> list[str]:
@@ -248,6 +243,16 @@ def _mongo_command() -> list[str]:
         "--storage-path", str(MONGO_DIR),
         "--log-level", "WARNING",
     ]  # fmt: skip
+
+
+def _mongo_provision() -> None:
+    from telemetry import state
+
+    db = state.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
+    try:
+        state.ensure_indexes(db)
+    finally:
+        db.client.close()
 
 
 def _mongo_ready() -> bool:
@@ -306,7 +311,7 @@ SERVICES = [
         # bqemulator resolves gs://bucket/path to this folder: fake-gcs-server's root.
         extra_env=lambda: {"BQEMU_GCS_LOCAL_ROOT": str(GCS_ROOT)},
     ),
-    Service("mongodb", "MONGODB_PORT", _mongo_command, _mongo_ready),
+    Service("mongodb", "MONGODB_PORT", _mongo_command, _mongo_ready, _mongo_provision),
     Service(
         "ingest",
         "INGEST_PORT",

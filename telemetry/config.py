@@ -35,6 +35,13 @@ VARIABLES: dict[str, Variable] = {
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
         Variable("MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites` and `deactivations`."),
         Variable(
+            "MAIL_API_URL",
+            None,
+            "Dashboard API endpoint the pipelines POST new sites' contacts to (mail integrations); "
+            "unset: no mail is sent.",
+        ),
+        Variable("MAIL_API_TOKEN", None, "Bearer token for MAIL_API_URL, or a Secret Manager version name holding it."),
+        Variable(
             "INGEST_URL",
             None,
             "Base URL (ending in `/`) that serves `track`, `deactivate` and "

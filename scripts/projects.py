@@ -1,0 +1,71 @@
+"""Add or update a project in MongoDB `projects`, for local use (the dashboard owns them in production).
+
+    python scripts/projects.py add --name "SEO Toolkit" --hash 0123456789abcdef0123456789abcdef \\
+        --type plugin --custom-field license_type --custom-field orders_count \\
+        --mail mailchimp=LIST_ID --deactivation-reason too-expensive
+    python scripts/projects.py list
+
+Uses MONGODB_URI and MONGODB_DB (see .local/env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from telemetry import config, state
+from telemetry.payload import HASH_PATTERN
+
+MAIL_PROVIDERS = ("mailchimp", "mailjet", "wemail")
+
+
+def project_document(args: argparse.Namespace) -> dict:
+    if not HASH_PATTERN.fullmatch(args.hash):
+        raise SystemExit(f"--hash must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-', got {args.hash!r}")
+    integrations = {}
+    for spec in args.mail or []:
+        provider, _, list_id = spec.partition("=")
+        if provider not in MAIL_PROVIDERS or not list_id:
+            raise SystemExit(f"--mail takes PROVIDER=LIST_ID with PROVIDER one of {', '.join(MAIL_PROVIDERS)}")
+        integrations[provider] = {"enabled": True, "list_id": list_id}
+    return {
+        "hash": args.hash,
+        "name": args.name,
+        "type": args.type,
+        "custom_fields": args.custom_field or [],
+        "mail_integrations": integrations,
+        "deactivation_reasons": args.deactivation_reason or [],
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="add a project, or replace the one with the same hash")
+    add.add_argument("--name", required=True)
+    add.add_argument("--hash", required=True, help="the project's public id, as the plugin sends it")
+    add.add_argument("--type", choices=("plugin", "theme"), default="plugin")
+    add.add_argument("--custom-field", action="append", help="an `extra` key to keep (repeatable)")
+    add.add_argument("--mail", action="append", help="PROVIDER=LIST_ID, provider mailchimp, mailjet or wemail")
+    add.add_argument("--deactivation-reason", action="append", help="an extra reason slug (repeatable)")
+    commands.add_parser("list", help="print every project")
+    args = parser.parse_args(argv)
+
+    db = state.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    state.ensure_indexes(db)
+    if args.command == "add":
+        document = project_document(args)
+        db[state.PROJECTS].replace_one({"hash": document["hash"]}, document, upsert=True)
+        print(f"project {document['name']!r} ({document['hash']}) saved")
+    else:
+        for project in state.load_projects(db).values():
+            print(json.dumps(project, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

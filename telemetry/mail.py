@@ -1,0 +1,61 @@
+"""The mail integration: new sites' admin contacts go to the dashboard's API server,
+which subscribes them to the project's MailChimp, Mailjet or weMail list.
+
+One POST per batch of contacts of one project:
+
+    POST $MAIL_API_URL
+    Authorization: Bearer $MAIL_API_TOKEN          (when set)
+    {"project": "<hash>", "integrations": ["mailchimp"],
+     "contacts": [{"email": ..., "first_name": ..., "last_name": ..., "url": ..., "site": ...}]}
+
+Any 2xx means accepted. Connection errors, 429 and 5xx are retried with
+exponential backoff (urllib3's Retry); what still fails raises MailApiError.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import urllib3
+from urllib3.util.retry import Retry
+
+RETRY = Retry(
+    total=4,
+    backoff_factor=0.5,
+    status_forcelist=(429, 500, 502, 503, 504),
+    allowed_methods=frozenset({"POST"}),  # the API server deduplicates by (project, url)
+    raise_on_status=False,
+)
+
+
+class MailApiError(RuntimeError):
+    """The batch was not accepted; its contacts were not subscribed."""
+
+
+def contact(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "email": record.get("admin_email"),
+        "first_name": record.get("first_name"),
+        "last_name": record.get("last_name"),
+        "url": record["url"],
+        "site": record.get("site"),
+    }
+
+
+class MailApi:
+    def __init__(self, url: str, token: str | None = None, timeout_seconds: float = 10.0):
+        self._url = url
+        self._headers = {"Content-Type": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._http = urllib3.PoolManager(retries=RETRY, timeout=urllib3.Timeout(total=timeout_seconds))
+
+    def subscribe(self, project_hash: str, integrations: list[str], contacts: list[dict[str, Any]]) -> None:
+        body = json.dumps({"project": project_hash, "integrations": integrations, "contacts": contacts})
+        try:
+            response = self._http.request("POST", self._url, body=body.encode(), headers=self._headers)
+        except urllib3.exceptions.HTTPError as e:
+            raise MailApiError(f"mail API unreachable: {e}") from e
+        if not 200 <= response.status < 300:
+            raise MailApiError(f"mail API answered {response.status}: {response.data[:200]!r}")

@@ -1,0 +1,309 @@
+"""The pipelines' DoFns that talk to services: Pub/Sub, Cloud Storage, MongoDB,
+BigQuery and the mail API. Clients are created once per DoFn instance, in `setup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from telemetry import records, state, warehouse
+from telemetry.pipelines.settings import PipelineSettings
+from telemetry.pipelines.transforms import NAMESPACE
+
+log = logging.getLogger("telemetry.pipelines")
+
+ACKS = "acks"
+PULL_BATCH = 1000
+# An empty answer to a pull that returns immediately can hide messages on the real
+# service; a few in a row mean drained. What a run misses stays for the next one.
+EMPTY_PULLS_TO_STOP = 3
+READ_THREADS = 16
+
+
+def storage_client(project: str):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from telemetry import config
+
+    if config.get("STORAGE_EMULATOR_HOST"):
+        return storage.Client(project=project, credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+class DrainSubscription(beam.DoFn):
+    """Subscription path -> the names of the newly finalized ping objects it announces.
+
+    Pulls until the subscription is empty. Every pulled message's ack id goes to
+    the `acks` output, to be acknowledged only after the sinks commit. Messages
+    about other buckets, other prefixes (the emulator does not apply subscription
+    filters) or other events are acknowledged as well, and counted as ignored.
+    """
+
+    def __init__(self, settings: PipelineSettings, route: str):
+        self._settings = settings
+        self._route = route
+
+    def setup(self):
+        from google.cloud import pubsub_v1
+
+        self._subscriber = pubsub_v1.SubscriberClient()
+
+    def teardown(self):
+        self._subscriber.close()
+
+    def process(self, subscription: str):
+        ignored = Metrics.counter(NAMESPACE, f"notifications_ignored_{self._route}")
+        empty_pulls = 0
+        while empty_pulls < EMPTY_PULLS_TO_STOP:
+            response = self._subscriber.pull(
+                request={"subscription": subscription, "max_messages": PULL_BATCH, "return_immediately": True},
+                timeout=60,
+            )
+            if not response.received_messages:
+                empty_pulls += 1
+                time.sleep(0.2)
+                continue
+            empty_pulls = 0
+            for received in response.received_messages:
+                attributes = received.message.attributes
+                name = attributes.get("objectId", "")
+                if (
+                    attributes.get("eventType") == "OBJECT_FINALIZE"
+                    and attributes.get("bucketId") == self._settings.bucket
+                    and name.startswith(f"{self._route}/")
+                    and name.endswith(".json")
+                ):
+                    yield name
+                else:
+                    ignored.inc()
+                yield pvalue.TaggedOutput(ACKS, (subscription, received.ack_id))
+
+
+class ListHourObjects(beam.DoFn):
+    """An hour (`YYYY/MM/DD/HH`) -> the names of the route's objects received in it."""
+
+    def __init__(self, settings: PipelineSettings, route: str):
+        self._settings = settings
+        self._route = route
+
+    def setup(self):
+        self._bucket = storage_client(self._settings.project).bucket(self._settings.bucket)
+
+    def process(self, hour_path: str):
+        for blob in self._bucket.list_blobs(prefix=f"{self._route}/{hour_path}/"):
+            if blob.name.endswith(".json"):
+                yield blob.name
+
+
+class ReadObjects(beam.DoFn):
+    """A batch of object names -> (name, bytes), or (name, None) for an object that is gone.
+
+    Objects are small and many, so a batch is fetched by a pool of threads:
+    the cost is round trips, not bytes. Any other read failure fails the
+    bundle, so nothing is acknowledged and a re-run reads it again.
+    """
+
+    def __init__(self, settings: PipelineSettings):
+        self._settings = settings
+
+    def setup(self):
+        self._bucket = storage_client(self._settings.project).bucket(self._settings.bucket)
+        self._pool = ThreadPoolExecutor(max_workers=READ_THREADS)
+
+    def teardown(self):
+        self._pool.shutdown(wait=False)
+
+    def _read(self, name: str) -> tuple[str, bytes | None]:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return name, self._bucket.blob(name).download_as_bytes()
+        except NotFound:
+            return name, None
+
+    def process(self, names: list[str]):
+        read = Metrics.counter(NAMESPACE, "objects_read")
+        for result in self._pool.map(self._read, names):
+            read.inc()
+            yield result
+
+
+class LoadProjects(beam.DoFn):
+    """Emits (hash, project) for every project in MongoDB `projects`."""
+
+    def __init__(self, settings: PipelineSettings):
+        self._settings = settings
+
+    def process(self, _):
+        db = state.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
+        try:
+            state.ensure_indexes(db)
+            yield from state.load_projects(db).items()
+        finally:
+            db.client.close()
+
+
+class _MongoFn(beam.DoFn):
+    def __init__(self, settings: PipelineSettings):
+        self._settings = settings
+
+    def setup(self):
+        self._db = state.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
+
+    def teardown(self):
+        self._db.client.close()
+
+
+class UpsertSites(_MongoFn):
+    """A batch of (record, first seen, last seen) -> folded into MongoDB `sites`.
+
+    Emits the records of sites whose project has a mail integration, for the mail step.
+    """
+
+    def process(self, batch: list[tuple[dict[str, Any], datetime, datetime]], projects: dict[str, dict]):
+        from telemetry.pipelines.transforms import mail_flag
+
+        updates, mailable = [], []
+        for record, first_seen, last_seen in batch:
+            mail = mail_flag(record, projects)
+            updates += state.site_updates(record, first_seen, last_seen, mail)
+            if mail:
+                mailable.append(record)
+        result = state.apply(self._db[state.SITES], updates)
+        if result is not None:
+            Metrics.counter(NAMESPACE, "sites_inserted").inc(len(result.upserted_ids))
+            Metrics.counter(NAMESPACE, "site_updates_applied").inc(result.modified_count)
+        yield from mailable
+
+
+class UpsertDeactivations(_MongoFn):
+    """A batch of deactivation records -> the latest per site in MongoDB `deactivations`."""
+
+    def process(self, batch: list[dict[str, Any]]):
+        updates = [u for record in batch for u in state.deactivation_update(record)]
+        result = state.apply(self._db[state.DEACTIVATIONS], updates)
+        yield len(batch) if result is not None else 0
+
+
+class SendMail(_MongoFn):
+    """Site records of projects with a mail integration -> contacts of the new ones sent, once.
+
+    Only sites still `pending` are claimed (atomically), so a retried bundle or a
+    re-run never sends a contact twice. A failed call is logged and counted and
+    the sites are marked `failed`; it never fails the job.
+    """
+
+    def setup(self):
+        super().setup()
+        from telemetry.mail import MailApi
+
+        url = self._settings.mail_api_url
+        self._api = MailApi(url, self._settings.mail_api_token()) if url else None
+
+    def process(self, element: tuple[str, list[dict[str, Any]]], projects: dict[str, dict]):
+        from telemetry.mail import MailApiError, contact
+
+        project_hash, site_records = element
+        if self._api is None:  # the sites stay pending until a run has a mail API
+            Metrics.counter(NAMESPACE, "mail_skipped_not_configured").inc(len(site_records))
+            return
+        sites = self._db[state.SITES]
+        by_url = {record["url"]: record for record in site_records}
+        claim = uuid.uuid4().hex
+        claimed = state.claim_pending_mail(sites, project_hash, sorted(by_url), claim)
+        if not claimed:
+            return
+        integrations = state.enabled_mail_integrations(projects[project_hash])
+        contacts = [contact(by_url[doc["url"]]) for doc in claimed]
+        try:
+            self._api.subscribe(project_hash, integrations, contacts)
+        except MailApiError as e:
+            Metrics.counter(NAMESPACE, "mail_failed").inc(len(contacts))
+            state.finish_mail(sites, claim, state.MAIL_FAILED, _now(), str(e))
+            log.error(
+                "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": str(e)}
+            )
+            return
+        Metrics.counter(NAMESPACE, "mail_sent").inc(len(contacts))
+        state.finish_mail(sites, claim, state.MAIL_SENT, _now())
+        yield len(contacts)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StageHistory(beam.DoFn):
+    """A batch of records -> streamed into this run's staging table of `table`; emits the row count."""
+
+    def __init__(self, settings: PipelineSettings, table: warehouse.Table, run_id: str):
+        self._settings = settings
+        self._table = table
+        self._run_id = run_id
+
+    def setup(self):
+        client = warehouse.bigquery_client(self._settings.project)
+        self._writer = warehouse.HistoryWriter(client, self._settings.bq_dataset, self._table, self._run_id)
+        self._columns = warehouse.columns(self._table.name)
+
+    def process(self, batch: list[dict[str, Any]]):
+        yield self._writer.stage([records.bigquery_row(r, self._columns) for r in batch])
+
+
+class MergeHistory(beam.DoFn):
+    """Runs once, after every StageHistory bundle (its side inputs): MERGE each
+    staging table into its history table, per route where asked, then drop it."""
+
+    def __init__(self, settings: PipelineSettings, run_id: str, merges: list[tuple[warehouse.Table, str | None]]):
+        self._settings = settings
+        self._run_id = run_id
+        self._merges = merges
+
+    def process(self, _, *staged_counts):
+        client = warehouse.bigquery_client(self._settings.project)
+        writers = {}
+        for table, route in self._merges:
+            writer = writers.setdefault(
+                table.name, warehouse.HistoryWriter(client, self._settings.bq_dataset, table, self._run_id)
+            )
+            result = writer.merge(route)
+            name = f"{table.name}_{route or 'all'}"
+            Metrics.counter(NAMESPACE, f"staged_{name}").inc(result.staged)
+            Metrics.counter(NAMESPACE, f"inserted_{name}").inc(result.inserted)
+            yield result
+        for writer in writers.values():
+            writer.drop_staging()
+
+
+class AckNotifications(beam.DoFn):
+    """Runs once, after every sink (its side inputs): acknowledge the drained notifications."""
+
+    def process(self, _, acks: list[tuple[str, str]], *sinks_done):
+        from google.cloud import pubsub_v1
+
+        by_subscription: dict[str, list[str]] = {}
+        for subscription, ack_id in acks:
+            by_subscription.setdefault(subscription, []).append(ack_id)
+        if not by_subscription:
+            return
+        subscriber = pubsub_v1.SubscriberClient()
+        try:
+            for subscription, ack_ids in by_subscription.items():
+                for start in range(0, len(ack_ids), PULL_BATCH):
+                    subscriber.acknowledge(
+                        request={"subscription": subscription, "ack_ids": ack_ids[start : start + PULL_BATCH]}
+                    )
+                Metrics.counter(NAMESPACE, "notifications_acked").inc(len(ack_ids))
+        finally:
+            subscriber.close()
+        yield len(acks)
