@@ -9,13 +9,16 @@ STACK := $(PY) scripts/stack.py
 CHECKOV_VENV := .local/checkov-venv
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: help venv system-deps up down status demo test unit lint check-terraform bench bench-ingest clean
+.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines project \
+	bench bench-ingest bench-pipeline clean
 
 help:
 	@echo "make demo           run the product end to end on the local stack"
 	@echo "make test           lint, static checks, unit and integration tests (starts the stack)"
 	@echo "make up / down      start / stop the local stack (writes .local/env)"
+	@echo "make pipelines      run both hourly pipelines on the stack from make up (HOUR=YYYY-MM-DDTHH: that hour)"
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
+	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
 
 venv: $(STAMP)
 
@@ -53,6 +56,13 @@ status: venv
 demo: venv
 	$(STACK) run -- $(PY) scripts/demo.py
 
+# Both pipelines on DirectRunner: notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
+pipelines: venv
+	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
+	. ./.local/env && for name in tracking deactivation; do \
+	  $(PY) -m telemetry.pipelines.build $$name --runner DirectRunner $(if $(HOUR),--hour $(HOUR)) || exit 1; \
+	done
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -68,10 +78,13 @@ check-terraform: venv
 test: venv system-deps lint check-terraform
 	$(STACK) run -- $(PY) -m pytest -q
 
-bench: bench-ingest
+bench: bench-ingest bench-pipeline
 
 bench-ingest: venv system-deps
 	$(STACK) run -- $(PY) scripts/bench_ingest.py
+
+bench-pipeline: venv
+	$(STACK) run -- $(PY) scripts/bench_pipeline.py
 
 clean: down
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build

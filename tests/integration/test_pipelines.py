@@ -1,0 +1,286 @@
+"""The hourly pipelines on DirectRunner against the local stack.
+
+Pings go in through $INGEST_URL (or, where a test needs exact receipt times or
+a broken object, straight into the bucket); the pipelines run in-process; the
+checks read MongoDB and BigQuery. Each test uses project hashes of its own.
+The dashboard's mail API has no local stand-in, so a small HTTP receiver in
+the test process plays it (the only stand-in written for the tests).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import random
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+import pymongo
+import pytest
+import requests
+
+from telemetry import records, state, warehouse
+from telemetry.pipelines import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import sample_pings
+import stack
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+
+
+@pytest.fixture(scope="module")
+def db():
+    database = state.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
+    yield database
+    database.client.close()
+
+
+@pytest.fixture(scope="module")
+def bq():
+    return warehouse.bigquery_client(os.environ["GCP_PROJECT"])
+
+
+def new_project(db, **fields) -> str:
+    project_hash = uuid.uuid4().hex
+    db[state.PROJECTS].insert_one({"hash": project_hash, "name": "test", "type": "plugin", "custom_fields": [],
+                                   "mail_integrations": {}, **fields})  # fmt: skip
+    return project_hash
+
+
+def post(ingest_url: str, route: str, body: dict) -> str:
+    response = requests.post(ingest_url + route, data=sample_pings.http_build_query(body), headers=FORM, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def run(name: str, *args: str) -> dict:
+    pipeline, result, waited = build.run([name, "--runner", "DirectRunner", *args])
+    assert waited
+    report = build.report_from_metrics(pipeline, result)
+    assert report["balanced"], report
+    return report
+
+
+def run_both(*args: str) -> dict[str, dict]:
+    return {name: run(name, *args) for name in ("tracking", "deactivation")}
+
+
+def bq_rows(bq, table: str, where: str) -> list[dict]:
+    sql = f"SELECT * FROM `{bq.project}.{os.environ['BQ_DATASET']}.{table}` WHERE {where} ORDER BY received_at"  # noqa: S608
+    return [dict(row) for row in bq.query(sql).result()]
+
+
+def snapshot(db, bq, hashes: list[str]) -> dict:
+    quoted = ", ".join(f"'{h}'" for h in hashes)
+    return {
+        "sites": sorted(map(repr, db[state.SITES].find({"hash": {"$in": hashes}}, {"_id": 0}).sort("url"))),
+        "deactivations": sorted(map(repr, db[state.DEACTIVATIONS].find({"hash": {"$in": hashes}}, {"_id": 0}))),
+        **{
+            t: len(bq_rows(bq, t, f"hash IN ({quoted})"))
+            for t in ("sites", "deactivations", "tracking_skipped", "rejected")
+        },
+    }
+
+
+def put_object(bucket, route: str, received_at: datetime, data: bytes) -> str:
+    name = f"{route}/{received_at:%Y/%m/%d/%H}/{uuid.uuid4()}.json"
+    bucket.blob(name).upload_from_string(data, content_type="application/json")
+    return name
+
+
+def stored_ping(route: str, received_at: datetime, body: dict) -> bytes:
+    ping_id = str(uuid.uuid4())
+    return json.dumps({"id": ping_id, "received_at": records.format_timestamp(received_at), "route": route,
+                       "payload": body, "raw": ""}).encode()  # fmt: skip
+
+
+def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, bq):
+    rng = random.Random(5)
+    project = new_project(db, custom_fields=["license_type"], deactivation_reasons=["too-expensive"])
+    stranger = uuid.uuid4().hex  # no project has it
+    hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+
+    for site in range(3):
+        post(
+            ingest_url,
+            "track",
+            sample_pings.track_payload(rng, project, site, extra={"license_type": "pro", "secret": "s3"}),
+        )
+    newest = sample_pings.track_payload(rng, project, 0, extra={"license_type": "agency"})
+    newest["wp"]["version"] = "6.7.1"
+    post(ingest_url, "track", newest)  # site 0 again: the latest ping wins
+    post(ingest_url, "track", sample_pings.track_payload(rng, stranger, 9))
+    deactivation = sample_pings.deactivate_payload(rng, project, 1)
+    deactivation["reason_id"] = "too-expensive"  # one of the project's own reasons
+    post(ingest_url, "deactivate", deactivation)
+    bad_reason = sample_pings.deactivate_payload(rng, project, 2)
+    bad_reason["reason_id"] = "because-reasons"
+    post(ingest_url, "deactivate", bad_reason)
+    for _ in range(2):
+        post(ingest_url, "tracking-skipped", sample_pings.tracking_skipped_payload(rng, project))
+    broken = put_object(bucket, "track", datetime.now(UTC), b"this is not JSON")
+
+    reports = run_both()
+    assert reports["tracking"]["routes"]["track"]["objects_read"] >= 6
+
+    sites = {doc["url"]: doc for doc in db[state.SITES].find({"hash": project}, {"_id": 0})}
+    assert sorted(sites) == [sample_pings.site_url(i) for i in range(3)]
+    site0 = sites[sample_pings.site_url(0)]
+    assert site0["wp_version"] == "6.7.1" and site0["custom_fields"] == {"license_type": "agency"}
+    assert site0["status"] == "active" and site0["first_seen"] < site0["last_seen"]
+    assert isinstance(site0["users_total"], int) and isinstance(site0["multisite"], bool)
+    assert sites[sample_pings.site_url(1)]["status"] == "deactivated"
+    assert "secret" not in json.dumps([doc["custom_fields"] for doc in sites.values()])
+    [deactivated] = db[state.DEACTIVATIONS].find({"hash": project})
+    assert deactivated["reason_id"] == "too-expensive" and deactivated["url"] == sample_pings.site_url(1)
+
+    assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 5  # 4 track + the deactivated site's ping
+    assert [r["reason_id"] for r in bq_rows(bq, "deactivations", f"hash = '{project}'")] == ["too-expensive"]
+    assert len(bq_rows(bq, "tracking_skipped", f"hash = '{project}'")) == 2
+    rejected = {r["reason"]: r for r in bq_rows(bq, "rejected", f"hash IN ('{project}', '{stranger}')")}
+    assert set(rejected) == {"unknown_project", "unknown_reason"}
+    assert "admin_email" not in rejected["unknown_project"]["payload"]
+    assert "ip_address" not in rejected["unknown_project"]["payload"]
+    [not_json] = bq_rows(bq, "rejected", f"source = '{broken}'")
+    assert not_json["reason"] == "invalid_object" and not_json["route"] == "track"
+    custom = json.loads(
+        bq_rows(bq, "sites", f"hash = '{project}' AND url = '{sample_pings.site_url(2)}'")[0]["custom_fields"]
+    )
+    assert custom == {"license_type": "pro"}
+
+    before = snapshot(db, bq, [project, stranger])
+    again = run_both()  # notification mode: everything was acknowledged
+    assert again["tracking"]["routes"]["track"]["objects_read"] == 0
+    hour_mode = run_both("--hour", hour)  # reprocess the hour: all duplicates
+    for report in hour_mode.values():
+        for line in report["routes"].values():
+            assert line["rows_written"] == 0 and line["rejected"] == 0
+            assert line["duplicates_skipped"] == line["objects_read"]
+    assert snapshot(db, bq, [project, stranger]) == before
+
+
+def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
+    project = new_project(db)
+    rng = random.Random(8)
+    t_old = datetime.now(UTC).replace(minute=0, second=1, microsecond=0)
+    t_new = t_old + timedelta(minutes=30)
+    new_body = sample_pings.track_payload(rng, project, 1)
+    new_body["project_version"] = "9.9.9"
+    old_body = sample_pings.track_payload(rng, project, 1)
+    old_body["project_version"] = "1.0.0"
+
+    put_object(bucket, "track", t_new, stored_ping("track", t_new, new_body))
+    run("tracking")
+    put_object(bucket, "track", t_old, stored_ping("track", t_old, old_body))  # arrives late
+    run("tracking")
+
+    [site] = db[state.SITES].find({"hash": project})
+    assert site["project_version"] == "9.9.9"
+    assert site["first_seen"] == t_old.replace(tzinfo=site["first_seen"].tzinfo)
+    assert site["last_seen"] == t_new.replace(tzinfo=site["last_seen"].tzinfo)
+    assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 2  # both are history
+
+
+def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ingest_url, db, bq):
+    project = new_project(db)
+    rng = random.Random(13)
+    ids = [post(ingest_url, "track", sample_pings.track_payload(rng, project, i)) for i in range(5)]
+    mongo = next(s for s in stack.SERVICES if s.name == "mongodb")
+    stack.stop(mongo)
+    try:
+        with pytest.raises(Exception, match=r"(?i)(connect|refused|timed out|ServerSelection)"):
+            build.run(["tracking", "--runner", "DirectRunner"])
+    finally:
+        stack.start(mongo)
+    report = run("tracking")  # the notifications were not acknowledged: they come again
+    assert report["routes"]["track"]["objects_read"] >= 5
+    rows = bq_rows(bq, "sites", f"hash = '{project}'")
+    assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once
+    assert db[state.SITES].count_documents({"hash": project}) == 5
+
+
+class _MailReceiver(http.server.BaseHTTPRequestHandler):
+    calls: ClassVar[list[dict]] = []
+    fail_next: ClassVar[int] = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        if cls.fail_next:
+            cls.fail_next -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        cls.calls.append({"body": body, "authorization": self.headers.get("Authorization")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mail_api():
+    _MailReceiver.calls = []
+    _MailReceiver.fail_next = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MailReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/subscribe", _MailReceiver
+    server.shutdown()
+
+
+def test_mail_integration_called_once_per_new_site(ingest_url, db, mail_api):
+    url, receiver = mail_api
+    project = new_project(db, mail_integrations={"mailchimp": {"enabled": True, "list_id": "L1"},
+                                                 "mailjet": {"enabled": False}})  # fmt: skip
+    quiet = new_project(db)  # no integration: never mailed
+    rng = random.Random(21)
+    for site in (1, 2):
+        post(ingest_url, "track", sample_pings.track_payload(rng, project, site))
+    post(ingest_url, "track", sample_pings.track_payload(rng, quiet, 1))
+    receiver.fail_next = 1  # the first call fails: retried
+    run("tracking", "--mail_api_url", url, "--mail_api_token", "t0ken")
+
+    mine = [c for c in receiver.calls if c["body"]["project"] == project]
+    assert len(mine) == 1
+    assert mine[0]["authorization"] == "Bearer t0ken"
+    assert mine[0]["body"]["integrations"] == ["mailchimp"]
+    assert sorted(c["url"] for c in mine[0]["body"]["contacts"]) == [sample_pings.site_url(1), sample_pings.site_url(2)]
+    assert not [c for c in receiver.calls if c["body"]["project"] == quiet]
+
+    post(ingest_url, "track", sample_pings.track_payload(rng, project, 2))  # known site
+    post(ingest_url, "track", sample_pings.track_payload(rng, project, 3))  # new site
+    run("tracking", "--mail_api_url", url)
+    run("tracking", "--mail_api_url", url, "--hour", datetime.now(UTC).strftime("%Y-%m-%dT%H"))
+    mine = [c for c in receiver.calls if c["body"]["project"] == project]
+    assert [[c["url"] for c in call["body"]["contacts"]] for call in mine[1:]] == [[sample_pings.site_url(3)]]
+    statuses = {d["url"]: d["mail"]["status"] for d in db[state.SITES].find({"hash": project})}
+    assert set(statuses.values()) == {state.MAIL_SENT}
+
+
+def test_mail_failure_is_counted_and_never_fails_the_job(ingest_url, db):
+    project = new_project(db, mail_integrations={"wemail": {"enabled": True}})
+    post(ingest_url, "track", sample_pings.track_payload(random.Random(1), project, 1))
+    run("tracking", "--mail_api_url", "http://127.0.0.1:9/nothing-listens")
+    [site] = db[state.SITES].find({"hash": project})
+    assert site["mail"]["status"] == state.MAIL_FAILED and site["mail"]["error"]
+
+
+def test_indexes(db):
+    sites = db[state.SITES].index_information()
+    assert sites["hash_url_unique"]["unique"] is True
+    assert sites["hash_last_seen"]["key"] == [("hash", 1), ("last_seen", -1)]
+    key = {"hash": f"dup-{uuid.uuid4().hex}", "url": "https://dup.example.org"}
+    db[state.SITES].insert_one(dict(key))
+    try:
+        with pytest.raises(pymongo.errors.DuplicateKeyError):
+            db[state.SITES].insert_one(dict(key))
+    finally:
+        db[state.SITES].delete_many(key)
