@@ -1,19 +1,27 @@
 """End-to-end demo on the local stack (run by `make demo`, which starts and stops the stack).
 
-Posts a realistic hour of pings from a few sites of two projects, as the
-WordPress client library encodes them, plus a few bad requests; then shows
-what landed in Cloud Storage and the notifications Pub/Sub delivered.
+1. Adds two projects to MongoDB `projects` (one with a MailChimp integration).
+2. Posts a realistic hour of pings from their sites, as the WordPress client
+   library encodes them, plus a few bad requests, and shows what landed in
+   Cloud Storage and the notifications Pub/Sub delivered.
+3. Runs both hourly pipelines and shows the latest state in MongoDB, the
+   history in BigQuery, the rejected records and the mail integration's
+   calls (received by a small HTTP server standing in for the dashboard's API).
+4. Runs the pipelines again: nothing new is read, nothing changes.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import random
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 import requests
 from google.auth.credentials import AnonymousCredentials
@@ -30,11 +38,13 @@ from sample_pings import (  # noqa: E402
     tracking_skipped_payload,
 )
 
-from telemetry import config  # noqa: E402
+from telemetry import config, state, warehouse  # noqa: E402
 from telemetry.payload import ROUTES  # noqa: E402
+from telemetry.pipelines import build  # noqa: E402
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 
+UNKNOWN_PROJECT = project_hash("not-a-customer")
 BAD_REQUESTS = [
     ("track", "url=https%3A%2F%2Fno-hash.example.org", FORM),
     ("track", f"hash={project_hash('demo-seo')}&url=not-a-url", FORM),
@@ -43,11 +53,101 @@ BAD_REQUESTS = [
 ]
 
 
+class MailApiStandIn(http.server.BaseHTTPRequestHandler):
+    """Plays the dashboard's API server: records each subscribe call."""
+
+    calls: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        type(self).calls.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def add_projects(db) -> list[str]:
+    seo, forms = project_hash("demo-seo"), project_hash("demo-forms")
+    db[state.PROJECTS].replace_one(
+        {"hash": seo},
+        {
+            "hash": seo,
+            "name": "SEO Toolkit",
+            "type": "plugin",
+            "custom_fields": ["license_type"],
+            "mail_integrations": {"mailchimp": {"enabled": True, "list_id": "demo-list"}},
+            "deactivation_reasons": ["too-expensive"],
+        },
+        upsert=True,
+    )
+    db[state.PROJECTS].replace_one(
+        {"hash": forms},
+        {
+            "hash": forms,
+            "name": "Forms Pro",
+            "type": "plugin",
+            "custom_fields": ["orders_count"],
+            "mail_integrations": {},
+        },
+        upsert=True,
+    )
+    print(f"projects: SEO Toolkit ({seo}, MailChimp), Forms Pro ({forms})")
+    return [seo, forms]
+
+
+def run_pipelines(mail_api_url: str) -> None:
+    for name in build.PIPELINES:
+        pipeline, result, _ = build.run([name, "--runner", "DirectRunner", "--mail_api_url", mail_api_url])
+        print(build.format_report(build.report_from_metrics(pipeline, result)))
+
+
+def show_results(db, projects: list[str]) -> None:
+    bq = warehouse.bigquery_client(config.require("GCP_PROJECT"))
+    dataset = config.require("BQ_DATASET")
+    for project_hash_ in projects:
+        name = db[state.PROJECTS].find_one({"hash": project_hash_})["name"]
+        sites = db[state.SITES]
+        active = sites.count_documents({"hash": project_hash_, "status": "active"})
+        deactivated = sites.count_documents({"hash": project_hash_, "status": "deactivated"})
+        print(
+            f"  MongoDB sites of {name}: {active} active, {deactivated} deactivated; "
+            f"deactivations: {db[state.DEACTIVATIONS].count_documents({'hash': project_hash_})}"
+        )
+    newest = db[state.SITES].find({"hash": projects[0]}, {"_id": 0}).sort("last_seen", -1).limit(1)[0]
+    shown = {
+        k: newest[k]
+        for k in (
+            "url",
+            "site",
+            "wp_version",
+            "php_version",
+            "users_total",
+            "multisite",
+            "custom_fields",
+            "status",
+            "first_seen",
+            "last_seen",
+            "mail",
+        )
+    }
+    print("  newest site document (some fields):")
+    print("   ", json.dumps(shown, default=str, ensure_ascii=False))
+    for table in ("sites", "deactivations", "tracking_skipped", "rejected"):
+        count = next(iter(bq.query(f"SELECT COUNT(*) FROM `{bq.project}.{dataset}.{table}`").result()))[0]
+        print(f"  BigQuery {dataset}.{table}: {count} rows")
+    reasons = bq.query(
+        f"SELECT reason, COUNT(*) n FROM `{bq.project}.{dataset}.rejected` GROUP BY reason ORDER BY reason"
+    )
+    print("  rejected by reason: " + ", ".join(f"{r['reason']} {r['n']}" for r in reasons.result()))
+
+
 def main() -> int:
     ingest_url = config.require("INGEST_URL")
     project, topic = config.require("GCP_PROJECT"), config.require("PINGS_TOPIC")
     rng = random.Random(2026)
-    projects = [project_hash("demo-seo"), project_hash("demo-forms")]
+    db = state.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    projects = add_projects(db)
 
     subscriber = pubsub_v1.SubscriberClient()
     watch = subscriber.subscription_path(project, f"demo-{uuid.uuid4().hex[:8]}")
@@ -60,6 +160,10 @@ def main() -> int:
         pings.append(("deactivate", deactivate_payload(rng, projects[site % 2], site)))
     for _ in range(12):
         pings.append(("tracking-skipped", tracking_skipped_payload(rng, rng.choice(projects))))
+    pings.append(("track", track_payload(rng, UNKNOWN_PROJECT, 99)))  # accepted by ingest, rejected by the pipeline
+    odd_reason = deactivate_payload(rng, projects[0], 7)
+    odd_reason["reason_id"] = "no-such-reason"
+    pings.append(("deactivate", odd_reason))
     rng.shuffle(pings)
 
     http = requests.Session()
@@ -117,6 +221,19 @@ def main() -> int:
     routes = ", ".join(config.subscription_name(topic, r) for r in ROUTES)
     print(f"(the pipelines' subscriptions {routes} hold the same notifications)")
     ok = sum(count for (_, status), count in answers.items() if status == 200)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MailApiStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mail_api_url = f"http://127.0.0.1:{server.server_address[1]}/subscribe"
+    print("\nrunning the hourly pipelines (DirectRunner, notification mode):")
+    run_pipelines(mail_api_url)
+    show_results(db, projects)
+    contacts = sum(len(call["contacts"]) for call in MailApiStandIn.calls)
+    print(f"  mail integration: {len(MailApiStandIn.calls)} call(s) to the dashboard API, {contacts} new contacts")
+    print("\nrunning them again: the notifications were acknowledged, nothing is read twice:")
+    run_pipelines(mail_api_url)
+    server.shutdown()
+    db.client.close()
     return 0 if ok == len(pings) and sum(received.values()) == len(pings) else 1
 
 

@@ -3,16 +3,16 @@
 Invariants:
 - `sites` and `deactivations` hold one document per (`hash`, `url`), enforced
   by a unique index.
-- An older ping never overwrites newer state: the `$set` of a ping's fields
-  only applies while the stored `received_at` is older. `first_seen` and
-  `last_seen` move only outward (`$min`/`$max`). Replaying any set of pings,
-  in any order, any number of times, ends in the same documents.
+- An older ping never overwrites newer state: a ping's fields are merged
+  only while the stored `received_at` is older. `first_seen` and `last_seen`
+  move only outward. Replaying any set of pings, in any order, any number of
+  times, ends in the same documents.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
@@ -64,45 +64,68 @@ def enabled_mail_integrations(project: dict[str, Any]) -> list[str]:
     )
 
 
-def _newer_than_stored(received_at: datetime) -> dict[str, Any]:
-    return {"$or": [{"received_at": {"$lt": received_at}}, {"received_at": {"$exists": False}}]}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def site_updates(record: dict[str, Any], first_seen: datetime, last_seen: datetime, mail: bool) -> list[UpdateOne]:
-    """The two updates that fold one site's latest record into `sites`.
+def _newest_wins(received_at: datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline stage: merge `fields` into the document only if it holds an older ping.
 
-    The first creates the document if needed and widens first/last seen (and
-    marks a new site of a project with a mail integration as pending); the
-    second sets the record's fields only if it is newer than what is stored.
+    The guard lives in the update, not in the filter, so the filter is exactly the
+    unique (hash, url) key and any MongoDB answers it from that index (SecantusDB,
+    the local stand-in, scans the collection for any extra predicate). Values are
+    `$literal`, so a string such as "$100" is never read as a field path.
     """
-    key = {"hash": record["hash"], "url": record["url"]}
-    on_insert = {"mail": {"status": MAIL_PENDING}} if mail else {}
-    seen: dict[str, Any] = {"$min": {"first_seen": first_seen}, "$max": {"last_seen": last_seen}}
-    if on_insert:
-        seen["$setOnInsert"] = on_insert
-    fields = {k: v for k, v in record.items() if k not in ("hash", "url")}
-    return [
-        UpdateOne(key, seen, upsert=True),
-        UpdateOne({**key, **_newer_than_stored(record["received_at"])}, {"$set": fields}),
-    ]
+    newer = {"$lt": [{"$ifNull": ["$received_at", EPOCH]}, received_at]}
+    merged = {"$mergeObjects": ["$$ROOT", {"$literal": {**fields, "received_at": received_at}}]}
+    return {"$replaceWith": {"$cond": [newer, merged, "$$ROOT"]}}
 
 
-def deactivation_update(record: dict[str, Any]) -> list[UpdateOne]:
-    """Upsert the latest deactivation of a site; an older one changes nothing."""
-    key = {"hash": record["hash"], "url": record["url"]}
+def _is_new(field: str) -> dict[str, Any]:
+    return {"$eq": [{"$type": f"${field}"}, "missing"]}
+
+
+def site_update(record: dict[str, Any], first_seen: datetime, last_seen: datetime, mail: bool) -> UpdateOne:
+    """One upsert that folds a site's latest record of a run into `sites`.
+
+    Creates the document if needed; sets the record's fields only if it is newer
+    than what is stored; widens first/last seen; and marks a site that is new
+    to a project with a mail integration as pending.
+    """
     fields = {k: v for k, v in record.items() if k not in ("hash", "url")}
-    return [
-        UpdateOne(key, {"$setOnInsert": {"first_deactivated_at": record["received_at"]}}, upsert=True),
-        UpdateOne({**key, **_newer_than_stored(record["received_at"])}, {"$set": fields}),
-    ]
+    stages: list[dict[str, Any]] = []
+    if mail:
+        pending = {"$literal": {"status": MAIL_PENDING}}
+        stages.append({"$set": {"mail": {"$cond": [_is_new("first_seen"), pending, "$mail"]}}})
+    stages.append(_newest_wins(record["received_at"], fields))
+    stages.append(
+        {
+            "$set": {
+                "first_seen": {"$min": [{"$ifNull": ["$first_seen", first_seen]}, first_seen]},
+                "last_seen": {"$max": [{"$ifNull": ["$last_seen", last_seen]}, last_seen]},
+            }
+        }
+    )
+    return UpdateOne({"hash": record["hash"], "url": record["url"]}, stages, upsert=True)
+
+
+def deactivation_update(record: dict[str, Any]) -> UpdateOne:
+    """Upsert the latest deactivation of a site; an older one changes nothing but the first date."""
+    received_at = record["received_at"]
+    fields = {k: v for k, v in record.items() if k not in ("hash", "url")}
+    first = {"$min": [{"$ifNull": ["$first_deactivated_at", received_at]}, received_at]}
+    return UpdateOne(
+        {"hash": record["hash"], "url": record["url"]},
+        [_newest_wins(received_at, fields), {"$set": {"first_deactivated_at": first}}],
+        upsert=True,
+    )
 
 
 def apply(collection: Collection, updates: Iterable[UpdateOne]) -> pymongo.results.BulkWriteResult | None:
-    """Run the updates in order (each pair depends on its first creating the document)."""
+    """Run independent updates in one bulk call."""
     updates = list(updates)
     if not updates:
         return None
-    return collection.bulk_write(updates, ordered=True)
+    return collection.bulk_write(updates, ordered=False)
 
 
 def claim_pending_mail(collection: Collection, project_hash: str, urls: list[str], claim: str) -> list[dict[str, Any]]:

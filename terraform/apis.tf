@@ -1,14 +1,18 @@
-# APIs the stack needs. A later change that adds BigQuery, Dataflow or Cloud
-# Scheduler adds their APIs here.
+# APIs the stack needs. Enabling Dataflow also enables what it depends on
+# (Compute Engine for the workers, Cloud Logging).
 locals {
   apis = [
-    "artifactregistry.googleapis.com", # images built from the function sources
-    "cloudbuild.googleapis.com",       # builds the function sources
+    "artifactregistry.googleapis.com", # function images; the pipelines' template images
+    "bigquery.googleapis.com",         # the history dataset and tables
+    "cloudbuild.googleapis.com",       # builds the function sources and the template images
     "cloudfunctions.googleapis.com",   # the ingest functions
-    "iam.googleapis.com",              # the ingest service account
+    "cloudscheduler.googleapis.com",   # the hourly pipeline launches
+    "dataflow.googleapis.com",         # the tracking and deactivation pipelines
+    "iam.googleapis.com",              # the service accounts
     "pubsub.googleapis.com",           # the pings topic and subscriptions
     "run.googleapis.com",              # gen2 functions run as Cloud Run services
-    "storage.googleapis.com",          # the pings and source buckets
+    "secretmanager.googleapis.com",    # the pipelines' MongoDB URI and mail API token
+    "storage.googleapis.com",          # the pings, source, templates and Dataflow temp buckets
   ]
 }
 

@@ -1,5 +1,7 @@
-# Identities and grants, each the least its holder needs. No project-level role
-# is granted anywhere, and no basic role (owner/editor/viewer).
+# Identities and grants, each the least its holder needs, on the one resource it
+# is needed on. No basic role is granted anywhere. Project-level roles are
+# granted only where no narrower scope exists: running Dataflow workers and
+# BigQuery jobs (pipeline account), and launching Dataflow jobs (scheduler account).
 
 # --- Ingest -------------------------------------------------------------------
 
@@ -49,4 +51,130 @@ resource "google_pubsub_topic_iam_member" "gcs_publishes_pings" {
   topic   = google_pubsub_topic.pings.name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+# --- Pipelines ------------------------------------------------------------------
+
+# Runs the Dataflow jobs of both templates: the Flex Template launcher VM and the
+# workers. It reads pings and notifications and writes BigQuery; it cannot write
+# the pings bucket, the topic or the template specs.
+resource "google_service_account" "pipeline" {
+  project      = var.project_id
+  account_id   = "telemetry-pipeline"
+  display_name = "Telemetry pipelines (Dataflow workers)"
+  description  = "Runs the tracking and deactivation Dataflow jobs."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Dataflow workers report progress and logs through this role; it has no
+# project-narrower form.
+resource "google_project_iam_member" "pipeline_dataflow_worker" {
+  project = var.project_id
+  role    = "roles/dataflow.worker"
+  member  = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Running query jobs (the MERGE of each staging table) is a project permission;
+# the data it may touch is limited by the dataset grant below.
+resource "google_project_iam_member" "pipeline_bigquery_jobs" {
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Append to the history tables, and create and drop the runs' staging tables
+# (_staging_<table>_<runid>) in the same dataset.
+resource "google_bigquery_dataset_iam_member" "pipeline_edits_telemetry" {
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.telemetry.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Read (and, in hour mode, list) the raw pings.
+resource "google_storage_bucket_iam_member" "pipeline_reads_pings" {
+  bucket = google_storage_bucket.pings.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Dataflow staging and temp files.
+resource "google_storage_bucket_iam_member" "pipeline_uses_dataflow_temp" {
+  bucket = google_storage_bucket.dataflow_temp.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+resource "google_storage_bucket_iam_member" "pipeline_reads_templates" {
+  bucket = google_storage_bucket.templates.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Pull and acknowledge each route's notifications.
+resource "google_pubsub_subscription_iam_member" "pipeline_pulls_pings" {
+  for_each = local.routes
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.pings[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Read the MongoDB URI and the mail API token on the worker.
+resource "google_secret_manager_secret_iam_member" "pipeline_reads_secrets" {
+  for_each = local.secrets
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.pipeline[each.key].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# The launcher VM and the workers pull the template image.
+resource "google_artifact_registry_repository_iam_member" "pipeline_pulls_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.pipelines.location
+  repository = google_artifact_registry_repository.pipelines.name
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# --- Scheduler ------------------------------------------------------------------
+
+# Cloud Scheduler calls flexTemplates:launch with this account's token. It can
+# launch jobs that run as the pipeline account, and read the specs; it cannot
+# read any data. (Whoever applies this needs iam.serviceAccounts.actAs on it.)
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "telemetry-scheduler"
+  display_name = "Telemetry pipelines scheduler"
+  description  = "Launches the hourly tracking and deactivation Dataflow jobs."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Create Dataflow jobs; this role has no project-narrower form.
+resource "google_project_iam_member" "scheduler_launches_dataflow" {
+  project = var.project_id
+  role    = "roles/dataflow.developer"
+  member  = "serviceAccount:${google_service_account.scheduler.email}"
+
+  #checkov:skip=CKV_GCP_49:Dataflow jobs can only be created with a project-level role; which account a job may run as is limited by the actAs grant on the pipeline account alone (below).
+}
+
+# Launch jobs whose workers run as the pipeline account (iam.serviceAccounts.actAs),
+# on that one account only.
+resource "google_service_account_iam_member" "scheduler_acts_as_pipeline" {
+  service_account_id = google_service_account.pipeline.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# Dataflow reads the template spec with the launching caller's credentials.
+resource "google_storage_bucket_iam_member" "scheduler_reads_templates" {
+  bucket = google_storage_bucket.templates.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.scheduler.email}"
 }

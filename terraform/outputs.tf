@@ -33,6 +33,51 @@ output "function_source_bucket" {
   value       = google_storage_bucket.function_source.name
 }
 
+output "bq_dataset" {
+  description = "BigQuery dataset of the history tables: the BQ_DATASET setting."
+  value       = google_bigquery_dataset.telemetry.dataset_id
+}
+
+output "bq_tables" {
+  description = "Each history table as project.dataset.table, by table name."
+  value       = { for name, table in google_bigquery_table.history : name => "${table.project}.${table.dataset_id}.${table.table_id}" }
+}
+
+output "template_specs" {
+  description = "gs:// path of each Flex Template spec, by template: --template-file-gcs-location of `gcloud dataflow flex-template run`."
+  value       = local.template_spec_paths
+}
+
+output "template_images" {
+  description = "Image each template runs (launcher and workers), by template: build and push exactly these."
+  value       = local.template_images
+}
+
+output "pipeline_service_account" {
+  description = "Service account the Dataflow jobs run as: --service-account-email of a hand-launched run."
+  value       = google_service_account.pipeline.email
+}
+
+output "scheduler_service_account" {
+  description = "Service account that launches the hourly jobs."
+  value       = google_service_account.scheduler.email
+}
+
+output "pipeline_secrets" {
+  description = "Secret Manager secrets of the pipelines (projects/<project>/secrets/<id>), by secret id; add their versions with gcloud."
+  value       = { for id, secret in google_secret_manager_secret.pipeline : id => secret.id }
+}
+
+output "dataflow_temp_bucket" {
+  description = "Bucket of the Dataflow jobs' staging (gs://<bucket>/staging) and temp (gs://<bucket>/tmp) files."
+  value       = google_storage_bucket.dataflow_temp.name
+}
+
+output "launch_parameters" {
+  description = "Template parameters of the hourly runs (secrets by version name only); a hand-launched run passes the same plus hour."
+  value       = local.launch_parameters
+}
+
 locals {
   ingest_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/"
 }

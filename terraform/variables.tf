@@ -130,3 +130,117 @@ variable "build_service_account" {
   type        = string
   default     = null
 }
+
+# --- BigQuery -------------------------------------------------------------------
+
+variable "bq_dataset" {
+  description = "BigQuery dataset of the history tables (BQ_DATASET); passed to the pipelines as bq_dataset."
+  type        = string
+  default     = "telemetry"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bq_dataset))
+    error_message = "bq_dataset may hold only letters, digits and underscores."
+  }
+}
+
+variable "bq_location" {
+  description = "Location of the BigQuery dataset: a multi-region (EU, US) or a region. Keep it in the same geography as region."
+  type        = string
+  default     = "EU"
+}
+
+# --- Pipelines (Dataflow Flex Templates) ------------------------------------------
+
+variable "artifact_repository" {
+  description = "Artifact Registry Docker repository (in region) that holds the two template images."
+  type        = string
+  default     = "telemetry-pipelines"
+}
+
+variable "template_image_tag" {
+  description = <<-EOT
+    Tag of the tracking and deactivation images to run, e.g. a release or commit id.
+    Tags are immutable in the repository: build a new tag for new code, then set it
+    here and apply, so that the template specs and the scheduler name the same build.
+  EOT
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", var.template_image_tag))
+    error_message = "template_image_tag must be a Docker tag: letters, digits, _ . -, at most 128 characters, not starting with . or -."
+  }
+}
+
+variable "templates_bucket" {
+  description = "Name of the bucket that holds the template specs (templates/<template>.json). Default: <project_id>-telemetry-templates."
+  type        = string
+  default     = null
+}
+
+variable "dataflow_temp_bucket" {
+  description = "Name of the bucket of the Dataflow jobs' staging and temp files. Default: <project_id>-telemetry-dataflow-temp."
+  type        = string
+  default     = null
+}
+
+variable "dataflow_temp_retention_days" {
+  description = "Staging and temp files of Dataflow jobs are deleted this many days after they were written."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.dataflow_temp_retention_days >= 1 && floor(var.dataflow_temp_retention_days) == var.dataflow_temp_retention_days
+    error_message = "dataflow_temp_retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "mongodb_db" {
+  description = "MongoDB database of projects, sites and deactivations (MONGODB_DB); passed to the pipelines as mongodb_db. The connection string is the mongodb-uri secret."
+  type        = string
+  default     = "telemetry"
+}
+
+variable "mail_api_url" {
+  description = <<-EOT
+    Dashboard API endpoint that subscribes new sites' contacts (MAIL_API_URL). Empty:
+    no mail is sent, and neither mail_api_url nor mail_api_token is passed to the
+    pipelines. Set: the mail-api-token secret must hold a version.
+  EOT
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.mail_api_url == "" || can(regex("^https?://[^\\s]+$", var.mail_api_url))
+    error_message = "mail_api_url must be empty or an http(s) URL."
+  }
+}
+
+variable "tracking_schedule" {
+  description = "When the tracking pipeline runs (cron, UTC)."
+  type        = string
+  default     = "5 * * * *"
+}
+
+variable "deactivation_schedule" {
+  description = "When the deactivation pipeline runs (cron, UTC)."
+  type        = string
+  default     = "10 * * * *"
+}
+
+variable "pipeline_max_workers" {
+  description = "Most Dataflow workers of one pipeline run."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.pipeline_max_workers >= 1 && var.pipeline_max_workers <= 1000 && floor(var.pipeline_max_workers) == var.pipeline_max_workers
+    error_message = "pipeline_max_workers must be a whole number from 1 to 1000."
+  }
+}
+
+variable "pipeline_schedules_paused" {
+  description = "Pause both hourly launches, e.g. on the first apply, before the images are built and the secrets hold versions."
+  type        = bool
+  default     = false
+}

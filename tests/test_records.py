@@ -30,18 +30,42 @@ def real_track_body() -> dict:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("12", 12), (" 3 ", 3), (7, 7), (True, 1), (2.0, 2), ("-1", -1), ("1.5", None), ("", None), (None, None),
-     ("١٢", None), ({"a": 1}, None)],
-)  # fmt: skip
+    [
+        ("12", 12),
+        (" 3 ", 3),
+        (7, 7),
+        (True, 1),
+        (2.0, 2),
+        ("-1", -1),
+        ("1.5", None),
+        ("", None),
+        (None, None),
+        ("١٢", None),
+        ({"a": 1}, None),
+    ],
+)
 def test_to_int(value, expected):
     assert records.to_int(value) == expected
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("Yes", True), ("No", False), ("1", True), ("0", False), ("true", True), ("FALSE", False), (True, True),
-     (0, False), (1, True), (2, None), ("maybe", None), (None, None), ("", False)],
-)  # fmt: skip
+    [
+        ("Yes", True),
+        ("No", False),
+        ("1", True),
+        ("0", False),
+        ("true", True),
+        ("FALSE", False),
+        (True, True),
+        (0, False),
+        (1, True),
+        (2, None),
+        ("maybe", None),
+        (None, None),
+        ("", False),
+    ],
+)
 def test_to_bool(value, expected):
     assert records.to_bool(value) is expected
 

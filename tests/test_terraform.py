@@ -3,8 +3,10 @@
 No Terraform binary or provider can be fetched here, so the configuration is
 parsed with python-hcl2 and its resource graph is asserted: the names the
 Python code relies on (functions, routes, subscriptions, environment
-variables), the wiring (notification after its publisher grant, the zip's
-contents) and the grants (least privilege, no basic roles).
+variables, BigQuery tables and their schema files, template parameters), the
+wiring (notification after its publisher grant, the zip's contents, the
+template specs and the scheduler's launch request) and the grants (least
+privilege, exactly the roles each account needs, no basic roles).
 
 Resources declared with `for_each = local.routes` are expanded here the way
 Terraform would: `each.key` / `each.value.*` and `var.*` defaults are
@@ -15,6 +17,7 @@ fails the test instead of passing silently.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 from datetime import UTC, datetime
@@ -30,7 +33,10 @@ TF_DIR = ROOT / "terraform"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from telemetry import config, payload  # noqa: E402
+from telemetry import config, payload, warehouse  # noqa: E402
+
+TEMPLATES_DIR = ROOT / "dataflow_templates"
+SCHEMAS_DIR = ROOT / "telemetry" / "schemas"
 
 # One file per concern; a new concern gets a new file, not a longer one.
 EXPECTED_FILES = {
@@ -43,13 +49,16 @@ EXPECTED_FILES = {
     "functions.tf",
     "iam.tf",
     "outputs.tf",
+    "bigquery.tf",
+    "secrets.tf",
+    "pipelines.tf",
 }
 
 # What the functions are given, by their telemetry.config names.
 INGEST_ENVIRONMENT = {"GCP_PROJECT", "TRACKING_BUCKET", "LOG_LEVEL", "MAX_BODY_BYTES"}
 
 # Values for the variables that have no default, to render names.
-SAMPLE_VARS = {"project_id": "sample-project", "tracking_bucket": "sample-pings"}
+SAMPLE_VARS = {"project_id": "sample-project", "tracking_bucket": "sample-pings", "template_image_tag": "v1"}
 
 BASIC_ROLES = re.compile(r"roles/(owner|editor|viewer)\b")
 
@@ -129,11 +138,19 @@ def _expr(value: Any) -> str:
     return match.group(1) if match else text
 
 
-def _render(text: str, tf: dict[str, Any], key: str | None = None, value: dict[str, Any] | None = None) -> str:
-    """Substitute each.key, each.value.<attr> and var.<name> as Terraform would."""
+def _render(
+    text: str,
+    tf: dict[str, Any],
+    key: str | None = None,
+    value: dict[str, Any] | None = None,
+    refs: dict[str, str] | None = None,
+) -> str:
+    """Substitute each.key, each.value.<attr>, var.<name> and the given resource references as Terraform would."""
 
     def substitute(match: re.Match[str]) -> str:
         expr = match.group(1).strip()
+        if refs and expr in refs:
+            return refs[expr]
         if expr == "each.key" and key is not None:
             return key
         if expr.startswith("each.value.") and value is not None:
@@ -176,9 +193,61 @@ def _members(body: dict[str, Any]) -> list[str]:
     return [str(m) for m in body.get("members", [])]
 
 
+def _call_argument(value: Any, *functions: str) -> Any:
+    """`${f(g(<arg>))}` -> <arg>, parsed as HCL: the object literal inside nested calls."""
+    text = _expr(value)
+    for function in functions:
+        assert text.startswith(f"{function}(") and text.endswith(")"), f"expected {function}(...), got {text!r}"
+        text = text[len(function) + 1 : -1]
+    return hcl2.loads(f"argument = {text}", serialization_options=PARSE_OPTIONS)["argument"]
+
+
+def _squash(text: Any) -> str:
+    """An expression without whitespace, to compare its text."""
+    return re.sub(r"\s+", "", _expr(text))
+
+
+# The scope each IAM member resource grants on, by resource type.
+GRANT_TARGET = {
+    "google_project_iam_member": "project",
+    "google_storage_bucket_iam_member": "bucket",
+    "google_bigquery_dataset_iam_member": "dataset_id",
+    "google_pubsub_subscription_iam_member": "subscription",
+    "google_pubsub_topic_iam_member": "topic",
+    "google_secret_manager_secret_iam_member": "secret_id",
+    "google_artifact_registry_repository_iam_member": "repository",
+    "google_service_account_iam_member": "service_account_id",
+    "google_cloud_run_service_iam_member": "service",
+}
+
+
+def _grants_to(tf: dict[str, Any], account: str) -> set[tuple[str, str, str]]:
+    """(type, role, scope) of every grant to google_service_account.<account>."""
+    member = f"serviceAccount:${{google_service_account.{account}.email}}"
+    grants = set()
+    for rtype, name, body in _iam_grants(tf):
+        members = _members(body)
+        for m in members:
+            if f"google_service_account.{account}." in m:
+                assert m == member, f"{rtype}.{name}: member {m!r} is not {member!r}"
+        if member in members:
+            assert rtype in GRANT_TARGET, f"{rtype}.{name}: unexpected kind of grant"
+            grants.add((rtype, body["role"], _expr(body[GRANT_TARGET[rtype]])))
+    return grants
+
+
+def _metadata(template: str) -> dict[str, Any]:
+    return json.loads((TEMPLATES_DIR / template / "metadata.json").read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="module")
 def routes(tf: dict[str, Any]) -> dict[str, dict[str, str]]:
     return tf["locals"]["routes"]
+
+
+@pytest.fixture(scope="module")
+def templates(tf: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return tf["locals"]["templates"]
 
 
 # --- Layout and versions ----------------------------------------------------------
@@ -212,6 +281,10 @@ def test_needed_apis_enabled_and_never_disabled(tf):
         "artifactregistry.googleapis.com",
         "storage.googleapis.com",
         "pubsub.googleapis.com",
+        "bigquery.googleapis.com",
+        "dataflow.googleapis.com",
+        "cloudscheduler.googleapis.com",
+        "secretmanager.googleapis.com",
     } <= set(tf["locals"]["apis"])
     assert "eventarc.googleapis.com" not in tf["locals"]["apis"]
 
@@ -396,6 +469,245 @@ def test_subscriptions_named_and_filtered_per_route(tf, routes):
     assert "push_config" not in sub
 
 
+# --- BigQuery ------------------------------------------------------------------------
+
+
+def test_dataset_named_like_the_product_setting(tf):
+    dataset = _resource(tf, "google_bigquery_dataset", "telemetry")
+    assert _expr(dataset["dataset_id"]) == "var.bq_dataset"
+    assert _expr(dataset["location"]) == "var.bq_location"
+    assert dataset["delete_contents_on_destroy"] is False
+    assert "access" not in dataset, "dataset access is granted by google_bigquery_dataset_iam_member only"
+    variables = tf["variable"]
+    assert variables["bq_dataset"]["default"] == config.VARIABLES["BQ_DATASET"].default
+    assert variables["bq_location"]["default"] == "EU"
+
+
+def test_tables_are_the_warehouse_tables_and_their_schema_files(tf):
+    tables = tf["locals"]["bq_tables"]
+    assert set(tables) == {table.name for table in warehouse.TABLES}
+    # Every schema file has its table, and no table lacks its file.
+    assert set(tables) == {path.stem for path in SCHEMAS_DIR.glob("*.json")}
+
+
+@pytest.mark.parametrize("table", [t.name for t in warehouse.TABLES])
+def test_table_uses_its_schema_file_partitioned_and_clustered(tf, table):
+    body = _resource(tf, "google_bigquery_table", "history")
+    assert _expr(body["for_each"]) == "local.bq_tables"
+    assert table in tf["locals"]["bq_tables"]
+    assert _expr(body["dataset_id"]) == "google_bigquery_dataset.telemetry.dataset_id"
+    assert _render(body["table_id"], tf, table) == table
+
+    # schema = file() of telemetry/schemas/<table>.json, the file warehouse.py reads.
+    assert _expr(body["schema"]) == 'file("${path.module}/../telemetry/schemas/${each.key}.json")'
+    path = (TF_DIR / ".." / "telemetry" / "schemas" / f"{table}.json").resolve()
+    assert path == (warehouse.SCHEMA_DIR / f"{table}.json").resolve()
+    assert path.is_file(), f"{path} is missing"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(schema, list) and all("name" in field and "type" in field for field in schema)
+    columns = {field["name"]: field for field in schema}
+    assert len(columns) == len(schema), f"{path.name} repeats a column"
+    assert columns["received_at"]["type"] == "TIMESTAMP"
+    assert "hash" in columns
+
+    partitioning = _block(body, "time_partitioning")
+    assert partitioning["type"] == "DAY"
+    assert partitioning["field"] == "received_at"
+    assert body["clustering"] == ["hash"]
+    assert body["deletion_protection"] is True
+
+
+# --- Secrets -------------------------------------------------------------------------
+
+
+def test_secrets_declared_without_any_value(tf):
+    secrets = tf["locals"]["secrets"]
+    assert set(secrets) == {"mongodb-uri", "mail-api-token"}
+    secret = _resource(tf, "google_secret_manager_secret", "pipeline")
+    assert _expr(secret["for_each"]) == "local.secrets"
+    assert _render(secret["secret_id"], tf, "mongodb-uri") == "mongodb-uri"
+    assert _block(_block(secret, "replication"), "auto") == {}
+
+    # A version declared in Terraform (or read by a data source) puts the value in its state.
+    for kind in ("resource", "data"):
+        versions = [t for t in tf[kind] if t.startswith("google_secret_manager_secret_version")]
+        assert versions == [], f"{kind} {versions}: secret values must not be in Terraform"
+    for path in TF_DIR.glob("*.tf"):
+        text = path.read_text(encoding="utf-8")
+        assert "secret_data" not in text, path.name
+        assert not re.search(r"^\s*ephemeral\s", text, re.M), path.name
+
+
+# --- Pipelines: templates, specs, images ---------------------------------------------------
+
+
+def test_template_folders_are_the_templates(templates):
+    folders = {p.parent.name for p in TEMPLATES_DIR.glob("*/metadata.json")}
+    assert set(templates) == folders == {"tracking", "deactivation"}
+    for name in templates:
+        for file in ("Dockerfile", "metadata.json", "setup.py", "requirements.txt", "main.py"):
+            assert (TEMPLATES_DIR / name / file).is_file(), f"dataflow_templates/{name}/{file} is missing"
+        metadata = _metadata(name)
+        assert metadata["name"] and metadata["parameters"]
+
+
+@pytest.mark.parametrize("template", ["tracking", "deactivation"])
+def test_template_spec_is_what_flex_template_build_writes(tf, templates, template):
+    spec = _resource(tf, "google_storage_bucket_object", "template_spec")
+    assert _expr(spec["for_each"]) == "local.templates"
+    assert _expr(spec["bucket"]) == "google_storage_bucket.templates.name"
+    assert _render(spec["name"], tf, template, templates[template]) == f"templates/{template}.json"
+
+    content = _call_argument(spec["content"], "jsonencode")
+    assert set(content) == {"image", "sdkInfo", "metadata"}
+    assert _expr(content["image"]) == "local.template_images[each.key]"
+    assert content["sdkInfo"] == {"language": "PYTHON"}
+    # The metadata is the template folder's own metadata.json, read at plan time.
+    assert _expr(content["metadata"]) == (
+        'jsondecode(file("${path.module}/../dataflow_templates/${each.key}/metadata.json"))'
+    )
+    path = (TF_DIR / ".." / "dataflow_templates" / template / "metadata.json").resolve()
+    assert path.is_file()
+    json.loads(path.read_text(encoding="utf-8"))
+
+    paths = _squash(tf["locals"]["template_spec_paths"])
+    assert paths == _squash(
+        '{for name, spec in google_storage_bucket_object.template_spec : name => "gs://${spec.bucket}/${spec.name}"}'
+    )
+
+
+def test_images_live_in_the_pipelines_repository(tf):
+    repo = _resource(tf, "google_artifact_registry_repository", "pipelines")
+    assert repo["format"] == "DOCKER"
+    assert _expr(repo["location"]) == "var.region"
+    assert _expr(repo["repository_id"]) == "var.artifact_repository"
+    assert _block(repo, "docker_config")["immutable_tags"] is True
+
+    images = _squash(tf["locals"]["template_images"])
+    assert images == _squash(
+        "{for name in keys(local.templates) : name => "
+        '"${var.region}-docker.pkg.dev/${var.project_id}/'
+        '${google_artifact_registry_repository.pipelines.repository_id}/${name}:${var.template_image_tag}"}'
+    )
+    assert "default" not in tf["variable"]["template_image_tag"], "the image tag is chosen at each release"
+
+
+def test_dataflow_buckets_are_private_and_temp_files_expire(tf):
+    for name in ("templates", "dataflow_temp"):
+        bucket = _resource(tf, "google_storage_bucket", name)
+        assert bucket["uniform_bucket_level_access"] is True
+        assert bucket["public_access_prevention"] == "enforced"
+        assert _expr(bucket["location"]) == "var.region"
+    temp = _resource(tf, "google_storage_bucket", "dataflow_temp")
+    rule = _block(temp, "lifecycle_rule")
+    assert _block(rule, "action")["type"] == "Delete"
+    assert _expr(_block(rule, "condition")["age"]) == "var.dataflow_temp_retention_days"
+
+
+# --- Pipelines: the hourly launches --------------------------------------------------------
+
+
+def test_scheduler_launches_each_template_hourly(tf, templates):
+    job = _resource(tf, "google_cloud_scheduler_job", "pipeline")
+    assert _expr(job["for_each"]) == "local.templates"
+    assert {name: _render(spec["schedule"], tf) for name, spec in templates.items()} == {
+        "tracking": "5 * * * *",
+        "deactivation": "10 * * * *",
+    }
+    assert _expr(job["schedule"]) == "each.value.schedule"
+    assert job["time_zone"] == "Etc/UTC"
+    assert _expr(job["region"]) == "var.region"
+    assert _expr(job["paused"]) == "var.pipeline_schedules_paused"
+    assert tf["variable"]["pipeline_schedules_paused"]["default"] is False
+
+    retry = _block(job, "retry_config")
+    assert 1 <= retry["retry_count"] <= 5
+
+    target = _block(job, "http_target")
+    assert target["http_method"] == "POST"
+    assert (
+        _render(target["uri"], tf)
+        == "https://dataflow.googleapis.com/v1b3/projects/sample-project/locations/europe-west1/flexTemplates:launch"
+    )
+    assert target["headers"] == {"Content-Type": "application/json"}
+    oauth = _block(target, "oauth_token")
+    assert oauth["service_account_email"] == "${google_service_account.scheduler.email}"
+    assert oauth["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+    assert "oidc_token" not in target
+
+    request = _call_argument(target["body"], "base64encode", "jsonencode")
+    assert set(request) == {"launchParameter"}
+    launch = request["launchParameter"]
+    assert set(launch) == {"jobName", "containerSpecGcsPath", "parameters", "environment"}
+    # Fixed per template (never per run), so Dataflow refuses an overlapping run.
+    assert launch["jobName"] == "${each.key}-hourly"
+    assert _expr(launch["containerSpecGcsPath"]) == "local.template_spec_paths[each.key]"
+    assert _expr(launch["parameters"]) == "local.launch_parameters"
+    # The workers run the template's own image.
+    assert _squash(launch["environment"]) == (
+        "merge(local.launch_environment,{sdkContainerImage=local.template_images[each.key]})"
+    )
+
+    environment = tf["locals"]["launch_environment"]
+    assert set(environment) == {"serviceAccountEmail", "tempLocation", "stagingLocation", "maxWorkers"}
+    assert environment["serviceAccountEmail"] == "${google_service_account.pipeline.email}"
+    assert environment["tempLocation"] == "gs://${google_storage_bucket.dataflow_temp.name}/tmp"
+    assert environment["stagingLocation"] == "gs://${google_storage_bucket.dataflow_temp.name}/staging"
+    assert _expr(environment["maxWorkers"]) == "var.pipeline_max_workers"
+
+
+def _sample_refs(tf: dict[str, Any]) -> dict[str, str]:
+    """Sample values of the resource attributes the launch parameters use."""
+    variables = tf["variable"]
+    refs = {
+        "google_storage_bucket.pings.name": SAMPLE_VARS["tracking_bucket"],
+        "google_pubsub_topic.pings.name": variables["pings_topic"]["default"],
+        "google_bigquery_dataset.telemetry.dataset_id": variables["bq_dataset"]["default"],
+    }
+    # ... each of which is what it claims to be.
+    assert _expr(_resource(tf, "google_storage_bucket", "pings")["name"]) == "var.tracking_bucket"
+    assert _expr(_resource(tf, "google_pubsub_topic", "pings")["name"]) == "var.pings_topic"
+    assert _expr(_resource(tf, "google_bigquery_dataset", "telemetry")["dataset_id"]) == "var.bq_dataset"
+    for secret in tf["locals"]["secrets"]:
+        refs[f'google_secret_manager_secret.pipeline["{secret}"].id'] = f"projects/sample-project/secrets/{secret}"
+    return refs
+
+
+@pytest.mark.parametrize("template", ["tracking", "deactivation"])
+def test_scheduler_passes_exactly_what_the_template_declares(tf, template):
+    always = tf["locals"]["pipeline_parameters"]
+    with_mail = tf["locals"]["mail_parameters"]
+    # What a run gets: the parameters above, plus the mail ones only when mail_api_url is set.
+    assert _squash(tf["locals"]["launch_parameters"]) == _squash(
+        "merge(local.pipeline_parameters,"
+        ' {for name, value in local.mail_parameters : name => value if var.mail_api_url != ""})'
+    )
+    assert not set(always) & set(with_mail)
+
+    declared = {p["name"]: p for p in _metadata(template)["parameters"]}
+    required = {name for name, p in declared.items() if not p.get("isOptional", False)}
+    passed = set(always) | set(with_mail)
+    assert passed - set(declared) == set(), f"{template} does not declare {passed - set(declared)}"
+    assert required - set(always) == set(), f"{template} needs {required - set(always)} on every run"
+    assert all(declared[name].get("isOptional") for name in with_mail), "the mail parameters are not always passed"
+    assert {"hour", "hour_to"} <= set(declared) - passed, "hour mode is for hand-launched runs only"
+
+    # Every value the scheduler passes satisfies the template's own checks.
+    refs = _sample_refs(tf)
+    rendered = {name: _render(value, tf, refs=refs) for name, value in always.items()}
+    rendered["mail_api_token"] = _render(with_mail["mail_api_token"], tf, refs=refs)
+    for name, value in rendered.items():
+        for pattern in declared[name].get("regexes", []):
+            assert re.search(pattern, value), f"{template}: {name}={value!r} does not match {pattern!r}"
+    assert rendered["mongodb_uri"] == "projects/sample-project/secrets/mongodb-uri/versions/latest"
+    assert rendered["mail_api_token"] == "projects/sample-project/secrets/mail-api-token/versions/latest"
+    assert _expr(with_mail["mail_api_url"]) == "var.mail_api_url"
+
+    variables = tf["variable"]
+    assert variables["mongodb_db"]["default"] == config.VARIABLES["MONGODB_DB"].default
+    assert variables["mail_api_url"]["default"] == "", "no mail unless asked for"
+
+
 # --- Identities and grants ----------------------------------------------------------
 
 
@@ -409,12 +721,100 @@ def test_ingest_account_may_only_create_objects_in_pings_bucket(tf):
     assert grant["member"] == "serviceAccount:${google_service_account.ingest.email}"
 
 
-def test_no_project_level_or_authoritative_grants(tf):
-    for rtype, name, _ in _iam_grants(tf):
-        assert not rtype.startswith(("google_project_iam", "google_organization_iam", "google_folder_iam")), (
-            f"{rtype}.{name} grants a project-wide role"
+# The only project-level grants: roles that have no narrower scope.
+PROJECT_GRANTS = {
+    ("roles/dataflow.worker", "serviceAccount:${google_service_account.pipeline.email}"),
+    ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.pipeline.email}"),
+    ("roles/dataflow.developer", "serviceAccount:${google_service_account.scheduler.email}"),
+}
+
+
+PIPELINE_GRANTS = {
+    ("google_project_iam_member", "roles/dataflow.worker", "var.project_id"),
+    ("google_project_iam_member", "roles/bigquery.jobUser", "var.project_id"),
+    ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor", "google_bigquery_dataset.telemetry.dataset_id"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.pings.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectAdmin", "google_storage_bucket.dataflow_temp.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.templates.name"),
+    (
+        "google_pubsub_subscription_iam_member",
+        "roles/pubsub.subscriber",
+        "google_pubsub_subscription.pings[each.key].name",
+    ),
+    (
+        "google_secret_manager_secret_iam_member",
+        "roles/secretmanager.secretAccessor",
+        "google_secret_manager_secret.pipeline[each.key].secret_id",
+    ),
+    (
+        "google_artifact_registry_repository_iam_member",
+        "roles/artifactregistry.reader",
+        "google_artifact_registry_repository.pipelines.name",
+    ),
+}
+
+SCHEDULER_GRANTS = {
+    ("google_project_iam_member", "roles/dataflow.developer", "var.project_id"),
+    ("google_service_account_iam_member", "roles/iam.serviceAccountUser", "google_service_account.pipeline.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.templates.name"),
+}
+
+
+def test_pipeline_account_has_exactly_its_roles(tf):
+    assert _grants_to(tf, "pipeline") == PIPELINE_GRANTS
+
+
+def test_scheduler_account_has_exactly_its_roles(tf):
+    assert _grants_to(tf, "scheduler") == SCHEDULER_GRANTS
+    # Nobody else may act as (launch jobs as) any account.
+    acting = [(n, b["role"], _members(b)) for t, n, b in _iam_grants(tf) if t.startswith("google_service_account_iam")]
+    assert acting == [
+        (
+            "scheduler_acts_as_pipeline",
+            "roles/iam.serviceAccountUser",
+            ["serviceAccount:${google_service_account.scheduler.email}"],
         )
+    ]
+
+
+def test_every_subscription_lets_the_pipeline_pull(tf, routes):
+    subscriptions = tf["resource"]["google_pubsub_subscription"]
+    grants = [
+        body
+        for body in tf["resource"].get("google_pubsub_subscription_iam_member", {}).values()
+        if body["role"] == "roles/pubsub.subscriber"
+        and body["member"] == "serviceAccount:${google_service_account.pipeline.email}"
+    ]
+    for name, sub in subscriptions.items():
+        # Same for_each as the subscriptions, one grant on each of them.
+        refs = {f"google_pubsub_subscription.{name}[each.key].{attr}" for attr in ("name", "id")}
+        covering = [
+            g for g in grants if _expr(g["subscription"]) in refs and _expr(g.get("for_each")) == _expr(sub["for_each"])
+        ]
+        assert covering, f"no roles/pubsub.subscriber for the pipeline on every google_pubsub_subscription.{name}"
+    assert _expr(subscriptions["pings"]["for_each"]) == "local.routes"
+    assert set(routes) == set(payload.ROUTES)
+
+
+def test_every_secret_is_readable_by_the_pipeline_only(tf):
+    grants = tf["resource"]["google_secret_manager_secret_iam_member"]
+    assert list(grants) == ["pipeline_reads_secrets"]
+    grant = grants["pipeline_reads_secrets"]
+    assert _expr(grant["for_each"]) == "local.secrets"
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert grant["member"] == "serviceAccount:${google_service_account.pipeline.email}"
+
+
+def test_project_level_grants_only_where_no_narrower_scope_and_none_authoritative(tf):
+    project_grants = set()
+    for rtype, name, body in _iam_grants(tf):
+        assert not rtype.startswith(("google_organization_iam", "google_folder_iam")), f"{rtype}.{name}"
         assert not rtype.endswith(("_iam_policy", "_iam_binding")), f"{rtype}.{name} is authoritative"
+        if rtype.startswith("google_project_iam"):
+            assert _expr(body["project"]) == "var.project_id", f"{rtype}.{name} grants on another project"
+            assert "condition" not in body, f"{rtype}.{name}"
+            project_grants.add((body["role"], body["member"]))
+    assert project_grants == PROJECT_GRANTS
 
 
 def test_no_basic_roles_anywhere(tf):
@@ -476,3 +876,18 @@ def test_outputs(tf):
     assert _expr(outputs["pings_bucket"]["value"]) == "google_storage_bucket.pings.name"
     assert _expr(outputs["pings_topic"]["value"]) == "google_pubsub_topic.pings.name"
     assert "google_pubsub_subscription.pings" in outputs["subscriptions"]["value"]
+    assert {
+        "bq_dataset",
+        "bq_tables",
+        "template_specs",
+        "template_images",
+        "pipeline_service_account",
+        "scheduler_service_account",
+        "pipeline_secrets",
+    } <= set(outputs)
+    assert _expr(outputs["template_specs"]["value"]) == "local.template_spec_paths"
+    assert _expr(outputs["template_images"]["value"]) == "local.template_images"
+    assert _expr(outputs["pipeline_service_account"]["value"]) == "google_service_account.pipeline.email"
+    assert _expr(outputs["scheduler_service_account"]["value"]) == "google_service_account.scheduler.email"
+    for output in outputs.values():
+        assert "sensitive" not in output, "no output holds a secret"

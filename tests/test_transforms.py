@@ -37,8 +37,18 @@ def ping(ping_id: str, route: str = "track", minutes: int = 0, **body) -> record
 
 def test_parse_stored_pings_splits_good_from_rejected():
     with TestPipeline() as p:
-        out = p | beam.Create([obj("a"), ("track/2026/11/23/11/b.json", b"{oops"), ("track/x/c.json", None),
-                               obj("d", url="not a url")]) | ParseStoredPings()  # fmt: skip
+        out = (
+            p
+            | beam.Create(
+                [
+                    obj("a"),
+                    ("track/2026/11/23/11/b.json", b"{oops"),
+                    ("track/x/c.json", None),
+                    obj("d", url="not a url"),
+                ]
+            )
+            | ParseStoredPings()
+        )
         assert_that(out.pings | "ids" >> beam.Map(lambda p: p.id), equal_to(["a"]), label="pings")
         assert_that(
             out[REJECTED] | beam.Map(lambda r: (r["source"].rsplit("/", 1)[1], r["reason"])),
@@ -52,8 +62,11 @@ def test_attach_project_rejects_unknown_hashes():
         projects = beam.pvalue.AsDict(p | "projects" >> beam.Create([("known", PROJECT)]))
         out = p | beam.Create([ping("a"), ping("b", hash="stranger")]) | AttachProject(projects)
         assert_that(out.known | beam.Map(lambda e: (e[0].id, e[1]["hash"])), equal_to([("a", "known")]), label="known")
-        assert_that(out[REJECTED] | beam.Map(lambda r: (r["hash"], r["reason"])),
-                    equal_to([("stranger", "unknown_project")]), label="rejected")  # fmt: skip
+        assert_that(
+            out[REJECTED] | beam.Map(lambda r: (r["hash"], r["reason"])),
+            equal_to([("stranger", "unknown_project")]),
+            label="rejected",
+        )
 
 
 def test_site_records_filter_custom_fields_and_cast():
@@ -77,8 +90,11 @@ def test_deactivation_records_check_reasons():
     ]
     with TestPipeline() as p:
         out = p | beam.Create(pings) | DeactivationRecords()
-        assert_that(out.deactivations | beam.Map(lambda r: (r["ping_id"], r["reason_id"])),
-                    equal_to([("a", "too-expensive"), ("b", None)]), label="accepted")  # fmt: skip
+        assert_that(
+            out.deactivations | beam.Map(lambda r: (r["ping_id"], r["reason_id"])),
+            equal_to([("a", "too-expensive"), ("b", None)]),
+            label="accepted",
+        )
         assert_that(out.sites | beam.Map(lambda e: e[0].id), equal_to(["a", "b"]), label="sites")
         assert_that(out[REJECTED] | beam.Map(lambda r: r["reason"]), equal_to(["unknown_reason"]), label="rejected")
 

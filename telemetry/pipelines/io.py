@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +75,13 @@ class DrainSubscription(beam.DoFn):
                 time.sleep(0.2)
                 continue
             empty_pulls = 0
+            self._subscriber.modify_ack_deadline(
+                request={
+                    "subscription": subscription,
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                    "ack_deadline_seconds": self._settings.lease_seconds,
+                }
+            )
             for received in response.received_messages:
                 attributes = received.message.attributes
                 name = attributes.get("objectId", "")
@@ -138,6 +146,20 @@ class ReadObjects(beam.DoFn):
             yield result
 
 
+class MongoUnavailable(RuntimeError):
+    """MongoDB could not be reached or refused a write: the run fails, nothing is acknowledged."""
+
+
+@contextmanager
+def mongo_errors(step: str):
+    from pymongo.errors import PyMongoError
+
+    try:
+        yield
+    except PyMongoError as e:
+        raise MongoUnavailable(f"MongoDB failed during {step}: {e.__class__.__name__}: {str(e)[:300]}") from e
+
+
 class LoadProjects(beam.DoFn):
     """Emits (hash, project) for every project in MongoDB `projects`."""
 
@@ -147,10 +169,12 @@ class LoadProjects(beam.DoFn):
     def process(self, _):
         db = state.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
         try:
-            state.ensure_indexes(db)
-            yield from state.load_projects(db).items()
+            with mongo_errors("loading projects"):
+                state.ensure_indexes(db)
+                projects = state.load_projects(db)
         finally:
             db.client.close()
+        yield from projects.items()
 
 
 class _MongoFn(beam.DoFn):
@@ -176,10 +200,11 @@ class UpsertSites(_MongoFn):
         updates, mailable = [], []
         for record, first_seen, last_seen in batch:
             mail = mail_flag(record, projects)
-            updates += state.site_updates(record, first_seen, last_seen, mail)
+            updates.append(state.site_update(record, first_seen, last_seen, mail))
             if mail:
                 mailable.append(record)
-        result = state.apply(self._db[state.SITES], updates)
+        with mongo_errors("the sites upsert"):
+            result = state.apply(self._db[state.SITES], updates)
         if result is not None:
             Metrics.counter(NAMESPACE, "sites_inserted").inc(len(result.upserted_ids))
             Metrics.counter(NAMESPACE, "site_updates_applied").inc(result.modified_count)
@@ -190,9 +215,10 @@ class UpsertDeactivations(_MongoFn):
     """A batch of deactivation records -> the latest per site in MongoDB `deactivations`."""
 
     def process(self, batch: list[dict[str, Any]]):
-        updates = [u for record in batch for u in state.deactivation_update(record)]
-        result = state.apply(self._db[state.DEACTIVATIONS], updates)
-        yield len(batch) if result is not None else 0
+        updates = [state.deactivation_update(record) for record in batch]
+        with mongo_errors("the deactivations upsert"):
+            state.apply(self._db[state.DEACTIVATIONS], updates)
+        yield len(batch)
 
 
 class SendMail(_MongoFn):

@@ -19,6 +19,7 @@ from telemetry import config
 SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
 HOUR_FORMAT = "%Y-%m-%dT%H"
 MAX_HOURS = 24 * 31
+DEFAULT_LEASE_SECONDS = 600  # Pub/Sub's longest ack deadline, as the subscriptions are made
 
 
 class TelemetryOptions(PipelineOptions):
@@ -54,6 +55,13 @@ class TelemetryOptions(PipelineOptions):
             "instead of draining notifications.",
         )
         parser.add_argument("--hour_to", default=None, help="With --hour: last hour of a range, inclusive.")
+        parser.add_argument(
+            "--lease_seconds",
+            type=int,
+            default=DEFAULT_LEASE_SECONDS,
+            help="How long drained notifications stay hidden from other pulls (10-600). "
+            "The run acknowledges them when its sinks have committed; if it fails, they come back after this.",
+        )
 
 
 def read_secret(name: str) -> str:
@@ -101,6 +109,7 @@ class PipelineSettings:
     mail_api_url: str | None
     mail_api_token_value: str | None
     hours: tuple[str, ...]  # empty: notification mode
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> PipelineSettings:
@@ -120,6 +129,8 @@ class PipelineSettings:
             raise ValueError(f"missing settings: {', '.join(missing)}")
         if opts.hour_to and not opts.hour:
             raise ValueError("--hour_to needs --hour")
+        if not 10 <= opts.lease_seconds <= 600:
+            raise ValueError(f"--lease_seconds must be 10 to 600, got {opts.lease_seconds}")
         return cls(
             project=project,
             bucket=opts.tracking_bucket,
@@ -130,6 +141,7 @@ class PipelineSettings:
             mail_api_url=opts.mail_api_url or None,
             mail_api_token_value=opts.mail_api_token or None,
             hours=tuple(hour_paths(opts.hour, opts.hour_to)) if opts.hour else (),
+            lease_seconds=opts.lease_seconds,
         )
 
     def mongodb_uri(self) -> str:

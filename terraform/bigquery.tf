@@ -1,0 +1,56 @@
+# The BigQuery history: one dataset, four tables. Each table's schema is the
+# JSON file telemetry/schemas/<table>.json, the one source of truth that
+# telemetry/warehouse.py also reads (for the pipelines' staging tables and the
+# local stack), so Terraform and the pipelines cannot disagree on a column.
+#
+# The pipelines also create short-lived staging tables `_staging_<table>_<runid>`
+# in this dataset and drop them after their MERGE (they expire after a day if a
+# run dies first); Terraform does not manage them.
+
+locals {
+  # Table name => description. The names are telemetry.warehouse.TABLES.
+  bq_tables = {
+    sites            = "One row per track ping, and per deactivate ping with status deactivated."
+    deactivations    = "One row per deactivate ping."
+    tracking_skipped = "One row per tracking-skipped ping."
+    rejected         = "Records the pipelines set aside, with the reason; without ip_address and admin_email."
+  }
+}
+
+resource "google_bigquery_dataset" "telemetry" {
+  project     = var.project_id
+  dataset_id  = var.bq_dataset
+  location    = var.bq_location
+  description = "History of the WordPress telemetry pings, appended hourly by the Dataflow pipelines."
+
+  # Holds the history: `terraform destroy` fails while it has tables.
+  delete_contents_on_destroy = false
+
+  depends_on = [google_project_service.enabled]
+
+  #checkov:skip=CKV_GCP_81:Google-managed encryption; add default_encryption_configuration here if policy requires CMEK.
+}
+
+resource "google_bigquery_table" "history" {
+  for_each = local.bq_tables
+
+  project     = var.project_id
+  dataset_id  = google_bigquery_dataset.telemetry.dataset_id
+  table_id    = each.key
+  description = each.value
+
+  schema = file("${path.module}/../telemetry/schemas/${each.key}.json")
+
+  # Same layout as telemetry.warehouse creates for the staging tables.
+  time_partitioning {
+    type  = "DAY"
+    field = "received_at"
+  }
+  clustering = ["hash"]
+
+  # A schema change that BigQuery cannot apply in place (a new REQUIRED column, a
+  # type change) would make Terraform replace the table: refuse instead.
+  deletion_protection = true
+
+  #checkov:skip=CKV_GCP_80:Google-managed encryption; add encryption_configuration here if policy requires CMEK.
+}

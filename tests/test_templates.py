@@ -1,0 +1,104 @@
+"""The Flex Template folders agree with the pipeline code and with each other."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from telemetry.pipelines.build import PIPELINES
+from telemetry.pipelines.settings import TelemetryOptions, hour_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = sorted(p.name for p in (ROOT / "dataflow_templates").iterdir() if p.is_dir())
+
+
+def option_names() -> set[str]:
+    parser = argparse.ArgumentParser()
+    TelemetryOptions._add_argparse_args(parser)
+    return {action.dest for action in parser._actions if action.dest != "help"}
+
+
+def test_one_template_per_pipeline():
+    assert TEMPLATES == sorted(PIPELINES)
+    for name in TEMPLATES:
+        folder = ROOT / "dataflow_templates" / name
+        for required in ("Dockerfile", "metadata.json", "requirements.txt", "setup.py", "main.py"):
+            assert (folder / required).exists(), f"{name}/{required}"
+        assert f'main(["{name}", *sys.argv[1:]])' in (folder / "main.py").read_text()
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_metadata_describes_every_option_and_validates_it(name):
+    metadata = json.loads((ROOT / "dataflow_templates" / name / "metadata.json").read_text())
+    parameters = {p["name"]: p for p in metadata["parameters"]}
+    assert set(parameters) == option_names()
+    for parameter in parameters.values():
+        assert parameter["helpText"] and parameter["label"] and parameter["regexes"]
+    good = {
+        "tracking_bucket": "acme-telemetry-pings",
+        "pings_topic": "ping-objects",
+        "bq_dataset": "telemetry",
+        "mongodb_uri": "projects/acme/secrets/mongodb-uri/versions/latest",
+        "mongodb_db": "telemetry",
+        "mail_api_url": "https://dashboard.example.com/api/mail",
+        "mail_api_token": "projects/acme/secrets/mail-api-token/versions/3",
+        "hour": "2026-11-23T11",
+        "hour_to": "2026-11-23T23",
+        "lease_seconds": "600",
+    }
+    bad = {
+        "tracking_bucket": "Bad_Bucket!",
+        "bq_dataset": "tele-metry",
+        "mongodb_uri": "postgres://x",
+        "mail_api_url": "ftp://x",
+        "mail_api_token": "plain-text-token",
+        "hour": "2026-11-23 11:00",
+        "lease_seconds": "601",
+    }
+    for key, value in good.items():
+        assert any(re.fullmatch(rx, value) for rx in parameters[key]["regexes"]), (key, value)
+    for key, value in bad.items():
+        assert not any(re.fullmatch(rx, value) for rx in parameters[key]["regexes"]), (key, value)
+    assert {k for k, p in parameters.items() if p.get("isOptional")} == {
+        "mail_api_url",
+        "mail_api_token",
+        "hour",
+        "hour_to",
+        "lease_seconds",
+    }
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_one_beam_version_everywhere(name):
+    folder = ROOT / "dataflow_templates" / name
+    pinned = re.search(r"^apache-beam\[gcp\]==([\d.]+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert f"apache/beam_python3.11_sdk:{pinned} " in (folder / "Dockerfile").read_text()
+    assert f'"apache-beam[gcp]=={pinned}"' in (folder / "setup.py").read_text()
+    assert f"apache-beam[gcp]=={pinned}" in (folder / "requirements.txt").read_text()
+    constraints = (ROOT / "constraints.txt").read_text()
+    for line in (folder / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            package = line.split("[")[0].split("==")[0]
+            assert re.search(
+                rf"^{re.escape(package)}(\[.*\])?=={re.escape(line.split('==')[1])}$", constraints, re.M | re.I
+            ), line
+
+
+def test_hour_paths():
+    assert hour_paths("2026-11-23T22", "2026-11-24T01") == [
+        "2026/11/23/22",
+        "2026/11/23/23",
+        "2026/11/24/00",
+        "2026/11/24/01",
+    ]
+    assert hour_paths("2026-11-23T05") == ["2026/11/23/05"]
+    with pytest.raises(ValueError, match="YYYY-MM-DDTHH"):
+        hour_paths("2026-11-23")
+    with pytest.raises(ValueError, match="before"):
+        hour_paths("2026-11-23T05", "2026-11-23T04")
+    with pytest.raises(ValueError, match="at most"):
+        hour_paths("2026-01-01T00", "2026-03-01T00")
