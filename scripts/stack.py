@@ -406,20 +406,20 @@ def stop(service: Service) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Zombies do not count: a process
+    started by another `stack.py` (e.g. `run`) is reaped by that one, not by us."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie leader still counts as a member; reap it if it is our child.
-    try:
-        os.waitpid(pgid, os.WNOHANG)
+        os.waitpid(pgid, os.WNOHANG)  # reap our own child, if it is one
     except ChildProcessError:
         pass
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def up() -> list[Service]:
