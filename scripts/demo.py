@@ -166,11 +166,11 @@ def main() -> int:
     pings.append(("deactivate", odd_reason))
     rng.shuffle(pings)
 
-    http = requests.Session()
+    session = requests.Session()
     answers = Counter()
     print(f"posting {len(pings)} pings and {len(BAD_REQUESTS)} bad requests to {ingest_url}")
     for route, body in pings:
-        response = http.post(
+        response = session.post(
             ingest_url + route,
             data=http_build_query(body),
             headers={
@@ -180,7 +180,7 @@ def main() -> int:
         )
         answers[(route, response.status_code)] += 1
     for route, body, content_type in BAD_REQUESTS:
-        response = http.post(ingest_url + route, data=body, headers={"Content-Type": content_type})
+        response = session.post(ingest_url + route, data=body, headers={"Content-Type": content_type})
         print(f"  bad request to {route:16} -> {response.status_code} {response.json()['error']}")
         answers[(route, response.status_code)] += 1
     for (route, status), count in sorted(answers.items()):
