@@ -19,6 +19,7 @@ import flask
 
 from telemetry import config, payload
 from telemetry.logs import get_logger
+from telemetry.records import format_timestamp
 from telemetry.storage import PingStore, StorageUnavailable
 
 log = get_logger("telemetry.ingest")
@@ -76,11 +77,6 @@ class Ping:
             "raw": self.raw,
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def format_timestamp(moment: datetime) -> str:
-    """UTC, microseconds, `Z` suffix: `2026-11-23T11:47:18.123456Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def object_name(route: str, received_at: datetime, ping_id: str) -> str:

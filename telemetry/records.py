@@ -58,6 +58,7 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def format_timestamp(moment: datetime) -> str:
+    """UTC, microseconds, `Z` suffix: `2026-11-23T11:47:18.123456Z` (what ingest stores, what parse_timestamp reads)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from telemetry.ingest import format_timestamp, object_name
+from telemetry.ingest import object_name
+from telemetry.records import format_timestamp
 from telemetry.storage import backoff_seconds
 
 
