@@ -44,7 +44,7 @@ from sample_pings import deactivate_payload, project_hash, track_payload, tracki
 from telemetry import config, records, state, warehouse  # noqa: E402
 from telemetry.ingest import Ping  # noqa: E402
 from telemetry.payload import DEACTIVATE, TRACK, TRACKING_SKIPPED  # noqa: E402
-from telemetry.storage import PingStore  # noqa: E402
+from telemetry.storage import LIST_PAGE_SIZE, PingStore  # noqa: E402
 
 TARGET_RATIO = 0.5
 HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)  # a fixed past hour: nothing else lives there
@@ -163,7 +163,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     deactivations = []
     hour = f"{HOUR:%Y/%m/%d/%H}"
     for route, table in ((TRACK, "sites"), (TRACKING_SKIPPED, "tracking_skipped"), (DEACTIVATE, "deactivations")):
-        for blob in bucket.list_blobs(prefix=f"{route}/{hour}/"):
+        for blob in bucket.list_blobs(prefix=f"{route}/{hour}/", page_size=LIST_PAGE_SIZE):
             data = blob.download_as_bytes()
             try:
                 ping = records.parse_stored_ping(blob.name, data)
@@ -260,6 +260,12 @@ def main() -> int:
         print(
             f"{size:7} {size / pipeline_s:11.1f} {size / baseline_s:11.1f} {ratio:6.2f} "
             f"{pipeline_rss:10.0f} MiB {baseline_rss:10.0f} MiB"
+        )
+    if len(results) > 1:
+        (small, _, small_rss, _, _), (large, _, large_rss, _, _) = results[0], results[-1]
+        print(
+            f"pipeline peak RSS from {small} to {large} pings: {large_rss - small_rss:+.0f} MiB "
+            f"({(large_rss - small_rss) / small_rss:+.0%}) for {large / small:.0f}x the pings"
         )
     print(f"target: ratio >= {TARGET_RATIO}; peak RSS flat from the smallest to the largest size")
     return 0

@@ -68,14 +68,22 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _newest_wins(received_at: datetime, fields: dict[str, Any]) -> dict[str, Any]:
-    """Pipeline stage: merge `fields` into the document only if it holds an older ping.
+    """Pipeline stage: merge `fields` into the document only if it holds an older ping
+    (by received_at, then ping_id, so that the result never depends on the order
+    the updates arrive in).
 
     The guard lives in the update, not in the filter, so the filter is exactly the
     unique (hash, url) key and any MongoDB answers it from that index (SecantusDB,
     the local stand-in, scans the collection for any extra predicate). Values are
     `$literal`, so a string such as "$100" is never read as a field path.
     """
-    newer = {"$lt": [{"$ifNull": ["$received_at", EPOCH]}, received_at]}
+    stored_at = {"$ifNull": ["$received_at", EPOCH]}
+    newer = {
+        "$or": [
+            {"$lt": [stored_at, received_at]},
+            {"$and": [{"$eq": [stored_at, received_at]}, {"$lt": [{"$ifNull": ["$ping_id", ""]}, fields["ping_id"]]}]},
+        ]
+    }
     merged = {"$mergeObjects": ["$$ROOT", {"$literal": {**fields, "received_at": received_at}}]}
     return {"$replaceWith": {"$cond": [newer, merged, "$$ROOT"]}}
 
@@ -128,21 +136,32 @@ def apply(collection: Collection, updates: Iterable[UpdateOne]) -> pymongo.resul
     return collection.bulk_write(updates, ordered=False)
 
 
-def claim_pending_mail(collection: Collection, project_hash: str, urls: list[str], claim: str) -> list[dict[str, Any]]:
-    """Atomically move the given sites from pending to sending under `claim`, and return those moved.
+def claim_pending_mail(collection: Collection, project_hash: str, urls: list[str], claim: str) -> list[str]:
+    """Atomically move the given sites from pending to sending under `claim`; returns the urls moved.
 
     A site leaves `pending` once, so its contact goes out at most once, however
-    often a run or a bundle is retried.
+    often a run or a bundle is retried. Every query names (hash, url), so it is
+    served by the unique index, not a scan of `sites`.
     """
     collection.update_many(
         {"hash": project_hash, "url": {"$in": urls}, "mail.status": MAIL_PENDING},
         {"$set": {"mail.status": MAIL_SENDING, "mail.claim": claim}},
     )
-    return list(collection.find({"mail.claim": claim, "mail.status": MAIL_SENDING}, {"_id": 0, "url": 1}))
+    claimed = collection.find({"hash": project_hash, "url": {"$in": urls}, "mail.claim": claim}, {"_id": 0, "url": 1})
+    return [doc["url"] for doc in claimed]
 
 
-def finish_mail(collection: Collection, claim: str, status: str, at: datetime, error: str | None = None) -> None:
+def finish_mail(
+    collection: Collection,
+    project_hash: str,
+    urls: list[str],
+    claim: str,
+    status: str,
+    at: datetime,
+    error: str | None = None,
+) -> None:
+    """Mark the sites claimed under `claim` as sent or failed."""
     update: dict[str, Any] = {"mail.status": status, "mail.finished_at": at}
     if error:
         update["mail.error"] = error[:500]
-    collection.update_many({"mail.claim": claim}, {"$set": update})
+    collection.update_many({"hash": project_hash, "url": {"$in": urls}, "mail.claim": claim}, {"$set": update})

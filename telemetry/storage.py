@@ -38,6 +38,9 @@ SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 # Upper bound on concurrent uploads from one instance (gunicorn threads, or Cloud
 # Functions' per-instance concurrency); urllib3 never opens more than this.
 CONNECTION_POOL_SIZE = 64
+# Objects per page when a reader lists the bucket: Cloud Storage's default, stated
+# because fake-gcs-server's is unbounded (a 17k-object hour came back as one 20 MB page).
+LIST_PAGE_SIZE = 1000
 
 
 class StorageUnavailable(RuntimeError):

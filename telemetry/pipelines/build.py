@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,7 @@ from telemetry.pipelines.settings import PipelineSettings
 from telemetry.pipelines.transforms import (
     NAMESPACE,
     REJECTED,
+    WRITE_BATCH,
     AttachProject,
     DeactivationRecords,
     LatestPerSite,
@@ -49,7 +49,6 @@ from telemetry.pipelines.transforms import (
 
 log = get_logger("telemetry.pipelines")
 
-WRITE_BATCH = {"min_batch_size": 50, "max_batch_size": 500}
 READ_BATCH = {"min_batch_size": 16, "max_batch_size": 256}
 
 
@@ -160,16 +159,9 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         mailable = (
             all_sites
             | "LatestPerSite" >> LatestPerSite()
-            | "BatchSiteState" >> beam.BatchElements(**WRITE_BATCH)
             | "UpsertSites" >> beam.ParDo(io.UpsertSites(settings), projects)
         )
-        done.append(
-            mailable
-            | "MailByProject" >> beam.Map(lambda r: (r["hash"], r))
-            | "GroupMail" >> beam.GroupByKey()
-            | "MailBatches" >> beam.FlatMap(_chunks, 100)
-            | "SendMail" >> beam.ParDo(io.SendMail(settings), projects)
-        )
+        done.append(mailable | "SendMail" >> beam.ParDo(io.SendMail(settings), projects))
         if pipeline.name == "deactivation":  # tracking stages its sites as the route's own history
             staged.append(_stage(all_sites, "SiteHistory", settings, warehouse.SITES, run_id))
 
@@ -206,18 +198,6 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
 def _count_read(name: str, route: str) -> str:
     Metrics.counter(NAMESPACE, f"objects_read_{route}").inc()
     return name
-
-
-def _chunks(element: tuple[str, Iterable[dict[str, Any]]], size: int):
-    key, values = element
-    batch: list[dict[str, Any]] = []
-    for value in values:
-        batch.append(value)
-        if len(batch) == size:
-            yield key, batch
-            batch = []
-    if batch:
-        yield key, batch
 
 
 def reconcile(pipeline: Pipeline, read: dict[str, int], results: list[warehouse.MergeResult]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from apache_beam.metrics import Metrics
 
 from telemetry import records, state, warehouse
 from telemetry.pipelines.settings import PipelineSettings
-from telemetry.pipelines.transforms import NAMESPACE
+from telemetry.pipelines.transforms import NAMESPACE, SiteState
+from telemetry.storage import LIST_PAGE_SIZE
 
 log = logging.getLogger("telemetry.pipelines")
 
@@ -28,6 +29,7 @@ PULL_BATCH = 1000
 # service; a few in a row mean drained. What a run misses stays for the next one.
 EMPTY_PULLS_TO_STOP = 3
 READ_THREADS = 16
+MAIL_CONTACTS_PER_CALL = 100
 
 
 def storage_client(project: str):
@@ -108,7 +110,10 @@ class ListHourObjects(beam.DoFn):
         self._bucket = storage_client(self._settings.project).bucket(self._settings.bucket)
 
     def process(self, hour_path: str):
-        for blob in self._bucket.list_blobs(prefix=f"{self._route}/{hour_path}/"):
+        blobs = self._bucket.list_blobs(
+            prefix=f"{self._route}/{hour_path}/", page_size=LIST_PAGE_SIZE, fields="items(name),nextPageToken"
+        )
+        for blob in blobs:
             if blob.name.endswith(".json"):
                 yield blob.name
 
@@ -191,10 +196,11 @@ class _MongoFn(beam.DoFn):
 class UpsertSites(_MongoFn):
     """A batch of (record, first seen, last seen) -> folded into MongoDB `sites`.
 
-    Emits the records of sites whose project has a mail integration, for the mail step.
+    Emits, as one list, the batch's records of projects with a mail integration,
+    for the mail step.
     """
 
-    def process(self, batch: list[tuple[dict[str, Any], datetime, datetime]], projects: dict[str, dict]):
+    def process(self, batch: list[SiteState], projects: dict[str, dict]):
         from telemetry.pipelines.transforms import mail_flag
 
         updates, mailable = [], []
@@ -208,7 +214,8 @@ class UpsertSites(_MongoFn):
         if result is not None:
             Metrics.counter(NAMESPACE, "sites_inserted").inc(len(result.upserted_ids))
             Metrics.counter(NAMESPACE, "site_updates_applied").inc(result.modified_count)
-        yield from mailable
+        if mailable:
+            yield mailable
 
 
 class UpsertDeactivations(_MongoFn):
@@ -224,9 +231,10 @@ class UpsertDeactivations(_MongoFn):
 class SendMail(_MongoFn):
     """Site records of projects with a mail integration -> contacts of the new ones sent, once.
 
-    Only sites still `pending` are claimed (atomically), so a retried bundle or a
-    re-run never sends a contact twice. A failed call is logged and counted and
-    the sites are marked `failed`; it never fails the job.
+    Per project, up to MAIL_CONTACTS_PER_CALL sites are claimed (atomically, only
+    those still `pending`) and sent in one call, so a retried bundle, a site seen
+    in two batches or a re-run never sends a contact twice. A failed call is
+    logged and counted and its sites are marked `failed`; it never fails the job.
     """
 
     def setup(self):
@@ -236,33 +244,45 @@ class SendMail(_MongoFn):
         url = self._settings.mail_api_url
         self._api = MailApi(url, self._settings.mail_api_token()) if url else None
 
-    def process(self, element: tuple[str, list[dict[str, Any]]], projects: dict[str, dict]):
-        from telemetry.mail import MailApiError, contact
-
-        project_hash, site_records = element
+    def process(self, site_records: list[dict[str, Any]], projects: dict[str, dict]):
         if self._api is None:  # the sites stay pending until a run has a mail API
             Metrics.counter(NAMESPACE, "mail_skipped_not_configured").inc(len(site_records))
             return
+        by_project: dict[str, dict[str, dict[str, Any]]] = {}
+        for record in site_records:
+            by_project.setdefault(record["hash"], {})[record["url"]] = record
+        for project_hash, by_url in by_project.items():
+            urls = sorted(by_url)
+            for start in range(0, len(urls), MAIL_CONTACTS_PER_CALL):
+                chunk = {url: by_url[url] for url in urls[start : start + MAIL_CONTACTS_PER_CALL]}
+                sent = self._send(project_hash, chunk, projects[project_hash])
+                if sent:
+                    yield sent
+
+    def _send(self, project_hash: str, by_url: dict[str, dict[str, Any]], project: dict[str, Any]) -> int:
+        from telemetry.mail import MailApiError, contact
+
         sites = self._db[state.SITES]
-        by_url = {record["url"]: record for record in site_records}
         claim = uuid.uuid4().hex
-        claimed = state.claim_pending_mail(sites, project_hash, sorted(by_url), claim)
+        with mongo_errors("the mail claim"):
+            claimed = state.claim_pending_mail(sites, project_hash, list(by_url), claim)
         if not claimed:
-            return
-        integrations = state.enabled_mail_integrations(projects[project_hash])
-        contacts = [contact(by_url[doc["url"]]) for doc in claimed]
+            return 0
+        contacts = [contact(by_url[url]) for url in claimed]
         try:
-            self._api.subscribe(project_hash, integrations, contacts)
+            self._api.subscribe(project_hash, state.enabled_mail_integrations(project), contacts)
         except MailApiError as e:
             Metrics.counter(NAMESPACE, "mail_failed").inc(len(contacts))
-            state.finish_mail(sites, claim, state.MAIL_FAILED, _now(), str(e))
             log.error(
                 "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": str(e)}
             )
-            return
+            with mongo_errors("marking mail failed"):
+                state.finish_mail(sites, project_hash, claimed, claim, state.MAIL_FAILED, _now(), str(e))
+            return 0
         Metrics.counter(NAMESPACE, "mail_sent").inc(len(contacts))
-        state.finish_mail(sites, claim, state.MAIL_SENT, _now())
-        yield len(contacts)
+        with mongo_errors("marking mail sent"):
+            state.finish_mail(sites, project_hash, claimed, claim, state.MAIL_SENT, _now())
+        return len(contacts)
 
 
 def _now() -> datetime:

@@ -9,6 +9,7 @@ Each takes and returns PCollections of plain values, so a test can feed it
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,41 +129,43 @@ class TrackingSkippedRows(beam.PTransform):
         return known | beam.MapTuple(lambda ping, _project: records.tracking_skipped_row(ping))
 
 
-class _LatestSite(beam.CombineFn):
-    """Per site: the newest record, and the earliest and latest receipt times."""
+# Records per write batch: bounds what a worker holds, and sizes the bulk calls.
+WRITE_BATCH = {"min_batch_size": 50, "max_batch_size": 500}
 
-    def create_accumulator(self):
-        return None
+SiteState = tuple[dict[str, Any], datetime, datetime]
 
-    def add_input(self, accumulator, record):
-        return self.merge_accumulators([accumulator, (record, record["received_at"], record["received_at"])])
 
-    def merge_accumulators(self, accumulators):
-        latest = None
-        for acc in accumulators:
-            if acc is None:
-                continue
-            if latest is None:
-                latest = acc
-                continue
-            record = acc[0] if acc[0]["received_at"] > latest[0]["received_at"] else latest[0]
-            latest = (record, min(acc[1], latest[1]), max(acc[2], latest[2]))
-        return latest
+def newer(record: dict[str, Any], than: dict[str, Any]) -> bool:
+    """The order of pings of one site, as `state.site_update` applies it: received_at, then ping_id."""
+    return (record["received_at"], record["ping_id"]) > (than["received_at"], than["ping_id"])
 
-    def extract_output(self, accumulator):
-        return accumulator
+
+def latest_per_site(site_records: Iterable[dict[str, Any]]) -> list[SiteState]:
+    """Records -> (newest record, first seen, last seen), one per (hash, url), in first-seen order."""
+    folded: dict[tuple[str, str], SiteState] = {}
+    for record in site_records:
+        key = (record["hash"], record["url"])
+        at = record["received_at"]
+        previous = folded.get(key)
+        if previous is None:
+            folded[key] = (record, at, at)
+            continue
+        newest = record if newer(record, previous[0]) else previous[0]
+        folded[key] = (newest, min(previous[1], at), max(previous[2], at))
+    return list(folded.values())
 
 
 class LatestPerSite(beam.PTransform):
-    """Records -> (latest record, first seen, last seen), one per (hash, url) in this run."""
+    """Records -> batches of `latest_per_site`, folded within each write batch.
+
+    Not across the whole run: that would hold every site of the hour in memory
+    (a GroupByKey). A site that lands in two batches gets two updates, and
+    `state.site_update` is order-independent (newest record wins, first/last
+    seen only widen), so the stored document is the same either way.
+    """
 
     def expand(self, site_records):
-        return (
-            site_records
-            | beam.Map(lambda r: ((r["hash"], r["url"]), r))
-            | beam.CombinePerKey(_LatestSite())
-            | beam.Values()
-        )
+        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(latest_per_site)
 
 
 def mail_flag(record: dict[str, Any], projects: dict[str, dict[str, Any]]) -> bool:

@@ -196,6 +196,31 @@ def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
     assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 2  # both are history
 
 
+def test_site_updates_give_the_same_document_in_any_order(db):
+    """A site can be folded in several write batches of one run, in any order (LatestPerSite)."""
+    rng = random.Random(11)
+    at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    project = {"hash": uuid.uuid4().hex, "custom_fields": []}
+    site_records = []
+    for ping_id, minutes in (("b", 0), ("a", 30), ("c", 30), ("d", 10)):  # a tie at 30: ping_id "c" wins
+        body = sample_pings.track_payload(rng, project["hash"], 1)
+        body["project_version"] = ping_id
+        ping = records.StoredPing(f"track/{ping_id}.json", ping_id, "track", at + timedelta(minutes=minutes), body)
+        site_records.append(records.site_record(ping, project))
+    documents = set()
+    for order in (site_records, site_records[::-1], site_records[1:] + site_records[:1]):
+        db[state.SITES].delete_many({"hash": project["hash"]})
+        for record in order:  # one update per batch: the worst case
+            at_once = record["received_at"]
+            state.apply(db[state.SITES], [state.site_update(record, at_once, at_once, False)])
+        [document] = db[state.SITES].find({"hash": project["hash"]}, {"_id": 0})
+        assert (document["project_version"], document["ping_id"]) == ("c", "c")
+        assert (document["first_seen"], document["last_seen"]) == (at, at + timedelta(minutes=30))
+        documents.add(repr(sorted(document.items())))
+    assert len(documents) == 1
+    db[state.SITES].delete_many({"hash": project["hash"]})
+
+
 def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ingest_url, db, bq):
     project = new_project(db)
     rng = random.Random(13)
