@@ -392,14 +392,43 @@ def test_archive_holds_main_requirements_and_telemetry_package(tf):
     assert '"requirements.txt" = "${local.repo_root}/functions/requirements.txt"' in function_files
     assert "local.telemetry_files" in function_files
     telemetry_files = _expr(tf["locals"]["telemetry_files"])
-    assert 'fileset("${local.repo_root}/telemetry", "**/*.py")' in telemetry_files
+    assert "for f in local.function_modules" in telemetry_files
     assert '"telemetry/${f}" => "${local.repo_root}/telemetry/${f}"' in telemetry_files
     assert tf["locals"]["repo_root"] == "${path.module}/.."
-
-    # What that fileset picks up today: the package the functions import.
-    packaged = {p.relative_to(ROOT).as_posix() for p in (ROOT / "telemetry").rglob("*.py")}
-    assert {"telemetry/__init__.py", "telemetry/config.py"} <= packaged
     assert (ROOT / "functions" / "requirements.txt").is_file()
+
+
+def _telemetry_imports(path: Path) -> set[str]:
+    """The telemetry modules a source file imports, as file names relative to telemetry/."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "telemetry":
+            parts = node.module.split(".")[1:]
+            for alias in node.names:  # `from telemetry import config` or `from telemetry.config import X`
+                module = parts or [alias.name]
+                if (ROOT / "telemetry" / Path(*module)).with_suffix(".py").is_file():
+                    found.add(Path(*module).with_suffix(".py").as_posix())
+        elif isinstance(node, ast.Import):
+            found |= {
+                Path(*a.name.split(".")[1:]).with_suffix(".py").as_posix()
+                for a in node.names
+                if a.name.startswith("telemetry.")
+            }
+    return found
+
+
+def test_function_zips_hold_exactly_the_modules_ingest_imports(tf):
+    """Every module the functions import, transitively, and nothing else (no pipelines, MongoDB, BigQuery)."""
+    needed, todo = (
+        {"__init__.py"},
+        [ROOT / "functions" / route / "main.py" for route in ("track", "deactivate", "tracking_skipped")],
+    )
+    while todo:
+        for module in _telemetry_imports(todo.pop()) - needed:
+            needed.add(module)
+            todo.append(ROOT / "telemetry" / module)
+    assert set(tf["locals"]["function_modules"]) == needed
+    assert not any(module.startswith("pipelines/") for module in needed)
 
 
 def test_source_object_named_after_zip_md5(tf):
