@@ -56,11 +56,11 @@ status: venv
 demo: venv
 	$(STACK) run -- $(PY) scripts/demo.py
 
-# Both pipelines on DirectRunner: notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
+# Both pipelines on the local runner (FnApiRunner, see the README): notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
 pipelines: venv
 	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
 	. ./.local/env && for name in tracking deactivation; do \
-	  $(PY) -m telemetry.pipelines.build $$name --runner DirectRunner $(if $(HOUR),--hour $(HOUR)) || exit 1; \
+	  $(PY) -m telemetry.pipelines.build $$name --runner FnApiRunner $(if $(HOUR),--hour $(HOUR)) || exit 1; \
 	done
 
 lint: venv

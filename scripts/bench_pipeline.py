@@ -1,4 +1,4 @@
-"""Benchmark of the hourly pipelines on DirectRunner against a plain-Python baseline.
+"""Benchmark of the hourly pipelines on the local runner against a plain-Python baseline.
 
 Run through `make bench-pipeline` (it starts the stack). For each size (5,000
 and 20,000 pings by default) it writes one hour of generated pings, a
@@ -131,7 +131,7 @@ def measure_pipeline(env: dict[str, str], bucket: str, db_name: str, dataset: st
         "import resource, sys\n"
         "from telemetry.pipelines import build\n"
         f"for name in ('tracking', 'deactivation'):\n"
-        f"    pipeline, result, _ = build.run([name, '--runner', 'DirectRunner', '--hour', '{HOUR:%Y-%m-%dT%H}',"
+        f"    pipeline, result, _ = build.run([name, '--runner', build.LOCAL_RUNNER, '--hour', '{HOUR:%Y-%m-%dT%H}',"
         f" '--tracking_bucket', '{bucket}', '--mongodb_db', '{db_name}', '--bq_dataset', '{dataset}'])\n"
         "    report = build.report_from_metrics(pipeline, result)\n"
         "    print(build.format_report(report))\n"

@@ -98,7 +98,7 @@ def add_projects(db) -> list[str]:
 
 def run_pipelines(mail_api_url: str) -> None:
     for name in build.PIPELINES:
-        pipeline, result, _ = build.run([name, "--runner", "DirectRunner", "--mail_api_url", mail_api_url])
+        pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, "--mail_api_url", mail_api_url])
         print(build.format_report(build.report_from_metrics(pipeline, result)))
 
 
@@ -225,7 +225,7 @@ def main() -> int:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MailApiStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     mail_api_url = f"http://127.0.0.1:{server.server_address[1]}/subscribe"
-    print("\nrunning the hourly pipelines (DirectRunner, notification mode):")
+    print(f"\nrunning the hourly pipelines ({build.LOCAL_RUNNER}, notification mode):")
     run_pipelines(mail_api_url)
     show_results(db, projects)
     contacts = sum(len(call["contacts"]) for call in MailApiStandIn.calls)

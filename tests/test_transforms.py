@@ -10,6 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from telemetry import records
+from telemetry.pipelines.build import LOCAL_RUNNER
 from telemetry.pipelines.transforms import (
     REJECTED,
     AttachProject,
@@ -37,7 +38,7 @@ def ping(ping_id: str, route: str = "track", minutes: int = 0, **body) -> record
 
 
 def test_parse_stored_pings_splits_good_from_rejected():
-    with TestPipeline() as p:
+    with TestPipeline(runner=LOCAL_RUNNER) as p:
         out = (
             p
             | beam.Create(
@@ -59,7 +60,7 @@ def test_parse_stored_pings_splits_good_from_rejected():
 
 
 def test_attach_project_rejects_unknown_hashes():
-    with TestPipeline() as p:
+    with TestPipeline(runner=LOCAL_RUNNER) as p:
         projects = beam.pvalue.AsDict(p | "projects" >> beam.Create([("known", PROJECT)]))
         out = p | beam.Create([ping("a"), ping("b", hash="stranger")]) | AttachProject(projects)
         assert_that(out.known | beam.Map(lambda e: (e[0].id, e[1]["hash"])), equal_to([("a", "known")]), label="known")
@@ -71,7 +72,7 @@ def test_attach_project_rejects_unknown_hashes():
 
 
 def test_site_records_filter_custom_fields_and_cast():
-    with TestPipeline() as p:
+    with TestPipeline(runner=LOCAL_RUNNER) as p:
         rows = (
             p
             | beam.Create([(ping("a", users={"total": "7"}, extra={"license_type": "pro", "secret": "x"}), PROJECT)])
@@ -89,7 +90,7 @@ def test_deactivation_records_check_reasons():
         (ping("b", "deactivate"), PROJECT),  # a theme switch: no reason
         (ping("c", "deactivate", reason_id="nonsense"), PROJECT),
     ]
-    with TestPipeline() as p:
+    with TestPipeline(runner=LOCAL_RUNNER) as p:
         out = p | beam.Create(pings) | DeactivationRecords()
         assert_that(
             out.deactivations | beam.Map(lambda r: (r["ping_id"], r["reason_id"])),
@@ -101,7 +102,7 @@ def test_deactivation_records_check_reasons():
 
 
 def test_tracking_skipped_rows_carry_no_personal_data():
-    with TestPipeline() as p:
+    with TestPipeline(runner=LOCAL_RUNNER) as p:
         rows = (
             p | beam.Create([(ping("s", "tracking-skipped", previously_skipped="1"), PROJECT)]) | TrackingSkippedRows()
         )
@@ -110,7 +111,7 @@ def test_tracking_skipped_rows_carry_no_personal_data():
 
 def test_latest_per_site_keeps_the_newest_and_the_span():
     site = lambda ping_id, minutes: records.site_record(ping(ping_id, minutes=minutes), PROJECT)  # noqa: E731
-    with TestPipeline() as p:
+    with TestPipeline(runner=LOCAL_RUNNER) as p:
         out = (
             p
             | beam.Create(

@@ -51,6 +51,13 @@ log = get_logger("telemetry.pipelines")
 
 READ_BATCH = {"min_batch_size": 16, "max_batch_size": 256}
 
+# Local runs (make pipelines, tests, demo, benchmark) name Beam's in-process batch
+# runner, the one DirectRunner runs a batch pipeline on, directly: DirectRunner
+# first tries to download the Go Prism runner from GitHub at run time, which
+# fails without network and otherwise runs on an unpinned binary.
+LOCAL_RUNNER = "FnApiRunner"
+LOCAL_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner", "BundleBasedDirectRunner", "PrismRunner")
+
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -188,7 +195,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         | "AtEnd" >> beam.Create([None])
         | "Reconcile"
         >> beam.Map(
-            lambda _, read, results: reconcile(pipeline, dict(read), results),
+            lambda _, read, results: log_reconciliation(reconcile(pipeline, dict(read), results)),
             beam.pvalue.AsList(counts),
             beam.pvalue.AsList(merged),
         )
@@ -201,7 +208,7 @@ def _count_read(name: str, route: str) -> str:
 
 
 def reconcile(pipeline: Pipeline, read: dict[str, int], results: list[warehouse.MergeResult]) -> dict[str, Any]:
-    """objects read = rows written + rejected + duplicates skipped, by route; logged as one JSON line."""
+    """objects read = rows written + rejected + duplicates skipped, by route."""
     report: dict[str, Any] = {"pipeline": pipeline.name, "routes": {}, "balanced": True}
     for route in pipeline.routes:
         accepted = next(r for r in results if r.table == HISTORY_OF_ROUTE[route].name and r.scope == "")
@@ -218,6 +225,11 @@ def reconcile(pipeline: Pipeline, read: dict[str, int], results: list[warehouse.
     extra = [r for r in results if r.table == warehouse.SITES.name and pipeline.name == "deactivation"]
     if extra:
         report["site_history_rows_written"] = extra[0].inserted
+    return report
+
+
+def log_reconciliation(report: dict[str, Any]) -> dict[str, Any]:
+    """The run's last step: its report as one JSON log line (on Dataflow nobody waits for the launcher)."""
     if not report["balanced"]:
         Metrics.counter(NAMESPACE, "unreconciled_runs").inc()
         log.error("run does not reconcile", extra={"report": report})
@@ -261,6 +273,7 @@ def report_from_metrics(pipeline: Pipeline, result: beam.runners.runner.Pipeline
 
 def run(argv: list[str]) -> tuple[Pipeline, beam.runners.runner.PipelineResult, bool]:
     """Build and start one pipeline; waits for it when it runs locally. Returns (pipeline, result, waited)."""
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     if not argv or argv[0] not in PIPELINES:
         raise SystemExit(f"usage: python -m telemetry.pipelines.build {{{'|'.join(PIPELINES)}}} [options]")
     pipeline = PIPELINES[argv[0]]
@@ -270,14 +283,13 @@ def run(argv: list[str]) -> tuple[Pipeline, beam.runners.runner.PipelineResult, 
     p = beam.Pipeline(options=options)
     build(p, pipeline, settings, run_id=uuid.uuid4().hex[:12])
     result = p.run()
-    local = options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "PrismRunner")
+    local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
     if local:
         result.wait_until_finish()
     return pipeline, result, local
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     pipeline, result, waited = run(sys.argv[1:] if argv is None else argv)
     if not waited:
         return 0  # on Dataflow the job logs its own report

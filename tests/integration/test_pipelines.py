@@ -1,4 +1,4 @@
-"""The hourly pipelines on DirectRunner against the local stack.
+"""The hourly pipelines on the local runner against the local stack.
 
 Pings go in through $INGEST_URL (or, where a test needs exact receipt times or
 a broken object, straight into the bucket); the pipelines run in-process; the
@@ -62,7 +62,7 @@ def post(ingest_url: str, route: str, body: dict) -> str:
 
 
 def run(name: str, *args: str) -> dict:
-    pipeline, result, waited = build.run([name, "--runner", "DirectRunner", *args])
+    pipeline, result, waited = build.run([name, "--runner", build.LOCAL_RUNNER, *args])
     assert waited
     report = build.report_from_metrics(pipeline, result)
     assert report["balanced"], report
@@ -231,7 +231,7 @@ def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ing
         # A short lease, so that the drained notifications come back before the re-run
         # (the scheduled run keeps the 600 s default: the next hour's run gets them).
         with pytest.raises(Exception, match=r"MongoDB failed during loading projects: ServerSelectionTimeoutError"):
-            build.run(["tracking", "--runner", "DirectRunner", "--lease_seconds", "10"])
+            build.run(["tracking", "--runner", build.LOCAL_RUNNER, "--lease_seconds", "10"])
     finally:
         stack.start(mongo)
     time.sleep(1)
