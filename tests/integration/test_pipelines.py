@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from telemetry import records, state, warehouse
-from telemetry.pipelines import build
+from telemetry.pipelines import build, io
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import sample_pings
@@ -240,6 +240,46 @@ def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ing
     rows = bq_rows(bq, "sites", f"hash = '{project}'")
     assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once
     assert db[state.SITES].count_documents({"hash": project}) == 5
+
+
+def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicates(bucket, db, bq, monkeypatch):
+    """MongoDB is up when the run starts (projects load) and goes down as the first sites upsert begins."""
+    project = new_project(db)
+    rng = random.Random(17)
+    hour = datetime(2026, 2, 3, 4, tzinfo=UTC)  # an hour of this test's own
+    for i in range(60):
+        put_object(
+            bucket,
+            "track",
+            hour + timedelta(seconds=i),
+            stored_ping("track", hour, sample_pings.track_payload(rng, project, i)),
+        )
+    mongo = next(s for s in stack.SERVICES if s.name == "mongodb")
+    upsert = io.UpsertSites.process
+
+    def stop_mongodb_then_upsert(self, batch, projects):
+        stack.stop(mongo)  # a no-op once stopped
+        yield from upsert(self, batch, projects)
+
+    monkeypatch.setattr(io.UpsertSites, "process", stop_mongodb_then_upsert)
+    try:
+        with pytest.raises(Exception, match=r"MongoDB failed during the sites upsert: \w+"):
+            build.run(["tracking", "--runner", build.LOCAL_RUNNER, "--hour", f"{hour:%Y-%m-%dT%H}"])
+    finally:
+        monkeypatch.undo()
+        stack.start(mongo)
+    assert bq_rows(bq, "sites", f"hash = '{project}'") == []  # the run died before its MERGE
+
+    report = run("tracking", "--hour", f"{hour:%Y-%m-%dT%H}")
+    assert report["routes"]["track"] == {
+        "objects_read": 60,
+        "rows_written": 60,
+        "rejected": 0,
+        "duplicates_skipped": 0,
+        "balanced": True,
+    }
+    assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 60
+    assert db[state.SITES].count_documents({"hash": project}) == 60
 
 
 class _MailReceiver(http.server.BaseHTTPRequestHandler):
