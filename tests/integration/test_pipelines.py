@@ -246,7 +246,9 @@ def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicat
     """MongoDB is up when the run starts (projects load) and goes down as the first sites upsert begins."""
     project = new_project(db)
     rng = random.Random(17)
-    hour = datetime(2026, 2, 3, 4, tzinfo=UTC)  # an hour of this test's own
+    hour = datetime(2026, 2, 3, 4, tzinfo=UTC)  # an hour of this test's own, emptied first
+    for blob in bucket.list_blobs(prefix=f"track/{hour:%Y/%m/%d/%H}/"):
+        blob.delete()
     for i in range(60):
         put_object(
             bucket,
