@@ -159,7 +159,6 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     run_id = uuid.uuid4().hex[:12]
     writers = {t.name: warehouse.HistoryWriter(bq, dataset, t, run_id) for t in warehouse.TABLES}
     rows: dict[str, list] = {t.name: [] for t in warehouse.TABLES}
-    latest: dict[tuple[str, str], tuple[dict, datetime, datetime]] = {}
     deactivations = []
     hour = f"{HOUR:%Y/%m/%d/%H}"
     for route, table in ((TRACK, "sites"), (TRACKING_SKIPPED, "tracking_skipped"), (DEACTIVATE, "deactivations")):
@@ -181,20 +180,15 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
                     ping, project_doc, records.DEACTIVATED if route == DEACTIVATE else records.ACTIVE
                 )
                 rows["sites"].append(site)
-                key = (site["hash"], site["url"])
-                previous = latest.get(key)
-                if previous is None:
-                    latest[key] = (site, site["received_at"], site["received_at"])
-                else:
-                    newest = site if site["received_at"] > previous[0]["received_at"] else previous[0]
-                    latest[key] = (newest, min(previous[1], site["received_at"]), max(previous[2], site["received_at"]))
             except records.Rejected as e:
                 rows["rejected"].append(
                     records.rejected_row(
                         blob.name, e.reason, e.detail, records.received_at_of(blob.name, data, HOUR), None
                     )
                 )
-    updates = [state.site_update(site, first, last, False) for site, first, last in latest.values()]
+    updates = [
+        state.site_update(site, first, last, False) for site, first, last in state.latest_per_site(rows["sites"])
+    ]
     for start in range(0, len(updates), 1000):
         state.apply(db[state.SITES], updates[start : start + 1000])
     state.apply(db[state.DEACTIVATIONS], [state.deactivation_update(r) for r in deactivations])

@@ -92,6 +92,29 @@ def _is_new(field: str) -> dict[str, Any]:
     return {"$eq": [{"$type": f"${field}"}, "missing"]}
 
 
+SiteState = tuple[dict[str, Any], datetime, datetime]
+
+
+def newer(record: dict[str, Any], than: dict[str, Any]) -> bool:
+    """The order of pings of one site, as `site_update` applies it: received_at, then ping_id."""
+    return (record["received_at"], record["ping_id"]) > (than["received_at"], than["ping_id"])
+
+
+def latest_per_site(site_records: Iterable[dict[str, Any]]) -> list[SiteState]:
+    """Records -> (newest record, first seen, last seen), one per (hash, url), in first-seen order."""
+    folded: dict[tuple[str, str], SiteState] = {}
+    for record in site_records:
+        key = (record["hash"], record["url"])
+        at = record["received_at"]
+        previous = folded.get(key)
+        if previous is None:
+            folded[key] = (record, at, at)
+            continue
+        newest = record if newer(record, previous[0]) else previous[0]
+        folded[key] = (newest, min(previous[1], at), max(previous[2], at))
+    return list(folded.values())
+
+
 def site_update(record: dict[str, Any], first_seen: datetime, last_seen: datetime, mail: bool) -> UpdateOne:
     """One upsert that folds a site's latest record of a run into `sites`.
 

@@ -19,7 +19,6 @@ from telemetry.pipelines.transforms import (
     ParseStoredPings,
     SiteRecords,
     TrackingSkippedRows,
-    latest_per_site,
 )
 
 T0 = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
@@ -134,18 +133,3 @@ def test_latest_per_site_keeps_the_newest_and_the_span():
                 ]
             ),
         )
-
-
-def test_latest_per_site_folds_in_any_order():
-    site = lambda ping_id, minutes: records.site_record(ping(ping_id, minutes=minutes), PROJECT)  # noqa: E731
-    pings = [site("a", 10), site("b", 40), site("c", 0)]
-    for order in (pings, pings[::-1], [pings[2], pings[0], pings[1]]):
-        [(record, first, last)] = latest_per_site(order)
-        assert (record["ping_id"], first, last) == ("b", T0, T0 + timedelta(minutes=40))
-
-
-def test_latest_per_site_breaks_a_tie_by_ping_id_as_mongodb_does():
-    site = lambda ping_id: records.site_record(ping(ping_id, minutes=5), PROJECT)  # noqa: E731
-    for order in (["p1", "p2"], ["p2", "p1"]):
-        [(record, _, _)] = latest_per_site([site(ping_id) for ping_id in order])
-        assert record["ping_id"] == "p2"

@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 
 from telemetry import records, state, warehouse
 from telemetry.pipelines.settings import PipelineSettings
-from telemetry.pipelines.transforms import NAMESPACE, SiteState
+from telemetry.pipelines.transforms import NAMESPACE
 from telemetry.storage import LIST_PAGE_SIZE
 
 log = logging.getLogger("telemetry.pipelines")
@@ -200,7 +200,7 @@ class UpsertSites(_MongoFn):
     for the mail step.
     """
 
-    def process(self, batch: list[SiteState], projects: dict[str, dict]):
+    def process(self, batch: list[state.SiteState], projects: dict[str, dict]):
         from telemetry.pipelines.transforms import mail_flag
 
         updates, mailable = [], []

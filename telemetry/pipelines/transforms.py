@@ -9,7 +9,6 @@ Each takes and returns PCollections of plain values, so a test can feed it
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,31 +131,9 @@ class TrackingSkippedRows(beam.PTransform):
 # Records per write batch: bounds what a worker holds, and sizes the bulk calls.
 WRITE_BATCH = {"min_batch_size": 50, "max_batch_size": 500}
 
-SiteState = tuple[dict[str, Any], datetime, datetime]
-
-
-def newer(record: dict[str, Any], than: dict[str, Any]) -> bool:
-    """The order of pings of one site, as `state.site_update` applies it: received_at, then ping_id."""
-    return (record["received_at"], record["ping_id"]) > (than["received_at"], than["ping_id"])
-
-
-def latest_per_site(site_records: Iterable[dict[str, Any]]) -> list[SiteState]:
-    """Records -> (newest record, first seen, last seen), one per (hash, url), in first-seen order."""
-    folded: dict[tuple[str, str], SiteState] = {}
-    for record in site_records:
-        key = (record["hash"], record["url"])
-        at = record["received_at"]
-        previous = folded.get(key)
-        if previous is None:
-            folded[key] = (record, at, at)
-            continue
-        newest = record if newer(record, previous[0]) else previous[0]
-        folded[key] = (newest, min(previous[1], at), max(previous[2], at))
-    return list(folded.values())
-
 
 class LatestPerSite(beam.PTransform):
-    """Records -> batches of `latest_per_site`, folded within each write batch.
+    """Records -> batches of `state.latest_per_site`, folded within each write batch.
 
     Not across the whole run: that would hold every site of the hour in memory
     (a GroupByKey). A site that lands in two batches gets two updates, and
@@ -165,7 +142,7 @@ class LatestPerSite(beam.PTransform):
     """
 
     def expand(self, site_records):
-        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(latest_per_site)
+        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(state.latest_per_site)
 
 
 def mail_flag(record: dict[str, Any], projects: dict[str, dict[str, Any]]) -> bool:
