@@ -78,14 +78,14 @@ def _newest_wins(received_at: datetime, fields: dict[str, Any]) -> dict[str, Any
     `$literal`, so a string such as "$100" is never read as a field path.
     """
     stored_at = {"$ifNull": ["$received_at", EPOCH]}
-    newer = {
+    stored_is_older = {
         "$or": [
             {"$lt": [stored_at, received_at]},
             {"$and": [{"$eq": [stored_at, received_at]}, {"$lt": [{"$ifNull": ["$ping_id", ""]}, fields["ping_id"]]}]},
         ]
     }
     merged = {"$mergeObjects": ["$$ROOT", {"$literal": {**fields, "received_at": received_at}}]}
-    return {"$replaceWith": {"$cond": [newer, merged, "$$ROOT"]}}
+    return {"$replaceWith": {"$cond": [stored_is_older, merged, "$$ROOT"]}}
 
 
 def _is_new(field: str) -> dict[str, Any]:
