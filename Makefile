@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-STACK := $(PY) scripts/stack.py
+STACK := $(PY) -m telemetry.local.stack
 CHECKOV_VENV := .local/checkov-venv
 CHECKOV_VERSION := 3.3.30
 
@@ -22,10 +22,12 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt functions/requirements.txt
+$(STAMP): requirements.txt constraints.txt functions/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	# The project's own package, editable: code, tests and scripts import `telemetry` from here.
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
 	# bqemulator needs DuckDB's spatial extension and cannot download it here.
 	$(PY) -c "from duckdb_extensions import import_extension; import_extension('spatial')"
@@ -87,4 +89,4 @@ bench-pipeline: venv
 	$(STACK) run -- $(PY) scripts/bench_pipeline.py
 
 clean: down
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info

@@ -31,14 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from telemetry.common import config
+from telemetry.local import stack
+from telemetry.local.samples import http_build_query, project_hash, track_payload
 
-import stack  # noqa: E402
-from sample_pings import http_build_query, project_hash, track_payload  # noqa: E402
-
-from telemetry import config  # noqa: E402
+ROOT = stack.ROOT
 
 TARGET_THROUGHPUT_RATIO = 0.7
 TARGET_P99_RATIO = 1.5

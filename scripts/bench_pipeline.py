@@ -30,21 +30,15 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import stack  # noqa: E402
-from sample_pings import deactivate_payload, project_hash, track_payload, tracking_skipped_payload  # noqa: E402
-
-from telemetry import config, records, state, warehouse  # noqa: E402
-from telemetry.ingest import Ping  # noqa: E402
-from telemetry.payload import DEACTIVATE, TRACK, TRACKING_SKIPPED  # noqa: E402
-from telemetry.storage import LIST_PAGE_SIZE, PingStore  # noqa: E402
+from telemetry.common import cloud, config, stored_ping
+from telemetry.common.stored_ping import StoredPing
+from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
+from telemetry.local import stack
+from telemetry.local.samples import deactivate_payload, project_hash, track_payload, tracking_skipped_payload
+from telemetry.pipelines import mongodb as state
+from telemetry.pipelines import records, warehouse
 
 TARGET_RATIO = 0.5
 HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)  # a fixed past hour: nothing else lives there
@@ -54,8 +48,7 @@ PROJECTS = [project_hash(f"bench-{i}") for i in range(3)]
 def generate(count: int, bucket: str) -> dict[str, int]:
     """Write `count` stored pings of HOUR into `bucket`; returns the count per route."""
     rng = random.Random(count)
-    settings = replace(config.IngestSettings.from_env(), bucket=bucket, storage_attempts=5)
-    store = PingStore(settings)
+    target = cloud.storage_client(config.require("GCP_PROJECT")).bucket(bucket)
     sites = max(1, int(count * 0.7))
 
     def one(index: int) -> str:
@@ -68,17 +61,17 @@ def generate(count: int, bucket: str) -> dict[str, int]:
         else:
             route, body = DEACTIVATE, deactivate_payload(rng, project, rng.randrange(sites))
         received = HOUR + timedelta(microseconds=rng.randrange(3_600_000_000))
-        ping = Ping(
-            str(uuid.UUID(int=rng.getrandbits(128))),
-            received,
-            route,
-            "Appsero/bench;",
-            "application/x-www-form-urlencoded",
-            "203.0.113.9",
-            body,
-            "",
+        ping = StoredPing(
+            id=str(uuid.UUID(int=rng.getrandbits(128))),
+            route=route,
+            received_at=received,
+            payload=body,
+            user_agent="Appsero/bench;",
+            content_type="application/x-www-form-urlencoded",
+            client_ip="203.0.113.9",
+            raw="",
         )
-        store.put(ping.object_name, ping.to_json())
+        target.blob(ping.object_name).upload_from_string(ping.to_json(), content_type=stored_ping.CONTENT_TYPE)
         return route
 
     plan = list(range(count))
@@ -110,7 +103,7 @@ def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Run a child Python process; (seconds, its peak RSS in MiB)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, *args], cwd=stack.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     output, _ = process.communicate()
     elapsed = time.perf_counter() - started
@@ -148,24 +141,21 @@ def measure_baseline(env: dict[str, str], bucket: str, db_name: str, dataset: st
 
 def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     """The plain loop: list, read one by one, parse, and bulk-write the same documents and rows."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
     project = config.require("GCP_PROJECT")
-    bucket = storage.Client(project=project, credentials=AnonymousCredentials()).bucket(bucket_name)
+    bucket = cloud.storage_client(project).bucket(bucket_name)
     db = state.database(config.require("MONGODB_URI"), db_name)
     projects = state.load_projects(db)
-    bq = warehouse.bigquery_client(project)
+    bq = cloud.bigquery_client(project)
     run_id = uuid.uuid4().hex[:12]
     writers = {t.name: warehouse.HistoryWriter(bq, dataset, t, run_id) for t in warehouse.TABLES}
     rows: dict[str, list] = {t.name: [] for t in warehouse.TABLES}
     deactivations = []
-    hour = f"{HOUR:%Y/%m/%d/%H}"
     for route, table in ((TRACK, "sites"), (TRACKING_SKIPPED, "tracking_skipped"), (DEACTIVATE, "deactivations")):
-        for blob in bucket.list_blobs(prefix=f"{route}/{hour}/", page_size=LIST_PAGE_SIZE):
+        prefix = stored_ping.hour_prefix(route, HOUR)
+        for blob in bucket.list_blobs(prefix=prefix, page_size=stored_ping.LIST_PAGE_SIZE):
             data = blob.download_as_bytes()
             try:
-                ping = records.parse_stored_ping(blob.name, data)
+                ping = records.read_stored_ping(blob.name, data)
                 project_doc = projects.get(ping.payload["hash"])
                 if project_doc is None:
                     raise records.Rejected(records.UNKNOWN_PROJECT, "unknown")
@@ -183,7 +173,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
             except records.Rejected as e:
                 rows["rejected"].append(
                     records.rejected_row(
-                        blob.name, e.reason, e.detail, records.received_at_of(blob.name, data, HOUR), None
+                        blob.name, e.reason, e.detail, stored_ping.received_at_of(blob.name, data, HOUR), None
                     )
                 )
     updates = [
@@ -210,9 +200,9 @@ def main() -> int:
         baseline_child(*args.baseline_child)
         return 0
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     project = config.require("GCP_PROJECT")
-    bq = warehouse.bigquery_client(project)
+    bq = cloud.bigquery_client(project)
     results = []
     for size in args.sizes:
         tag = f"bench{size}_{uuid.uuid4().hex[:6]}"

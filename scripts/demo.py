@@ -20,27 +20,21 @@ import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import ClassVar
 
 import requests
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import pubsub_v1, storage
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sample_pings import (  # noqa: E402
+from telemetry.common import cloud, config, stored_ping
+from telemetry.common.wire import ROUTES
+from telemetry.local.samples import (
     deactivate_payload,
     http_build_query,
     project_hash,
     track_payload,
     tracking_skipped_payload,
 )
-
-from telemetry import config, state, warehouse  # noqa: E402
-from telemetry.payload import ROUTES  # noqa: E402
-from telemetry.pipelines import build  # noqa: E402
+from telemetry.pipelines import build
+from telemetry.pipelines import mongodb as state
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 
@@ -77,7 +71,7 @@ def add_projects(db) -> list[str]:
             "type": "plugin",
             "custom_fields": ["license_type"],
             "mail_integrations": {"mailchimp": {"enabled": True, "list_id": "demo-list"}},
-            "deactivation_reasons": ["too-expensive"],
+            "deactivation_reasons": {"too-expensive": "It is too expensive"},
         },
         upsert=True,
     )
@@ -103,7 +97,7 @@ def run_pipelines(mail_api_url: str) -> None:
 
 
 def show_results(db, projects: list[str]) -> None:
-    bq = warehouse.bigquery_client(config.require("GCP_PROJECT"))
+    bq = cloud.bigquery_client(config.require("GCP_PROJECT"))
     dataset = config.require("BQ_DATASET")
     for project_hash_ in projects:
         name = db[state.PROJECTS].find_one({"hash": project_hash_})["name"]
@@ -149,7 +143,7 @@ def main() -> int:
     db = state.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     projects = add_projects(db)
 
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = cloud.pubsub_subscriber()
     watch = subscriber.subscription_path(project, f"demo-{uuid.uuid4().hex[:8]}")
     subscriber.create_subscription(request={"name": watch, "topic": f"projects/{project}/topics/{topic}"})
 
@@ -162,7 +156,7 @@ def main() -> int:
         pings.append(("tracking-skipped", tracking_skipped_payload(rng, rng.choice(projects))))
     pings.append(("track", track_payload(rng, UNKNOWN_PROJECT, 99)))  # accepted by ingest, rejected by the pipeline
     odd_reason = deactivate_payload(rng, projects[0], 7)
-    odd_reason["reason_id"] = "no-such-reason"
+    odd_reason["reason_id"] = "no such reason!"  # not a slug: set aside as invalid_reason
     pings.append(("deactivate", odd_reason))
     rng.shuffle(pings)
 
@@ -187,14 +181,14 @@ def main() -> int:
         print(f"  {route:16} HTTP {status}: {count}")
 
     bucket_name = config.require("TRACKING_BUCKET")
-    bucket = storage.Client(project=project, credentials=AnonymousCredentials()).bucket(bucket_name)
+    bucket = cloud.storage_client(project).bucket(bucket_name)
     print(f"\nwhere they landed (gs://{bucket_name}/, newest hour per route):")
     newest = None
     for route in ROUTES:
         names = sorted(blob.name for blob in bucket.list_blobs(prefix=f"{route}/"))
         if names:
-            hour = names[-1].rsplit("/", 1)[0]
-            print(f"  {hour}/  {sum(1 for n in names if n.startswith(hour + '/'))} objects")
+            prefix = names[-1].rsplit("/", 1)[0] + "/"
+            print(f"  {prefix}  {sum(1 for n in names if n.startswith(prefix))} objects")
             newest = newest or names[-1]
     if newest:
         obj = json.loads(bucket.blob(newest).download_as_bytes())
@@ -211,7 +205,7 @@ def main() -> int:
     while sum(received.values()) < len(pings) and time.monotonic() < deadline:
         response = subscriber.pull(request={"subscription": watch, "max_messages": 500}, timeout=10)
         for message in response.received_messages:
-            received[message.message.attributes["objectId"].split("/", 1)[0]] += 1
+            received[stored_ping.route_of(message.message.attributes["objectId"])] += 1
         if response.received_messages:
             subscriber.acknowledge(
                 request={"subscription": watch, "ack_ids": [m.ack_id for m in response.received_messages]}

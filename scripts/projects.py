@@ -2,7 +2,7 @@
 
     python scripts/projects.py add --name "SEO Toolkit" --hash 0123456789abcdef0123456789abcdef \\
         --type plugin --custom-field license_type --custom-field orders_count \\
-        --mail mailchimp=LIST_ID --deactivation-reason too-expensive
+        --mail mailchimp=LIST_ID --deactivation-reason "too-expensive=It is too expensive"
     python scripts/projects.py list
 
 Uses MONGODB_URI and MONGODB_DB (see .local/env).
@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from telemetry import config, state
-from telemetry.payload import HASH_PATTERN
+from telemetry.common import config
+from telemetry.common.wire import HASH_PATTERN
+from telemetry.pipelines import mongodb
+from telemetry.pipelines.records import REASON_SLUG
 
 MAIL_PROVIDERS = ("mailchimp", "mailjet", "wemail")
 
@@ -32,13 +31,19 @@ def project_document(args: argparse.Namespace) -> dict:
         if provider not in MAIL_PROVIDERS or not list_id:
             raise SystemExit(f"--mail takes PROVIDER=LIST_ID with PROVIDER one of {', '.join(MAIL_PROVIDERS)}")
         integrations[provider] = {"enabled": True, "list_id": list_id}
+    reasons = {}
+    for spec in args.deactivation_reason or []:
+        slug, _, label = spec.partition("=")
+        if not REASON_SLUG.fullmatch(slug):
+            raise SystemExit(f"--deactivation-reason takes SLUG[=LABEL], SLUG of A-Z a-z 0-9 _ -, got {slug!r}")
+        reasons[slug] = label or slug
     return {
         "hash": args.hash,
         "name": args.name,
         "type": args.type,
         "custom_fields": args.custom_field or [],
         "mail_integrations": integrations,
-        "deactivation_reasons": args.deactivation_reason or [],
+        "deactivation_reasons": reasons,
     }
 
 
@@ -51,18 +56,22 @@ def main(argv: list[str]) -> int:
     add.add_argument("--type", choices=("plugin", "theme"), default="plugin")
     add.add_argument("--custom-field", action="append", help="an `extra` key to keep (repeatable)")
     add.add_argument("--mail", action="append", help="PROVIDER=LIST_ID, provider mailchimp, mailjet or wemail")
-    add.add_argument("--deactivation-reason", action="append", help="an extra reason slug (repeatable)")
+    add.add_argument(
+        "--deactivation-reason",
+        action="append",
+        help="SLUG[=LABEL]: one of the project's own reasons and its label (repeatable)",
+    )
     commands.add_parser("list", help="print every project")
     args = parser.parse_args(argv)
 
-    db = state.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
-    state.ensure_indexes(db)
+    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    mongodb.ensure_indexes(db)
     if args.command == "add":
         document = project_document(args)
-        db[state.PROJECTS].replace_one({"hash": document["hash"]}, document, upsert=True)
+        db[mongodb.PROJECTS].replace_one({"hash": document["hash"]}, document, upsert=True)
         print(f"project {document['name']!r} ({document['hash']}) saved")
     else:
-        for project in state.load_projects(db).values():
+        for project in mongodb.load_projects(db).values():
             print(json.dumps(project, sort_keys=True))
     return 0
 

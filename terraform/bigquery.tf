@@ -1,6 +1,6 @@
 # The BigQuery history: one dataset, four tables. Each table's schema is the
-# JSON file telemetry/schemas/<table>.json, the one source of truth that
-# telemetry/warehouse.py also reads (for the pipelines' staging tables and the
+# JSON file telemetry/pipelines/schemas/<table>.json, the one source of truth that
+# telemetry/pipelines/warehouse.py also reads (for the pipelines' staging tables and the
 # local stack), so Terraform and the pipelines cannot disagree on a column.
 #
 # The pipelines also create short-lived staging tables `_staging_<table>_<runid>`
@@ -8,7 +8,7 @@
 # run dies first); Terraform does not manage them.
 
 locals {
-  # Table name => description. The names are telemetry.warehouse.TABLES.
+  # Table name => description. The names are telemetry.pipelines.warehouse.TABLES.
   bq_tables = {
     sites            = "One row per track ping, and per deactivate ping with status deactivated."
     deactivations    = "One row per deactivate ping."
@@ -39,9 +39,9 @@ resource "google_bigquery_table" "history" {
   table_id    = each.key
   description = each.value
 
-  schema = file("${path.module}/../telemetry/schemas/${each.key}.json")
+  schema = file("${path.module}/../telemetry/pipelines/schemas/${each.key}.json")
 
-  # Same layout as telemetry.warehouse creates for the staging tables.
+  # Same layout as telemetry.pipelines.warehouse creates for the staging tables.
   time_partitioning {
     type  = "DAY"
     field = "received_at"

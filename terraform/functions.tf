@@ -3,9 +3,11 @@
 #
 # Each function's source zip holds:
 #   main.py           functions/<source_dir>/main.py (the entry point)
-#   telemetry/...     the modules of the shared telemetry package that ingest
-#                     imports (tests/test_terraform.py checks the list against
-#                     the imports), not the pipelines' MongoDB/BigQuery code
+#   telemetry/...     the deploy unit's folders of the telemetry package:
+#                     common/ (wire format, stored ping, config, logs, the cloud
+#                     seam) and ingest/ (the handler and the object writer);
+#                     never pipelines/ or local/ (tests/terraform/test_function_source.py
+#                     checks that the functions import nothing else)
 #   requirements.txt  functions/requirements.txt
 # It is built by `terraform plan/apply` itself (no separate build step) and
 # uploaded under its md5, so any change to those files redeploys the function.
@@ -13,11 +15,18 @@
 locals {
   repo_root = "${path.module}/.."
 
-  function_modules = ["__init__.py", "config.py", "ingest.py", "logs.py", "payload.py", "records.py", "storage.py"]
+  # The folders of the telemetry package that make up the functions' deploy unit.
+  function_packages = ["common", "ingest"]
 
-  telemetry_files = {
-    for f in local.function_modules : "telemetry/${f}" => "${local.repo_root}/telemetry/${f}"
-  }
+  telemetry_files = merge(
+    { "telemetry/__init__.py" = "${local.repo_root}/telemetry/__init__.py" },
+    [
+      for package in local.function_packages : {
+        for f in fileset("${local.repo_root}/telemetry/${package}", "*.py") :
+        "telemetry/${package}/${f}" => "${local.repo_root}/telemetry/${package}/${f}"
+      }
+    ]...
+  )
 
   # Zip entry name => file on disk, per route.
   function_files = {

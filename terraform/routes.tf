@@ -1,7 +1,7 @@
 # The three ingest routes, declared once. The key is the route's name: the
 # function's name (so one base URL serves all three), the object prefix the
 # function writes under, and the suffix of its pull subscription
-# (telemetry.config.subscription_name: "<topic>-<route>").
+# (telemetry.common.config.subscription_name: "<topic>-<route>").
 locals {
   routes = {
     "track" = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry import config
+from telemetry.common import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,8 @@ def test_readme_documents_every_variable_with_its_default():
 
 def test_no_product_code_reads_the_environment_directly():
     offenders = []
-    for path in [*ROOT.glob("telemetry/*.py"), *ROOT.glob("functions/*/main.py")]:
+    deployed = [ROOT / "telemetry" / unit for unit in ("common", "ingest", "pipelines")]
+    for path in [*(p for unit in deployed for p in unit.rglob("*.py")), *ROOT.glob("functions/*/main.py")]:
         if path.name != "config.py" and re.search(r"os\.environ|os\.getenv", path.read_text()):
             offenders.append(path.name)
     assert offenders == []
@@ -40,6 +41,13 @@ def test_values_defaults_and_errors():
         config.require("INGEST_URL", {})
     with pytest.raises(KeyError):
         config.get("NOT_A_SETTING", {})
+
+
+def test_ingest_limits_are_read_from_the_environment_only():
+    settings = config.IngestSettings.from_env({"MAX_KEYS": "5000", "MAX_NESTING_DEPTH": "3"})
+    assert (settings.limits.max_keys, settings.limits.max_depth) == (5000, 3)
+    defaults = config.IngestSettings.from_env({}).limits
+    assert defaults.max_keys == int(config.VARIABLES["MAX_KEYS"].default)
 
 
 def test_subscription_names():

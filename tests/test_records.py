@@ -1,31 +1,35 @@
-"""Unit tests of cleaning, casting and record shapes (telemetry/records.py)."""
+"""Unit tests of cleaning, casting and record shapes (telemetry/pipelines/records.py)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from telemetry import records, warehouse
-from telemetry.payload import parse_body
-from telemetry.records import Rejected, StoredPing
+from telemetry.common import config, stored_ping
+from telemetry.common.stored_ping import StoredPing
+from telemetry.common.wire import parse_body
+from telemetry.pipelines import records, warehouse
+from telemetry.pipelines.records import Rejected
+from tests import fixtures
 
-PAYLOADS_MD = Path(__file__).resolve().parents[2] / "shared" / "PAYLOADS.md"
 WHEN = datetime(2026, 11, 23, 11, 47, 18, 123456, tzinfo=UTC)
+LIMITS = config.IngestSettings.from_env({}).limits
 
 
-def stored(route: str = "track", body: dict | None = None, **fields) -> tuple[str, bytes]:
-    ping_id = fields.pop("id", "p-1")
-    source = f"{route}/2026/11/23/11/{ping_id}.json"
-    obj = {"id": ping_id, "route": route, "received_at": records.format_timestamp(WHEN), "payload": body, **fields}
-    return source, json.dumps(obj).encode()
+def stored(route: str = "track", body: dict | None = None, ping_id: str = "p-1") -> tuple[str, bytes]:
+    """(object name, bytes) of a stored ping, written by the stored ping's own code."""
+    ping = StoredPing(id=ping_id, route=route, received_at=WHEN, payload=body)  # type: ignore[arg-type]
+    return ping.object_name, ping.to_json()
 
 
 def real_track_body() -> dict:
-    body = PAYLOADS_MD.read_text().split("```")[1].strip()
-    return parse_body(body.encode(), "application/x-www-form-urlencoded")
+    return parse_body(fixtures.track_body_php().encode(), "application/x-www-form-urlencoded", None, LIMITS)
+
+
+def wordpress_track_body() -> dict:
+    return parse_body(fixtures.track_body_wordpress().encode(), "application/x-www-form-urlencoded", None, LIMITS)
 
 
 @pytest.mark.parametrize(
@@ -84,9 +88,36 @@ def test_normalize_url(url, expected):
     assert records.normalize_url(url) == expected
 
 
+def test_html_escaped_values_are_decoded_once():
+    body = wordpress_track_body()
+    body["wp"]["theme_name"] = "Twenty &amp; Four"
+    body["plugins"]["akismet"]["name"] = "Akismet &#8211; Anti-spam"
+    body["first_name"] = "L&#039;Atelier &amp;amp; co"  # `&amp;amp;` was typed as `&amp;`: decoded once only
+    record = records.site_record(records.read_stored_ping(*stored(body=body)), {})
+    assert record["site"] == 'Bakery & Café "Ñandú"'
+    assert record["last_name"] == "O'Brien & Sons"
+    assert record["first_name"] == "L'Atelier &amp; co"
+    assert record["theme_name"] == "Twenty & Four"
+    assert record["plugins"][0]["name"] == "Akismet – Anti-spam"
+    assert record["url"] == "https://bakery.example.org/shop?lang=de&ref=wp"  # esc_url's &#038;
+
+
+def test_reason_info_is_kept_as_received():
+    body = {**wordpress_track_body(), "reason_id": "other", "reason_info": "Price &amp; support"}
+    record = records.deactivation_record(records.read_stored_ping(*stored("deactivate", body)), {})
+    assert record["reason_info"] == "Price &amp; support"
+    assert record["site"] == 'Bakery & Café "Ñandú"'
+
+
+def test_a_stored_ping_beyond_the_default_limits_is_read():
+    """Ingest applied the limits with its own settings (say MAX_KEYS=5000); the pipelines never again."""
+    body = {"hash": "abc", "url": "https://x.org", "extra": {f"k{i}": "v" * 20_000 for i in range(2500)}}
+    assert records.read_stored_ping(*stored(body=body)).payload == body
+
+
 def test_site_record_from_the_real_client_body():
     source, data = stored(body=real_track_body())
-    ping = records.parse_stored_ping(source, data)
+    ping = records.read_stored_ping(source, data)
     record = records.site_record(ping, {"custom_fields": ["license_type", "not_sent"]})
     assert record["url"] == "https://bakery.example.org"
     assert record["php_version"] == "8.2.10"
@@ -106,18 +137,19 @@ def test_site_record_from_the_real_client_body():
 
 
 def test_record_shapes_match_the_bigquery_schemas():
-    ping = records.parse_stored_ping(*stored(body=real_track_body()))
+    ping = records.read_stored_ping(*stored(body=real_track_body()))
     site = records.site_record(ping, {})
     assert set(warehouse.columns("sites")) == set(site)
     deactivation = records.deactivation_record(ping, {})
     assert set(warehouse.columns("deactivations")) == set(deactivation)
-    skipped = records.tracking_skipped_row(records.parse_stored_ping(*stored("tracking-skipped", {"hash": "abc"})))
+    skipped = records.tracking_skipped_row(records.read_stored_ping(*stored("tracking-skipped", {"hash": "abc"})))
     assert set(warehouse.columns("tracking_skipped")) == set(skipped)
     assert set(warehouse.columns("rejected")) == set(records.rejected_row("track/x.json", "r", "d", WHEN, {}))
+    assert set(records.REJECTION_REASONS) >= {stored_ping.INVALID_OBJECT, stored_ping.INVALID_PAYLOAD}
 
 
 def test_bigquery_row_serialises_custom_fields_and_timestamps():
-    ping = records.parse_stored_ping(*stored(body=real_track_body()))
+    ping = records.read_stored_ping(*stored(body=real_track_body()))
     row = records.bigquery_row(
         records.site_record(ping, {"custom_fields": ["license_type"]}), warehouse.columns("sites")
     )
@@ -126,21 +158,41 @@ def test_bigquery_row_serialises_custom_fields_and_timestamps():
     json.dumps(row)  # JSON-safe
 
 
-def test_deactivation_reasons():
+@pytest.mark.parametrize("reasons", [{"too-expensive": "Too expensive"}, ["too-expensive"]])
+def test_deactivation_reasons(reasons):
     base = {"hash": "abc", "url": "https://x.org"}
-    project = {"deactivation_reasons": ["too-expensive"]}
+    project = {"deactivation_reasons": reasons}
 
     def record(**extra):
-        ping = records.parse_stored_ping(*stored("deactivate", {**base, **extra}))
+        ping = records.read_stored_ping(*stored("deactivate", {**base, **extra}))
         return records.deactivation_record(ping, project)
 
     assert record(reason_id="found-better-plugin", reason_info=" Nicer UI ")["reason_info"] == "Nicer UI"
-    assert record(reason_id="too-expensive")["reason_id"] == "too-expensive"
-    assert record(reason_id="none")["reason_id"] == "none"
-    assert record()["reason_id"] is None  # a theme switched away sends no reason
-    with pytest.raises(Rejected) as e:
-        record(reason_id="made-up")
-    assert e.value.reason == records.UNKNOWN_REASON
+    assert (record(reason_id="found-better-plugin")["reason_known"]) is True  # the client's
+    assert (record(reason_id="too-expensive")["reason_id"], record(reason_id="too-expensive")["reason_known"]) == (
+        "too-expensive",
+        True,  # the project's
+    )
+    # A plugin author's own slug, added through the client's filter: kept, marked unknown.
+    assert (
+        record(reason_id="switched_to-PRO2")["reason_id"],
+        record(reason_id="switched_to-PRO2")["reason_known"],
+    ) == (
+        "switched_to-PRO2",
+        False,
+    )
+    assert record(reason_id="none")["reason_known"] is True
+    assert record()["reason_id"] is None and record()["reason_known"] is None  # a theme switch sends no reason
+    for not_a_slug in ("made up", "<script>", "x" * 65, "raison/é"):
+        with pytest.raises(Rejected) as e:
+            record(reason_id=not_a_slug)
+        assert e.value.reason == records.INVALID_REASON
+
+
+def test_project_reason_labels():
+    assert records.project_reason_labels({"deactivation_reasons": {"a": "Label A"}}) == {"a": "Label A"}
+    assert records.project_reason_labels({"deactivation_reasons": ["a"]}) == {"a": "a"}
+    assert records.project_reason_labels({}) == {}
 
 
 def test_rejected_row_drops_ip_and_email():
@@ -165,21 +217,14 @@ def test_rejected_row_drops_ip_and_email():
 )
 def test_parse_stored_ping_rejects(source, data, reason):
     with pytest.raises(Rejected) as e:
-        records.parse_stored_ping(source, data)
+        records.read_stored_ping(source, data)
     assert e.value.reason == reason
 
 
 def test_received_at_of_unparseable_objects():
     fallback = datetime(2000, 1, 1, tzinfo=UTC)
-    assert records.received_at_of("track/2026/11/23/11/x.json", b"junk", fallback) == datetime(
+    assert stored_ping.received_at_of("track/2026/11/23/11/x.json", b"junk", fallback) == datetime(
         2026, 11, 23, 11, tzinfo=UTC
     )
-    assert records.received_at_of("track/x.json", None, fallback) == fallback
-    assert records.received_at_of(*stored(body={}), fallback) == WHEN
-
-
-def test_stored_ping_round_trip():
-    ping = records.parse_stored_ping(*stored(body={"hash": "abc", "url": "https://x.org"}))
-    assert ping == StoredPing(
-        "track/2026/11/23/11/p-1.json", "p-1", "track", WHEN, {"hash": "abc", "url": "https://x.org"}
-    )
+    assert stored_ping.received_at_of("track/x.json", None, fallback) == fallback
+    assert stored_ping.received_at_of(*stored(body={}), fallback) == WHEN

@@ -1,12 +1,12 @@
 """Cloud Function `deactivate`: stores each accepted `deactivate` ping in Cloud Storage.
 
 Deployed with the shared `telemetry` package beside this file (see README,
-"Deploying"); locally `scripts/ingest_gateway.py` serves it.
+"Deploying"); locally `telemetry/local/gateway.py` serves it.
 """
 
 import functions_framework
 
-from telemetry.ingest import handle
+from telemetry.ingest.handler import handle
 
 
 @functions_framework.http

@@ -9,10 +9,11 @@ status `deactivated`). Without `--hour` a run drains the routes' Pub/Sub
 subscriptions and acknowledges what it drained only after every sink has
 committed; with `--hour` it lists the hour folders (reprocessing, backfills).
 
-Exactly once: BigQuery history is appended by MERGE on `ping_id` (see
-telemetry/warehouse.py), MongoDB state by received_at-ordered updates (see
-telemetry/state.py), mail by an atomic claim. So a re-run, a redelivered
-notification or a late file changes nothing that was already written.
+What each route's pings become is described in routes.py. Exactly once:
+BigQuery history is appended by MERGE on `ping_id` (warehouse.py), MongoDB
+state by received_at-ordered updates (mongodb.py), mail by an atomic claim.
+So a re-run, a redelivered notification or a late file changes nothing that
+was already written.
 
 At the end a run reports, by route: objects read = rows written + rejected +
 duplicates skipped.
@@ -23,29 +24,17 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from telemetry import records, warehouse
-from telemetry.logs import get_logger
-from telemetry.payload import DEACTIVATE, TRACK, TRACKING_SKIPPED
-from telemetry.pipelines import io
-from telemetry.pipelines.settings import PipelineSettings
-from telemetry.pipelines.transforms import (
-    NAMESPACE,
-    REJECTED,
-    WRITE_BATCH,
-    AttachProject,
-    DeactivationRecords,
-    LatestPerSite,
-    ParseStoredPings,
-    SiteRecords,
-    TrackingSkippedRows,
-)
+from telemetry.common.logs import get_logger
+from telemetry.pipelines import connectors, warehouse
+from telemetry.pipelines.options import PipelineSettings
+from telemetry.pipelines.routes import PIPELINES, Pipeline, Route, merges
+from telemetry.pipelines.transforms import NAMESPACE, WRITE_BATCH, LatestPerSite, ProcessRoute
 
 log = get_logger("telemetry.pipelines")
 
@@ -59,51 +48,26 @@ LOCAL_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner", "BundleBasedDirectRunner", "PrismRunner")
 
 
-@dataclass(frozen=True)
-class Pipeline:
-    name: str
-    routes: tuple[str, ...]
-
-
-PIPELINES = {
-    "tracking": Pipeline("tracking", (TRACK, TRACKING_SKIPPED)),
-    "deactivation": Pipeline("deactivation", (DEACTIVATE,)),
-}
-
-# The history table that holds each route's accepted pings.
-HISTORY_OF_ROUTE = {
-    TRACK: warehouse.SITES,
-    TRACKING_SKIPPED: warehouse.TRACKING_SKIPPED,
-    DEACTIVATE: warehouse.DEACTIVATIONS,
-}
-
-
-def _merges(pipeline: Pipeline) -> list[tuple[warehouse.Table, str | None]]:
-    """What a run MERGEs: each route's history table, the site history when
-    deactivations feed it, and `rejected` once per route (to count by route)."""
-    merges: list[tuple[warehouse.Table, str | None]] = [(HISTORY_OF_ROUTE[r], None) for r in pipeline.routes]
-    if DEACTIVATE in pipeline.routes:
-        merges.append((warehouse.SITES, None))
-    return merges + [(warehouse.REJECTED, route) for route in pipeline.routes]
-
-
-def _object_names(p, settings: PipelineSettings, route: str, acks: list):
+def _object_names(p, settings: PipelineSettings, route: Route, acks: list):
     """The route's object names for this run, each once."""
-    label = route.title().replace("-", "")
+    label = route.label
     if settings.hours:
         names = (
             p
             | f"{label}Hours" >> beam.Create(settings.hours)
-            | f"{label}ListHours" >> beam.ParDo(io.ListHourObjects(settings, route))
+            | f"{label}ListHours" >> beam.ParDo(connectors.ListHourObjects(settings, route.name))
         )
     else:
         drained = (
             p
-            | f"{label}Subscription" >> beam.Create([settings.subscription(route)])
-            | f"{label}Drain" >> beam.ParDo(io.DrainSubscription(settings, route)).with_outputs(io.ACKS, main="names")
+            | f"{label}Subscription" >> beam.Create([settings.subscription(route.name)])
+            | f"{label}Drain"
+            >> beam.ParDo(connectors.DrainSubscription(settings, route.name)).with_outputs(
+                connectors.ACKS, main="names"
+            )
         )
         names = drained.names
-        acks.append(drained[io.ACKS])
+        acks.append(drained[connectors.ACKS])
     return names | f"{label}Distinct" >> beam.Distinct()
 
 
@@ -111,66 +75,55 @@ def _stage(pcoll, label: str, settings: PipelineSettings, table: warehouse.Table
     return (
         pcoll
         | f"Batch{label}" >> beam.BatchElements(**WRITE_BATCH)
-        | f"Stage{label}" >> beam.ParDo(io.StageHistory(settings, table, run_id))
+        | f"Stage{label}" >> beam.ParDo(connectors.StageHistory(settings, table, run_id))
     )
 
 
 def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_id: str) -> beam.PCollection:
     """Adds the pipeline to `p`; returns the PCollection of its reconciliation report."""
     projects = beam.pvalue.AsDict(
-        p | "Start" >> beam.Create([None]) | "LoadProjects" >> beam.ParDo(io.LoadProjects(settings))
+        p | "Start" >> beam.Create([None]) | "LoadProjects" >> beam.ParDo(connectors.LoadProjects(settings))
     )
     acks: list = []
-    rejected, staged, done, read_counts = [], [], [], []
-    site_records = []
+    rejected, staged, done, read_counts, site_records = [], [], [], [], []
 
     for route in pipeline.routes:
-        label = route.title().replace("-", "")
+        label = route.label
         names = _object_names(p, settings, route, acks)
         read_counts.append(
             names
-            | f"{label}CountRead" >> beam.Map(_count_read, route)
+            | f"{label}CountRead" >> beam.Map(_count_read, route.name)
             | f"{label}Count" >> beam.combiners.Count.Globally()
-            | f"{label}Keyed" >> beam.Map(lambda n, r=route: (r, n))
+            | f"{label}Keyed" >> beam.Map(lambda n, r=route.name: (r, n))
         )
-        objects = (
+        out = (
             names
             | f"{label}BatchNames" >> beam.BatchElements(**READ_BATCH)
-            | f"{label}Read" >> beam.ParDo(io.ReadObjects(settings))
+            | f"{label}Read" >> beam.ParDo(connectors.ReadObjects(settings))
+            | f"{label}Process" >> ProcessRoute(route, projects)
         )
-        parsed = objects | f"{label}Parse" >> ParseStoredPings()
-        known = parsed.pings | f"{label}Project" >> AttachProject(projects)
-        rejected += [parsed[REJECTED], known[REJECTED]]
-        history = HISTORY_OF_ROUTE[route]
-
-        if route == TRACK:
-            rows = known.known | f"{label}Sites" >> SiteRecords(records.ACTIVE)
-            site_records.append(rows)
-        elif route == TRACKING_SKIPPED:
-            rows = known.known | f"{label}OptOuts" >> TrackingSkippedRows()
-        else:
-            deactivations = known.known | f"{label}Records" >> DeactivationRecords()
-            rejected.append(deactivations[REJECTED])
-            rows = deactivations.deactivations
+        rejected.append(out["rejected"])
+        staged.append(_stage(out["history"], label, settings, route.history, run_id))
+        if route.keeps_latest_deactivation:
             done.append(
-                rows
+                out["history"]
                 | f"{label}BatchState" >> beam.BatchElements(**WRITE_BATCH)
-                | f"{label}UpsertDeactivations" >> beam.ParDo(io.UpsertDeactivations(settings))
+                | f"{label}UpsertDeactivations" >> beam.ParDo(connectors.UpsertDeactivations(settings))
             )
-            site_records.append(deactivations.sites | f"{label}Sites" >> SiteRecords(records.DEACTIVATED))
-        staged.append(_stage(rows, label, settings, history, run_id))
+        if "sites" in out:
+            site_records.append(out["sites"])
+            if route.stages_site_history:
+                staged.append(_stage(out["sites"], f"{label}SiteHistory", settings, warehouse.SITES, run_id))
 
-    # The site branch: latest state in MongoDB, history in BigQuery, mail for new sites.
+    # The site branch: latest state in MongoDB, mail for new sites.
     if site_records:
-        [all_sites] = site_records  # one route per pipeline feeds the site branch
+        all_sites = tuple(site_records) | "AllSites" >> beam.Flatten() if len(site_records) > 1 else site_records[0]
         mailable = (
             all_sites
             | "LatestPerSite" >> LatestPerSite()
-            | "UpsertSites" >> beam.ParDo(io.UpsertSites(settings), projects)
+            | "UpsertSites" >> beam.ParDo(connectors.UpsertSites(settings), projects)
         )
-        done.append(mailable | "SendMail" >> beam.ParDo(io.SendMail(settings), projects))
-        if pipeline.name == "deactivation":  # tracking stages its sites as the route's own history
-            staged.append(_stage(all_sites, "SiteHistory", settings, warehouse.SITES, run_id))
+        done.append(mailable | "SendMail" >> beam.ParDo(connectors.SendMail(settings), projects))
 
     all_rejected = tuple(rejected) | "AllRejected" >> beam.Flatten()
     staged.append(_stage(all_rejected, "Rejected", settings, warehouse.REJECTED, run_id))
@@ -179,7 +132,9 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         p
         | "AfterStaging" >> beam.Create([None])
         | "Merge"
-        >> beam.ParDo(io.MergeHistory(settings, run_id, _merges(pipeline)), *[beam.pvalue.AsList(s) for s in staged])
+        >> beam.ParDo(
+            connectors.MergeHistory(settings, run_id, merges(pipeline)), *[beam.pvalue.AsList(s) for s in staged]
+        )
     )
     if acks:
         all_acks = tuple(acks) | "AllAcks" >> beam.Flatten() if len(acks) > 1 else acks[0]
@@ -187,7 +142,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         _ = (
             p
             | "AfterSinks" >> beam.Create([None])
-            | "Ack" >> beam.ParDo(io.AckNotifications(), beam.pvalue.AsList(all_acks), *sinks)
+            | "Ack" >> beam.ParDo(connectors.AckNotifications(), beam.pvalue.AsList(all_acks), *sinks)
         )
     counts = tuple(read_counts) | "AllReadCounts" >> beam.Flatten()
     return (
@@ -211,20 +166,20 @@ def reconcile(pipeline: Pipeline, read: dict[str, int], results: list[warehouse.
     """objects read = rows written + rejected + duplicates skipped, by route."""
     report: dict[str, Any] = {"pipeline": pipeline.name, "routes": {}, "balanced": True}
     for route in pipeline.routes:
-        accepted = next(r for r in results if r.table == HISTORY_OF_ROUTE[route].name and r.scope == "")
-        rejected = next(r for r in results if r.table == warehouse.REJECTED.name and r.scope == route)
+        accepted = next(r for r in results if r.table == route.history.name and r.scope == "")
+        rejected = next(r for r in results if r.table == warehouse.REJECTED.name and r.scope == route.name)
         line = {
-            "objects_read": read.get(route, 0),
+            "objects_read": read.get(route.name, 0),
             "rows_written": accepted.inserted,
             "rejected": rejected.inserted,
             "duplicates_skipped": accepted.duplicates + rejected.duplicates,
         }
         line["balanced"] = line["objects_read"] == line["rows_written"] + line["rejected"] + line["duplicates_skipped"]
         report["balanced"] &= line["balanced"]
-        report["routes"][route] = line
-    extra = [r for r in results if r.table == warehouse.SITES.name and pipeline.name == "deactivation"]
-    if extra:
-        report["site_history_rows_written"] = extra[0].inserted
+        report["routes"][route.name] = line
+    if any(route.stages_site_history for route in pipeline.routes):
+        site_history = [r for r in results if r.table == warehouse.SITES.name and r.scope == ""]
+        report["site_history_rows_written"] = site_history[0].inserted if site_history else 0
     return report
 
 
@@ -259,9 +214,9 @@ def report_from_metrics(pipeline: Pipeline, result: beam.runners.runner.Pipeline
     for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (value or 0)
-    read = {route: totals.get(f"objects_read_{route}", 0) for route in pipeline.routes}
+    read = {route.name: totals.get(f"objects_read_{route.name}", 0) for route in pipeline.routes}
     results = []
-    for table, scope in _merges(pipeline):
+    for table, scope in merges(pipeline):
         name = f"{table.name}_{scope or 'all'}"
         results.append(
             warehouse.MergeResult(

@@ -3,12 +3,13 @@
 Each takes and returns PCollections of plain values, so a test can feed it
 `beam.Create(...)`. Every record that leaves the main path goes to a
 `rejected` output as a row for BigQuery `rejected`, and bumps the counter
-`rejected_<reason>`.
+`rejected_<reason>`. `ProcessRoute` is everything one route does between
+reading its objects and writing to the sinks.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,41 +17,34 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry import records, state
-from telemetry.records import Rejected, StoredPing
+from telemetry.common import stored_ping
+from telemetry.common.stored_ping import StoredPing
+from telemetry.pipelines import mongodb, records
+from telemetry.pipelines.records import Rejected
+from telemetry.pipelines.routes import Route
 
 NAMESPACE = "telemetry"
 REJECTED = "rejected"
+ACCEPTED = "accepted"
 
 
-def _reject(source: str, reason: str, detail: str, received_at: datetime, body: dict | None) -> pvalue.TaggedOutput:
+def _reject(name: str, reason: str, detail: str, received_at: datetime, body: dict | None) -> pvalue.TaggedOutput:
     Metrics.counter(NAMESPACE, f"rejected_{reason}").inc()
-    return pvalue.TaggedOutput(REJECTED, records.rejected_row(source, reason, detail, received_at, body))
+    return pvalue.TaggedOutput(REJECTED, records.rejected_row(name, reason, detail, received_at, body))
 
 
 class _ParseFn(beam.DoFn):
     def process(self, element: tuple[str, bytes | None]):
-        source, data = element
+        name, data = element
         if data is None:
-            yield _reject(
-                source,
-                records.MISSING_OBJECT,
-                "object not found in the bucket",
-                records.received_at_of(source, None, datetime.now(UTC)),
-                None,
-            )
+            received_at = stored_ping.received_at_of(name, None, datetime.now(UTC))
+            yield _reject(name, records.MISSING_OBJECT, "object not found in the bucket", received_at, None)
             return
         try:
-            ping = records.parse_stored_ping(source, data)
+            ping = records.read_stored_ping(name, data)
         except Rejected as e:
-            body = None
-            try:
-                body = json.loads(data).get("payload")
-                body = body if isinstance(body, dict) else None
-            except (ValueError, AttributeError, UnicodeDecodeError):
-                pass
-            received_at = records.received_at_of(source, data, datetime.now(UTC))
-            yield _reject(source, e.reason, e.detail, received_at, body)
+            received_at = stored_ping.received_at_of(name, data, datetime.now(UTC))
+            yield _reject(name, e.reason, e.detail, received_at, stored_ping.payload_of(data))
             return
         Metrics.counter(NAMESPACE, f"parsed_{ping.route}").inc()
         yield ping
@@ -68,7 +62,7 @@ class _AttachProjectFn(beam.DoFn):
         project = projects.get(ping.payload["hash"])
         if project is None:
             yield _reject(
-                ping.source,
+                ping.object_name,
                 records.UNKNOWN_PROJECT,
                 f"no project has hash {ping.payload['hash']!r}",
                 ping.received_at,
@@ -101,31 +95,60 @@ class SiteRecords(beam.PTransform):
         return known | beam.MapTuple(lambda ping, project: records.site_record(ping, project, status))
 
 
-class _DeactivationFn(beam.DoFn):
+class _HistoryRecordFn(beam.DoFn):
+    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]]):
+        self._record = record
+
     def process(self, element: tuple[StoredPing, dict[str, Any]]):
         ping, project = element
         try:
-            record = records.deactivation_record(ping, project)
+            record = self._record(ping, project)
         except Rejected as e:
-            yield _reject(ping.source, e.reason, e.detail, ping.received_at, ping.payload)
+            yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
             return
-        yield pvalue.TaggedOutput("sites", (ping, project))
+        yield pvalue.TaggedOutput(ACCEPTED, (ping, project))
         yield record
 
 
-class DeactivationRecords(beam.PTransform):
-    """(ping, project) -> deactivation record, plus the (ping, project) of each accepted one
-    on `sites` for the site branch; an unknown reason -> `rejected`."""
+class HistoryRecords(beam.PTransform):
+    """(ping, project) -> the route's history row; a ping its builder rejects -> `rejected`,
+    every other one, as (ping, project), -> `accepted`."""
+
+    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]]):
+        super().__init__()
+        self._record = record
 
     def expand(self, known):
-        return known | beam.ParDo(_DeactivationFn()).with_outputs(REJECTED, "sites", main="deactivations")
+        return known | beam.ParDo(_HistoryRecordFn(self._record)).with_outputs(REJECTED, ACCEPTED, main="records")
 
 
-class TrackingSkippedRows(beam.PTransform):
-    """(ping, project) -> opt-out row."""
+class ProcessRoute(beam.PTransform):
+    """(object name, bytes or None) of one route -> {"history": its history rows,
+    "sites": site records (routes whose pings describe a site), "rejected": rows for
+    BigQuery `rejected`}. What `route` describes decides every branch."""
 
-    def expand(self, known):
-        return known | beam.MapTuple(lambda ping, _project: records.tracking_skipped_row(ping))
+    def __init__(self, route: Route, projects: pvalue.AsSideInput):
+        super().__init__()
+        self._route = route
+        self._projects = projects
+
+    def expand(self, objects):
+        route = self._route
+        parsed = objects | "Parse" >> ParseStoredPings()
+        known = parsed.pings | "Project" >> AttachProject(self._projects)
+        rejected = [parsed[REJECTED], known[REJECTED]]
+        accepted = known.known
+        history = None
+        if route.record is not None:
+            built = accepted | "History" >> HistoryRecords(route.record)
+            rejected.append(built[REJECTED])
+            history, accepted = built.records, built[ACCEPTED]
+        out = {}
+        if route.site_status is not None:
+            out["sites"] = accepted | "Sites" >> SiteRecords(route.site_status)
+        out["history"] = history if history is not None else out["sites"]
+        out["rejected"] = tuple(rejected) | "Rejected" >> beam.Flatten()
+        return out
 
 
 # Records per write batch: bounds what a worker holds, and sizes the bulk calls.
@@ -133,19 +156,19 @@ WRITE_BATCH = {"min_batch_size": 50, "max_batch_size": 500}
 
 
 class LatestPerSite(beam.PTransform):
-    """Records -> batches of `state.latest_per_site`, folded within each write batch.
+    """Records -> batches of `mongodb.latest_per_site`, folded within each write batch.
 
     Not across the whole run: that would hold every site of the hour in memory
     (a GroupByKey). A site that lands in two batches gets two updates, and
-    `state.site_update` is order-independent (newest record wins, first/last
+    `mongodb.site_update` is order-independent (newest record wins, first/last
     seen only widen), so the stored document is the same either way.
     """
 
     def expand(self, site_records):
-        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(state.latest_per_site)
+        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(mongodb.latest_per_site)
 
 
 def mail_flag(record: dict[str, Any], projects: dict[str, dict[str, Any]]) -> bool:
     """Whether a new site of this record's project must be sent to the mail integration."""
     project = projects.get(record["hash"])
-    return bool(project and state.enabled_mail_integrations(project))
+    return bool(project and mongodb.enabled_mail_integrations(project))

@@ -5,16 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from telemetry.common import cloud
+
 STACK_VARIABLES = ("INGEST_URL", "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "TRACKING_BUCKET", "GCP_PROJECT")
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "/integration/" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +25,7 @@ def stack_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def bucket(stack_env) -> storage.Bucket:
-    client = storage.Client(project=stack_env["GCP_PROJECT"], credentials=AnonymousCredentials())
-    return client.bucket(stack_env["TRACKING_BUCKET"])
+    return cloud.storage_client(stack_env["GCP_PROJECT"]).bucket(stack_env["TRACKING_BUCKET"])
 
 
 @pytest.fixture(scope="session")

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 import random
-import sys
+import socket
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
-from google.cloud import pubsub_v1
 
-from telemetry import config
-from telemetry.payload import ROUTES
-from tests import php
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import sample_pings
+from telemetry.common import cloud, config, stored_ping
+from telemetry.common.wire import ROUTES
+from telemetry.local import gateway
+from telemetry.local import samples as sample_pings
+from tests import fixtures, php
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
-PAYLOADS_MD = Path(__file__).resolve().parents[3] / "shared" / "PAYLOADS.md"
 HASH = sample_pings.project_hash("integration")
 
 
@@ -33,15 +30,15 @@ def post(url: str, body: str | bytes, content_type: str | None = FORM, **headers
 
 
 def stored(bucket, route: str, ping_id: str, received: datetime) -> dict:
-    blob = bucket.blob(f"{route}/{received:%Y/%m/%d/%H}/{ping_id}.json")
+    blob = bucket.blob(stored_ping.object_name(route, received, ping_id))
     if not blob.exists():  # the hour may have turned between the request and now
         [blob] = [b for b in bucket.list_blobs(prefix=f"{route}/") if b.name.endswith(f"/{ping_id}.json")]
-    assert blob.reload() is None and blob.content_type == "application/json"
+    assert blob.reload() is None and blob.content_type == stored_ping.CONTENT_TYPE
     return json.loads(blob.download_as_bytes())
 
 
 def test_real_client_body_is_stored(ingest_url, bucket):
-    body = PAYLOADS_MD.read_text().split("```")[1].strip()
+    body = fixtures.track_body_php()
     before = datetime.now(UTC)
     response = post(
         ingest_url + "track",
@@ -66,6 +63,56 @@ def test_real_client_body_is_stored(ingest_url, bucket):
     assert obj["content_type"] == FORM
     received = datetime.strptime(obj["received_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before <= received <= datetime.now(UTC)
+
+
+def test_body_as_wordpress_sends_it_is_stored_untouched(ingest_url, bucket):
+    body = fixtures.track_body_wordpress()
+    before = datetime.now(UTC)
+    response = post(ingest_url + "track", body)
+    assert response.status_code == 200, response.text
+    obj = stored(bucket, "track", response.json()["id"], before)
+    assert obj["raw"] == body
+    assert obj["payload"]["site"] == "Bakery &amp; Café &quot;Ñandú&quot;"  # decoded by the pipelines, not here
+    assert obj["payload"]["url"] == "https://bakery.example.org/shop/?lang=de&#038;ref=wp"
+
+
+def test_a_client_that_hangs_up_after_sending_is_still_stored(ingest_url, bucket):
+    """PHP without cURL (fsockopen): `Connection: Close`, the body, and the socket closes at once."""
+    marker = uuid.uuid4().hex
+    body = f"hash={HASH}&url=https%3A%2F%2Fhangup-{marker}.example.org&client=2.0.4".encode()
+    url = urlsplit(ingest_url)
+    request = (
+        f"POST {url.path}track HTTP/1.1\r\nHost: {url.netloc}\r\nUser-Agent: Appsero/{marker};\r\n"
+        f"Accept: application/json\r\nContent-Type: {FORM}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: Close\r\n\r\n"
+    ).encode()
+    started = datetime.now(UTC)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(request + body)
+    # closed without reading a byte of the answer
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for blob in bucket.list_blobs(prefix=stored_ping.hour_prefix("track", started)):
+            if blob.time_created >= started.replace(microsecond=0) and marker.encode() in blob.download_as_bytes():
+                obj = json.loads(blob.download_as_bytes())
+                assert obj["user_agent"] == f"Appsero/{marker};"
+                return
+        time.sleep(0.5)
+    pytest.fail("the ping of a client that hung up was not stored")
+
+
+def test_headers_over_the_front_end_limit_get_431_and_store_nothing(ingest_url, bucket):
+    before = _object_count(bucket)
+    filler = {f"X-Filler-{i}": "x" * 8000 for i in range(9)}  # 72 KB of headers in all
+    response = post(ingest_url + "track", f"hash={HASH}&url=https%3A%2F%2Fx.org", **filler)
+    assert response.status_code == 431
+    assert response.json()["error"] == "headers_too_large"
+    assert _object_count(bucket) == before
+    one_big = post(ingest_url + "track", f"hash={HASH}&url=https%3A%2F%2Fx.org", **{"X-Big": "y" * 70_000})
+    assert one_big.status_code == 431
+    within = {f"X-Filler-{i}": "x" * 6000 for i in range(9)}  # 54 KB: what the front end lets through
+    assert post(ingest_url + "track", f"hash={HASH}&url=https%3A%2F%2Fx.org", **within).status_code == 200
+    assert gateway.FRONT_END_MAX_HEADER_BYTES == 64 * 1024
 
 
 def test_bodies_built_by_php_are_stored_as_php_reads_them(ingest_url, bucket):
@@ -101,7 +148,7 @@ def test_json_bodies_and_all_routes(ingest_url, bucket):
 def fresh_subscription(stack_env):
     """A new subscription on the pings topic, so the test sees only what arrives from now on
     (the route subscriptions may hold a backlog for the pipelines, which a test must not consume)."""
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = cloud.pubsub_subscriber()
     project, topic = stack_env["GCP_PROJECT"], config.get("PINGS_TOPIC")
     path = subscriber.subscription_path(project, f"test-{uuid.uuid4().hex[:12]}")
     subscriber.create_subscription(request={"name": path, "topic": f"projects/{project}/topics/{topic}"})
@@ -111,7 +158,7 @@ def fresh_subscription(stack_env):
 
 
 def test_route_subscriptions_exist_with_prefix_filters(stack_env):
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = cloud.pubsub_subscriber()
     project, topic = stack_env["GCP_PROJECT"], config.get("PINGS_TOPIC")
     try:
         for route in ROUTES:
@@ -169,8 +216,8 @@ def _pull_until(subscriber, path, wanted, timeout=30.0):
 
 def _object_count(bucket) -> int:
     """Objects of every route under the current hour: where a wrongly accepted ping would land."""
-    hour = f"{datetime.now(UTC):%Y/%m/%d/%H}"
-    return sum(1 for route in ROUTES for _ in bucket.list_blobs(prefix=f"{route}/{hour}/"))
+    now = datetime.now(UTC)
+    return sum(1 for route in ROUTES for _ in bucket.list_blobs(prefix=stored_ping.hour_prefix(route, now)))
 
 
 BAD_REQUESTS = [
@@ -179,6 +226,7 @@ BAD_REQUESTS = [
     ("track", "hash=not+valid!&url=https%3A%2F%2Fx.org", FORM, 400, "invalid_hash"),
     ("track", f"hash={HASH}", FORM, 400, "missing_url"),
     ("deactivate", f"hash={HASH}&url=javascript%3Aalert(1)", FORM, 400, "invalid_url"),
+    ("track", f"hash={HASH}&url=https%3A%2F%2F{'a' * 10_000}.org", FORM, 400, "invalid_url"),
     ("track", f"hash={HASH}&url=https%3A%2F%2Fx.org&extra[%24gt]=1", FORM, 400, "forbidden_key"),
     ("track", f"hash={HASH}&url=https%3A%2F%2Fx.org&a.b=1", FORM, 400, "forbidden_key"),
     ("track", '{"hash": "abc", "url": "https://x.org", "$where": "1"}', "application/json", 400, "forbidden_key"),

@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import random
-import sys
 import threading
 import time
 import uuid
@@ -21,16 +20,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
+import functions_framework
 import pymongo
 import pytest
 import requests
 
-from telemetry import records, state, warehouse
-from telemetry.pipelines import build, io
+from telemetry.common import cloud, stored_ping
+from telemetry.common.stored_ping import StoredPing
+from telemetry.ingest import handler
+from telemetry.local import samples as sample_pings
+from telemetry.local import stack
+from telemetry.pipelines import build, connectors, records
+from telemetry.pipelines import mongodb as state
+from tests import fixtures
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import sample_pings
-import stack
+ROOT = Path(__file__).resolve().parents[2]
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
 
@@ -44,7 +48,7 @@ def db():
 
 @pytest.fixture(scope="module")
 def bq():
-    return warehouse.bigquery_client(os.environ["GCP_PROJECT"])
+    return cloud.bigquery_client(os.environ["GCP_PROJECT"])
 
 
 def new_project(db, **fields) -> str:
@@ -90,28 +94,23 @@ def snapshot(db, bq, hashes: list[str]) -> dict:
     }
 
 
-def put_object(bucket, route: str, received_at: datetime, data: bytes) -> str:
-    name = f"{route}/{received_at:%Y/%m/%d/%H}/{uuid.uuid4()}.json"
-    bucket.blob(name).upload_from_string(data, content_type="application/json")
+def put_ping(bucket, route: str, received_at: datetime, body: dict) -> str:
+    """Store a ping as ingest would (the stored ping's own writer), at a receipt time of the test's choosing."""
+    ping = StoredPing(id=str(uuid.uuid4()), route=route, received_at=received_at, payload=body)
+    bucket.blob(ping.object_name).upload_from_string(ping.to_json(), content_type=stored_ping.CONTENT_TYPE)
+    return ping.object_name
+
+
+def put_bytes(bucket, route: str, received_at: datetime, data: bytes) -> str:
+    """An object under a route's hour that is not a stored ping."""
+    name = stored_ping.object_name(route, received_at, str(uuid.uuid4()))
+    bucket.blob(name).upload_from_string(data, content_type=stored_ping.CONTENT_TYPE)
     return name
-
-
-def stored_ping(route: str, received_at: datetime, body: dict) -> bytes:
-    ping_id = str(uuid.uuid4())
-    return json.dumps(
-        {
-            "id": ping_id,
-            "received_at": records.format_timestamp(received_at),
-            "route": route,
-            "payload": body,
-            "raw": "",
-        }
-    ).encode()
 
 
 def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, bq):
     rng = random.Random(5)
-    project = new_project(db, custom_fields=["license_type"], deactivation_reasons=["too-expensive"])
+    project = new_project(db, custom_fields=["license_type"], deactivation_reasons={"too-expensive": "Too dear"})
     stranger = uuid.uuid4().hex  # no project has it
     hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
 
@@ -129,11 +128,11 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
     deactivation["reason_id"] = "too-expensive"  # one of the project's own reasons
     post(ingest_url, "deactivate", deactivation)
     bad_reason = sample_pings.deactivate_payload(rng, project, 2)
-    bad_reason["reason_id"] = "because-reasons"
+    bad_reason["reason_id"] = "because reasons!"  # not a slug
     post(ingest_url, "deactivate", bad_reason)
     for _ in range(2):
         post(ingest_url, "tracking-skipped", sample_pings.tracking_skipped_payload(rng, project))
-    broken = put_object(bucket, "track", datetime.now(UTC), b"this is not JSON")
+    broken = put_bytes(bucket, "track", datetime.now(UTC), b"this is not JSON")
 
     reports = run_both()
     assert reports["tracking"]["routes"]["track"]["objects_read"] >= 6
@@ -153,7 +152,7 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
     assert [r["reason_id"] for r in bq_rows(bq, "deactivations", f"hash = '{project}'")] == ["too-expensive"]
     assert len(bq_rows(bq, "tracking_skipped", f"hash = '{project}'")) == 2
     rejected = {r["reason"]: r for r in bq_rows(bq, "rejected", f"hash IN ('{project}', '{stranger}')")}
-    assert set(rejected) == {"unknown_project", "unknown_reason"}
+    assert set(rejected) == {"unknown_project", "invalid_reason"}
     assert "admin_email" not in rejected["unknown_project"]["payload"]
     assert "ip_address" not in rejected["unknown_project"]["payload"]
     [not_json] = bq_rows(bq, "rejected", f"source = '{broken}'")
@@ -174,6 +173,53 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
     assert snapshot(db, bq, [project, stranger]) == before
 
 
+def test_what_real_sites_send_reaches_mongodb_and_bigquery_decoded_and_kept(ingest_url, db, bq):
+    """HTML-escaped titles and names are decoded once; custom reason slugs are kept; nothing is rejected."""
+    project = new_project(db, deactivation_reasons={"too-expensive": "Too dear"})
+    body = fixtures.track_body_wordpress().replace("0123456789abcdef0123456789abcdef", project)
+    url = "https://bakery.example.org/shop?lang=de&ref=wp"
+    response = requests.post(ingest_url + "track", data=body.encode(), headers=FORM, timeout=30)
+    assert response.status_code == 200, response.text
+    rng = random.Random(3)
+    custom = sample_pings.deactivate_payload(rng, project, 1)
+    custom["reason_id"], custom["reason_info"] = "switched-to-pro", "Price &amp; support"
+    custom["site"] = sample_pings.wp_title("L'Atelier")
+    post(ingest_url, "deactivate", custom)
+    run_both()
+
+    site = db[state.SITES].find_one({"hash": project, "url": url})
+    assert site["site"] == 'Bakery & Café "Ñandú"' and site["last_name"] == "O'Brien & Sons"
+    [row] = bq_rows(bq, "sites", f"hash = '{project}' AND url = '{url}'")
+    assert row["site"] == 'Bakery & Café "Ñandú"' and row["last_name"] == "O'Brien & Sons"
+    [deactivation] = bq_rows(bq, "deactivations", f"hash = '{project}'")
+    assert deactivation["reason_id"] == "switched-to-pro" and deactivation["reason_known"] is False
+    assert deactivation["reason_info"] == "Price &amp; support"  # the user's own text, as received
+    assert deactivation["site"] == "L'Atelier"
+    latest = db[state.DEACTIVATIONS].find_one({"hash": project})
+    assert (latest["reason_id"], latest["reason_known"]) == ("switched-to-pro", False)
+    assert bq_rows(bq, "rejected", f"hash = '{project}'") == []
+
+
+def test_a_ping_ingest_accepted_under_its_settings_is_never_rejected_for_a_limit(monkeypatch, bucket, db, bq):
+    """MAX_KEYS=5000: ingest stores a 2,502-key ping, and the pipeline writes it (it re-checks no limit)."""
+    project = new_project(db)
+    monkeypatch.setenv("MAX_KEYS", "5000")
+    handler.reset_instance()
+    app = functions_framework.create_app(target="track", source=str(ROOT / "functions" / "track" / "main.py"))
+    extra = "&".join(f"extra%5Bk{i}%5D=v" for i in range(2500))
+    body = f"hash={project}&url=https%3A%2F%2Fmany-keys.example.org&{extra}"
+    try:
+        response = app.test_client().post("/", data=body, content_type=FORM["Content-Type"])
+    finally:
+        monkeypatch.undo()
+        handler.reset_instance()
+    assert response.status_code == 200, response.get_json()
+    report = run("tracking")
+    assert report["routes"]["track"]["objects_read"] >= 1
+    assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 1
+    assert bq_rows(bq, "rejected", f"hash = '{project}'") == []
+
+
 def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
     project = new_project(db)
     rng = random.Random(8)
@@ -184,9 +230,9 @@ def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
     old_body = sample_pings.track_payload(rng, project, 1)
     old_body["project_version"] = "1.0.0"
 
-    put_object(bucket, "track", t_new, stored_ping("track", t_new, new_body))
+    put_ping(bucket, "track", t_new, new_body)
     run("tracking")
-    put_object(bucket, "track", t_old, stored_ping("track", t_old, old_body))  # arrives late
+    put_ping(bucket, "track", t_old, old_body)  # arrives late
     run("tracking")
 
     [site] = db[state.SITES].find({"hash": project})
@@ -205,7 +251,7 @@ def test_site_updates_give_the_same_document_in_any_order(db):
     for ping_id, minutes in (("b", 0), ("a", 30), ("c", 30), ("d", 10)):  # a tie at 30: ping_id "c" wins
         body = sample_pings.track_payload(rng, project["hash"], 1)
         body["project_version"] = ping_id
-        ping = records.StoredPing(f"track/{ping_id}.json", ping_id, "track", at + timedelta(minutes=minutes), body)
+        ping = StoredPing(ping_id, "track", at + timedelta(minutes=minutes), body)
         site_records.append(records.site_record(ping, project))
     documents = set()
     for order in (site_records, site_records[::-1], site_records[1:] + site_records[:1]):
@@ -247,23 +293,18 @@ def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicat
     project = new_project(db)
     rng = random.Random(17)
     hour = datetime(2026, 2, 3, 4, tzinfo=UTC)  # an hour of this test's own, emptied first
-    for blob in bucket.list_blobs(prefix=f"track/{hour:%Y/%m/%d/%H}/"):
+    for blob in bucket.list_blobs(prefix=stored_ping.hour_prefix("track", hour)):
         blob.delete()
     for i in range(60):
-        put_object(
-            bucket,
-            "track",
-            hour + timedelta(seconds=i),
-            stored_ping("track", hour, sample_pings.track_payload(rng, project, i)),
-        )
+        put_ping(bucket, "track", hour + timedelta(seconds=i), sample_pings.track_payload(rng, project, i))
     mongo = next(s for s in stack.SERVICES if s.name == "mongodb")
-    upsert = io.UpsertSites.process
+    upsert = connectors.UpsertSites.process
 
     def stop_mongodb_then_upsert(self, batch, projects):
         stack.stop(mongo)  # a no-op once stopped
         yield from upsert(self, batch, projects)
 
-    monkeypatch.setattr(io.UpsertSites, "process", stop_mongodb_then_upsert)
+    monkeypatch.setattr(connectors.UpsertSites, "process", stop_mongodb_then_upsert)
     try:
         with pytest.raises(Exception, match=r"MongoDB failed during the sites upsert: \w+"):
             build.run(["tracking", "--runner", build.LOCAL_RUNNER, "--hour", f"{hour:%Y-%m-%dT%H}"])

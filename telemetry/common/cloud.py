@@ -1,0 +1,77 @@
+"""The one seam between the local emulators and Google Cloud.
+
+Every client of a Google service that the product makes comes from here. When
+the service's `*_EMULATOR_HOST` variable is set (telemetry.common.config), the
+client talks to that emulator with anonymous credentials; otherwise to the real
+service with Application Default Credentials. Nothing else in the code knows
+which of the two it is talking to.
+
+The Google client libraries are imported inside the functions: the ingest
+functions ship only google-auth and urllib3 (functions/requirements.txt), and
+use `storage_credentials_and_endpoint` alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from telemetry.common import config
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+    from google.cloud import bigquery, pubsub_v1, storage
+
+STORAGE_API = "https://storage.googleapis.com"
+STORAGE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+
+
+def _emulator(variable: str) -> str | None:
+    return config.get(variable)
+
+
+def storage_credentials_and_endpoint() -> tuple[Credentials, str]:
+    """Credentials and base URL of the Cloud Storage JSON API (or of fake-gcs-server)."""
+    from google.auth.credentials import AnonymousCredentials
+
+    emulator = _emulator("STORAGE_EMULATOR_HOST")
+    if emulator:
+        return AnonymousCredentials(), emulator.rstrip("/")
+    import google.auth
+
+    credentials, _ = google.auth.default(scopes=STORAGE_SCOPES)
+    return credentials, STORAGE_API
+
+
+def storage_client(project: str) -> storage.Client:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    if _emulator("STORAGE_EMULATOR_HOST"):  # the library reads the variable for its endpoint
+        return storage.Client(project=project, credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+def bigquery_client(project: str) -> bigquery.Client:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    emulator = _emulator("BIGQUERY_EMULATOR_HOST")
+    if emulator:
+        return bigquery.Client(
+            project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=emulator)
+        )
+    return bigquery.Client(project=project)
+
+
+def pubsub_subscriber() -> pubsub_v1.SubscriberClient:
+    """The Pub/Sub library itself connects to PUBSUB_EMULATOR_HOST, without credentials, when it is set."""
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.SubscriberClient()
+
+
+def pubsub_publisher() -> pubsub_v1.PublisherClient:
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient()

@@ -1,0 +1,142 @@
+"""Every environment variable the product reads, named once.
+
+Each setting is declared in `VARIABLES` with its default and meaning; the
+README's configuration table lists the same names (a test keeps them in step).
+Code never calls `os.environ` for a product setting anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from telemetry.common import wire
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str | None
+    help: str
+
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        # Where things are.
+        Variable("GCP_PROJECT", "local-telemetry", "Google Cloud project id."),
+        Variable("TRACKING_BUCKET", "wp-telemetry-pings", "Bucket that receives one object per accepted ping."),
+        Variable(
+            "PINGS_TOPIC",
+            "ping-objects",
+            "Pub/Sub topic fed by the bucket's finalize notifications; "
+            "one pull subscription per route is named `<topic>-<route>`.",
+        ),
+        Variable("BQ_DATASET", "telemetry", "BigQuery dataset of the history tables."),
+        Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
+        Variable("MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites` and `deactivations`."),
+        Variable(
+            "MAIL_API_URL",
+            None,
+            "Dashboard API endpoint the pipelines POST new sites' contacts to (mail integrations); "
+            "unset: no mail is sent.",
+        ),
+        Variable("MAIL_API_TOKEN", None, "Bearer token for MAIL_API_URL, or a Secret Manager version name holding it."),
+        Variable(
+            "INGEST_URL",
+            None,
+            "Base URL (ending in `/`) that serves `track`, `deactivate` and "
+            "`tracking-skipped`; used by tests, the demo and the benchmark.",
+        ),
+        # Emulators: the Google client libraries read these themselves; when one is set,
+        # clients use anonymous credentials.
+        Variable("STORAGE_EMULATOR_HOST", None, "fake-gcs-server URL, e.g. `http://127.0.0.1:4443`."),
+        Variable("PUBSUB_EMULATOR_HOST", None, "Pub/Sub emulator `host:port`."),
+        Variable("BIGQUERY_EMULATOR_HOST", None, "bqemulator URL, e.g. `http://127.0.0.1:9050`."),
+        # Ingest limits and behaviour.
+        Variable("MAX_BODY_BYTES", "262144", "Largest accepted request body; larger gets 413."),
+        Variable("MAX_NESTING_DEPTH", "6", "Deepest accepted nesting of keys (`a[b][c]` is depth 3)."),
+        Variable("MAX_KEYS", "2000", "Most keys (all levels) accepted in one body."),
+        Variable("MAX_VALUE_CHARS", "16384", "Longest accepted string value."),
+        Variable("MAX_KEY_CHARS", "256", "Longest accepted key."),
+        Variable("STORAGE_ATTEMPTS", "3", "Tries of one object write before answering 503."),
+        Variable("STORAGE_TIMEOUT_SECONDS", "10", "Timeout of one object-write try."),
+        Variable("RETRY_AFTER_SECONDS", "30", "`Retry-After` sent with a 503."),
+        Variable("LOG_LEVEL", "INFO", "Python log level of the structured JSON logs."),
+        # Local stack (telemetry/local/stack.py); ports on 127.0.0.1.
+        Variable("GCS_PORT", "4443", "Local fake-gcs-server port."),
+        Variable("PUBSUB_PORT", "8085", "Local Pub/Sub emulator port."),
+        Variable("BQ_PORT", "9050", "Local bqemulator REST port."),
+        Variable("BQ_GRPC_PORT", "9060", "Local bqemulator gRPC port."),
+        Variable("MONGODB_PORT", "27018", "Local SecantusDB port."),
+        Variable("INGEST_PORT", "8080", "Local port of the three ingest functions behind one base URL."),
+        Variable("INGEST_WORKERS", "2", "Local ingest server: gunicorn worker processes."),
+        Variable("INGEST_THREADS", "8", "Local ingest server: threads per worker."),
+    )
+}
+
+
+def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable's value, or its declared default; unknown names are a bug."""
+    var = VARIABLES[name]
+    env = os.environ if environ is None else environ
+    value = env.get(name)
+    return value if value not in (None, "") else var.default
+
+
+def get_int(name: str, environ: Mapping[str, str] | None = None, minimum: int = 1) -> int:
+    raw = get(name, environ)
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from e
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def require(name: str, environ: Mapping[str, str] | None = None) -> str:
+    value = get(name, environ)
+    if not value:
+        raise ValueError(f"{name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What an ingest function instance needs; read once per instance.
+
+    The body limits are read here and nowhere else: ingest applies them, and the
+    pipelines never apply them again (a stored ping passed them when it was accepted).
+    """
+
+    project: str
+    bucket: str
+    max_body_bytes: int
+    limits: wire.Limits
+    storage_attempts: int
+    storage_timeout_seconds: float
+    retry_after_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
+        return cls(
+            project=require("GCP_PROJECT", environ),
+            bucket=require("TRACKING_BUCKET", environ),
+            max_body_bytes=get_int("MAX_BODY_BYTES", environ),
+            limits=wire.Limits(
+                max_depth=get_int("MAX_NESTING_DEPTH", environ),
+                max_keys=get_int("MAX_KEYS", environ),
+                max_value_chars=get_int("MAX_VALUE_CHARS", environ),
+                max_key_chars=get_int("MAX_KEY_CHARS", environ),
+            ),
+            storage_attempts=get_int("STORAGE_ATTEMPTS", environ),
+            storage_timeout_seconds=float(get_int("STORAGE_TIMEOUT_SECONDS", environ)),
+            retry_after_seconds=get_int("RETRY_AFTER_SECONDS", environ),
+        )
+
+
+def subscription_name(topic: str, route: str) -> str:
+    """The pull subscription of one route's notifications; Terraform names it the same way."""
+    return f"{topic}-{route}"

@@ -1,0 +1,327 @@
+"""The ping's wire format: routes, body parsing and validation.
+
+This module is the one source of truth for what a ping is. The ingest
+functions use it to accept or reject a request; the pipelines import the
+same routes and rules. It has no I/O and no third-party imports, so it loads
+fast in a cold function and is trivially unit-testable.
+
+WordPress posts PHP's `http_build_query` encoding (`a[b][c]=v`, `+` for
+space, `1`/`0` booleans); some integrations post JSON with the same fields.
+Both parse to the same nested dict. Values stay as the client sent them
+(HTML-escaped titles included): the pipelines clean and cast.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+TRACK = "track"
+DEACTIVATE = "deactivate"
+TRACKING_SKIPPED = "tracking-skipped"
+ROUTES: tuple[str, ...] = (TRACK, DEACTIVATE, TRACKING_SKIPPED)
+
+# Routes whose payload identifies a site and so must carry its URL.
+ROUTES_WITH_SITE = frozenset({TRACK, DEACTIVATE})
+
+# The client library's own deactivation reasons; `none` means none was picked.
+CLIENT_DEACTIVATION_REASONS = frozenset(
+    {
+        "could-not-understand",
+        "found-better-plugin",
+        "not-have-that-feature",
+        "is-not-working",
+        "looking-for-other",
+        "did-not-work-as-expected",
+        "other",
+        "none",
+    }
+)
+
+# Fields that carry personal data (PAYLOADS.md).
+PERSONAL_FIELDS = ("admin_email", "first_name", "last_name", "ip_address")
+
+HASH_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# A site URL: at most this many characters (browsers and CDNs cap URLs near 2 KB;
+# a site's home URL is far shorter), a host of at most 253 characters in all and
+# 63 per label (RFC 1035), counted in the ASCII (punycode) form DNS uses.
+MAX_URL_CHARS = 2048
+MAX_HOST_CHARS = 253
+MAX_LABEL_CHARS = 63
+_ASCII_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+ACCEPTED_CONTENT_TYPES = (FORM, JSON)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one body may hold. The values are settings: `config.IngestSettings`
+    reads them from the environment, the only place their defaults live."""
+
+    max_depth: int
+    max_keys: int
+    max_value_chars: int
+    max_key_chars: int
+
+
+class PayloadError(ValueError):
+    """A body that is not an acceptable ping. `code` is stable, `message` is for humans."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class UnsupportedMediaType(PayloadError):
+    status = 415
+
+
+def parse_body(body: bytes, mimetype: str, charset: str | None, limits: Limits) -> dict[str, Any]:
+    """Decode a request body into the nested payload dict, or raise PayloadError.
+
+    `mimetype` and `charset` come from the Content-Type header, as werkzeug
+    splits it (`request.mimetype`, `request.mimetype_params`). The result only
+    has string keys that cannot act as MongoDB operators or paths, stays within
+    `limits`, and for form bodies holds only strings, lists and dicts (values
+    arrive as the client sent them: no casting here).
+    """
+    mtype = mimetype.lower()
+    charset = charset.lower() if charset else None
+    if mtype not in ACCEPTED_CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            "unsupported_media_type",
+            f"Content-Type must be {FORM} or {JSON}, got {mimetype or 'none'!r}",
+        )
+    if charset not in (None, "utf-8", "utf8"):
+        raise UnsupportedMediaType("unsupported_charset", f"charset must be UTF-8, got {charset!r}")
+    try:
+        text = body.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        raise PayloadError("invalid_encoding", f"body is not valid UTF-8 at byte {e.start}") from e
+    if mtype == JSON:
+        payload = _parse_json(text)
+    else:
+        payload = parse_php_query(text, limits)
+    check_structure(payload, limits)
+    return payload
+
+
+def _parse_json(text: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(text)
+    except RecursionError as e:
+        raise PayloadError("too_deep", "JSON body is nested too deeply") from e
+    except ValueError as e:
+        raise PayloadError("invalid_json", f"body is not valid JSON: {e}") from e
+    if not isinstance(payload, dict):
+        raise PayloadError("invalid_json", "JSON body must be an object")
+    return payload
+
+
+# A key is a base name followed by zero or more `[segment]` groups, as PHP's
+# parse_str reads it. Anything after the last well-formed group is ignored by PHP.
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+
+
+def split_php_key(key: str) -> list[str]:
+    """`a[b][]` -> ["a", "b", ""]; raises PayloadError on a key PHP would mangle."""
+    bracket = key.find("[")
+    if bracket == -1:
+        return [key]
+    base, rest = key[:bracket], key[bracket:]
+    segments = [base]
+    pos = 0
+    while pos < len(rest):
+        match = _SEGMENT.match(rest, pos)
+        if match is None:
+            # PHP silently renames or truncates such keys; a clear error is kinder
+            # than storing a field under a name the client never meant.
+            raise PayloadError("malformed_key", f"key {key!r} has unbalanced brackets")
+        segments.append(match.group(1))
+        pos = match.end()
+    return segments
+
+
+def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
+    """Parse `application/x-www-form-urlencoded` text as PHP's parse_str does.
+
+    Why our own code: urllib gives flat pairs only, and the query-string
+    libraries on PyPI follow Node's `qs` (duplicates merged into lists, numeric
+    indexes compacted), not PHP. PHP's rules, kept here: arrays are ordered maps,
+    `a[b][c]=v` nests, `a[]=v` takes the next integer key, the last duplicate key
+    wins, and a scalar and an array under the same key replace each other. An
+    array whose keys are exactly 0..n-1 becomes a list, as `json_encode` does.
+    """
+    try:
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=limits.max_keys,
+        )
+    except UnicodeDecodeError as e:
+        raise PayloadError("invalid_encoding", "a percent-encoded value is not valid UTF-8") from e
+    except ValueError as e:  # max_num_fields exceeded
+        raise PayloadError("too_many_keys", f"body has more than {limits.max_keys} fields") from e
+
+    payload: dict[str, Any] = {}
+    for key, value in pairs:
+        path = split_php_key(key)
+        if path[0] == "":
+            raise PayloadError("malformed_key", f"key {key!r} has an empty name")
+        if len(path) > limits.max_depth:
+            raise PayloadError("too_deep", f"key {key!r} is nested deeper than {limits.max_depth} levels")
+        node = payload
+        for segment in path[:-1]:
+            if segment == "":
+                segment = _next_index(node)
+            child = node.get(segment)
+            if not isinstance(child, dict):
+                child = node[segment] = {}
+            node = child
+        last = path[-1]
+        node[_next_index(node) if last == "" else last] = value
+    # The top level stays an object even when its keys happen to be 0..n-1.
+    return {k: _lists_where_php_would(v) for k, v in payload.items()}
+
+
+_PHP_INT_KEY = re.compile(r"0|[1-9][0-9]*")
+
+
+def _next_index(array: dict[str, Any]) -> str:
+    """The key PHP gives `[]`: one more than the largest integer key, or 0."""
+    ints = [int(k) for k in array if _PHP_INT_KEY.fullmatch(k)]
+    return str(max(ints) + 1) if ints else "0"
+
+
+def _lists_where_php_would(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    converted = {k: _lists_where_php_would(v) for k, v in node.items()}
+    if converted and list(converted) == [str(i) for i in range(len(converted))]:
+        return list(converted.values())
+    return converted
+
+
+def check_structure(payload: dict[str, Any], limits: Limits) -> None:
+    """Walk the whole payload and enforce key rules, depth, key count and value length.
+
+    Keys starting with `$` or containing `.` or NUL could act as MongoDB
+    operators or dotted paths downstream, so they never get past ingest.
+    """
+    count = 0
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise PayloadError("too_deep", f"payload is nested deeper than {limits.max_depth} levels")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(key, str):
+                count += 1
+                _check_key(key)
+                if len(key) > limits.max_key_chars:
+                    raise PayloadError("key_too_long", f"a key is longer than {limits.max_key_chars} characters")
+            if count > limits.max_keys:
+                raise PayloadError("too_many_keys", f"payload has more than {limits.max_keys} keys")
+            if isinstance(value, (dict, list)):
+                stack.append((value, depth + 1))
+            elif isinstance(value, str) and len(value) > limits.max_value_chars:
+                raise PayloadError(
+                    "value_too_long",
+                    f"value of {key!r} is longer than {limits.max_value_chars} characters",
+                )
+
+
+def check_keys(payload: dict[str, Any]) -> None:
+    """Only the key rules that protect the sinks (see `_check_key`), whatever the limits.
+
+    What the pipelines re-check in a stored ping: the limits were ingest's to apply,
+    with the settings it ran with.
+    """
+    stack: list[Any] = [payload]
+    while stack:
+        node = stack.pop()
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(key, str):
+                _check_key(key)
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+
+
+def _check_key(key: str) -> None:
+    """Keys starting with `$` or holding `.` or NUL could act as MongoDB operators or paths."""
+    if key.startswith("$") or "." in key or "\x00" in key:
+        raise PayloadError("forbidden_key", f"key {key!r} may not start with '$' or contain '.' or NUL")
+
+
+def validate(route: str, payload: dict[str, Any]) -> None:
+    """Enforce the fields every ping of `route` must carry; raise PayloadError otherwise."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}")
+    project_hash = payload.get("hash")
+    if project_hash is None or project_hash == "":
+        raise PayloadError("missing_hash", "field 'hash' is required")
+    if not isinstance(project_hash, str) or not HASH_PATTERN.fullmatch(project_hash):
+        raise PayloadError("invalid_hash", "field 'hash' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    if route in ROUTES_WITH_SITE:
+        url = payload.get("url")
+        if url is None or url == "":
+            raise PayloadError("missing_url", "field 'url' is required")
+        if not isinstance(url, str) or not is_site_url(url):
+            raise PayloadError(
+                "invalid_url",
+                f"field 'url' must be an absolute http(s) URL of at most {MAX_URL_CHARS} characters "
+                f"with a valid host name",
+            )
+
+
+def is_site_url(url: str) -> bool:
+    """An absolute http(s) URL, bounded in length, whose host is an IP address or a
+    DNS name (internationalised names too) within DNS's length limits."""
+    if len(url) > MAX_URL_CHARS:
+        return False
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and is_host_name(parts.hostname or "")
+
+
+def is_host_name(host: str) -> bool:
+    """An IP address, or labels of letters, digits, `-` and `_`, each at most 63
+    characters and all of them at most 253, in the punycode form DNS carries."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    ascii_labels = []
+    for label in labels:
+        if not label.isascii():
+            try:  # the ACE form ("xn--...") is what the length limits apply to
+                label = "xn--" + label.encode("punycode").decode("ascii")
+            except UnicodeError:
+                return False
+            if any(not c.isalnum() and c not in "-_" for c in label):
+                return False
+        elif not _ASCII_LABEL.fullmatch(label):
+            return False
+        if len(label) > MAX_LABEL_CHARS:
+            return False
+        ascii_labels.append(label)
+    return bool(ascii_labels) and len(".".join(ascii_labels)) <= MAX_HOST_CHARS

@@ -1,0 +1,165 @@
+"""The HTTP side of ingest: one request in, at most one object in Cloud Storage out.
+
+Invariants: a 200 is answered only after the ping's object was written. Bad
+input gets a JSON 4xx naming the problem and stores nothing. A storage failure
+after bounded retries gets a 503, and any other failure (settings that do not
+parse, a bug) a 500; both carry `Retry-After`. Every answer is JSON, and every
+request logs exactly one structured line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import flask
+
+from telemetry.common import config, wire
+from telemetry.common.logs import get_logger
+from telemetry.common.stored_ping import StoredPing
+from telemetry.ingest.object_writer import ObjectWriter, StorageUnavailable
+
+log = get_logger("telemetry.ingest")
+
+ALLOWED_METHODS = "GET, POST"
+# Retry-After when even the settings could not be read (RETRY_AFTER_SECONDS is one of them).
+FALLBACK_RETRY_AFTER_SECONDS = 30
+
+
+@cache
+def instance() -> tuple[config.IngestSettings, ObjectWriter]:
+    """Settings and storage writer, made once per function instance (a failure is retried next request)."""
+    settings = config.IngestSettings.from_env()
+    return settings, ObjectWriter(settings)
+
+
+def reset_instance() -> None:
+    """Forget the settings and writer (tests that change the environment)."""
+    instance.cache_clear()
+
+
+def client_ip(request: flask.Request) -> str | None:
+    """The first address of X-Forwarded-For (as Cloud Run sets it), else the peer."""
+    route = request.access_route
+    return route[0] if route else None
+
+
+def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> flask.Response:
+    return flask.Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> flask.Response:
+    return _json_response(status, {"ok": False, "error": code, "message": message}, headers)
+
+
+def _read_body(request: flask.Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = request.stream.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def _retry_after() -> str:
+    try:
+        return str(instance()[0].retry_after_seconds)
+    except Exception:  # the settings themselves are what failed
+        return str(FALLBACK_RETRY_AFTER_SECONDS)
+
+
+def handle(route: str, request: flask.Request) -> flask.Response:
+    """Serve one request to `route`; logs one structured line whatever happens."""
+    started = time.perf_counter()
+    size = request.content_length or 0
+    ping_id: str | None = None
+    reason: str | None = None
+    try:
+        settings, writer = instance()
+        if request.method == "GET":
+            response = _json_response(200, {"ok": True, "route": route})
+        elif request.method != "POST":
+            reason = "method_not_allowed"
+            response = _error(
+                405, reason, "use POST to send a ping, GET for a health check", {"Allow": ALLOWED_METHODS}
+            )
+        else:
+            body = _read_body(request, settings.max_body_bytes)
+            if body is None:
+                reason = "body_too_large"
+                response = _error(413, reason, f"body is larger than {settings.max_body_bytes} bytes")
+            else:
+                size = len(body)
+                ping = _accept(route, request, body, settings)
+                ping_id = ping.id
+                writer.put(ping.object_name, ping.to_json())
+                response = _json_response(200, {"ok": True, "id": ping.id})
+    except wire.PayloadError as e:
+        reason = e.code
+        response = _error(e.status, e.code, e.message)
+    except StorageUnavailable:
+        reason = "storage_unavailable"
+        response = _error(503, reason, "the ping could not be stored; retry later", {"Retry-After": _retry_after()})
+    except Exception:
+        reason = "internal_error"
+        log.exception("request failed unexpectedly", extra={"route": route, "ping_id": ping_id})
+        response = _error(500, reason, "the ping could not be stored; retry later", {"Retry-After": _retry_after()})
+    latency = time.perf_counter() - started
+    _log_request(route, request, response.status_code, size, latency, reason, ping_id)
+    return response
+
+
+def _accept(route: str, request: flask.Request, body: bytes, settings: config.IngestSettings) -> StoredPing:
+    parsed = wire.parse_body(body, request.mimetype, request.mimetype_params.get("charset"), settings.limits)
+    wire.validate(route, parsed)
+    return StoredPing(
+        id=str(uuid.uuid4()),
+        route=route,
+        received_at=datetime.now(UTC),
+        payload=parsed,
+        user_agent=request.headers.get("User-Agent"),
+        content_type=request.headers.get("Content-Type"),
+        client_ip=client_ip(request),
+        raw=body.decode("utf-8"),
+    )
+
+
+def _log_request(
+    route: str,
+    request: flask.Request,
+    status: int,
+    size: int,
+    latency: float,
+    reason: str | None,
+    ping_id: str | None,
+) -> None:
+    fields = {
+        "route": route,
+        "status": status,
+        "size": size,
+        "latency_ms": round(latency * 1000, 3),
+        "reason": reason,
+        "ping_id": ping_id,
+        "httpRequest": {
+            "requestMethod": request.method,
+            "status": status,
+            "requestSize": str(size),
+            "latency": f"{latency:.6f}s",
+            "remoteIp": client_ip(request),
+            "userAgent": request.headers.get("User-Agent"),
+        },
+    }
+    if status >= 500:
+        log.error("request failed", extra=fields)
+    elif status >= 400:
+        log.warning("request rejected", extra=fields)
+    else:
+        log.info("request served", extra=fields)

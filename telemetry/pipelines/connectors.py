@@ -1,0 +1,341 @@
+"""The pipelines' DoFns that talk to services: Pub/Sub, Cloud Storage, MongoDB,
+BigQuery and the mail API. Clients are created once per DoFn instance, in `setup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from telemetry.common import cloud, stored_ping
+from telemetry.pipelines import mongodb, records, warehouse
+from telemetry.pipelines.options import PipelineSettings
+from telemetry.pipelines.transforms import NAMESPACE
+
+log = logging.getLogger("telemetry.pipelines")
+
+ACKS = "acks"
+PULL_BATCH = 1000
+# An empty answer to a pull that returns immediately can hide messages on the real
+# service; a few in a row mean drained. What a run misses stays for the next one.
+EMPTY_PULLS_TO_STOP = 3
+READ_THREADS = 16
+MAIL_CONTACTS_PER_CALL = 100
+
+
+class DrainSubscription(beam.DoFn):
+    """Subscription path -> the names of the newly finalized ping objects it announces.
+
+    Pulls until the subscription is empty. Every pulled message's ack id goes to
+    the `acks` output, to be acknowledged only after the sinks commit. Messages
+    about other buckets, other prefixes (the emulator does not apply subscription
+    filters) or other events are acknowledged as well, and counted as ignored.
+    """
+
+    def __init__(self, settings: PipelineSettings, route: str):
+        self._settings = settings
+        self._route = route
+
+    def setup(self):
+        self._subscriber = cloud.pubsub_subscriber()
+
+    def teardown(self):
+        self._subscriber.close()
+
+    def process(self, subscription: str):
+        ignored = Metrics.counter(NAMESPACE, f"notifications_ignored_{self._route}")
+        empty_pulls = 0
+        while empty_pulls < EMPTY_PULLS_TO_STOP:
+            response = self._subscriber.pull(
+                request={"subscription": subscription, "max_messages": PULL_BATCH, "return_immediately": True},
+                timeout=60,
+            )
+            if not response.received_messages:
+                empty_pulls += 1
+                time.sleep(0.2)
+                continue
+            empty_pulls = 0
+            self._subscriber.modify_ack_deadline(
+                request={
+                    "subscription": subscription,
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                    "ack_deadline_seconds": self._settings.lease_seconds,
+                }
+            )
+            for received in response.received_messages:
+                attributes = received.message.attributes
+                name = attributes.get("objectId", "")
+                if (
+                    attributes.get("eventType") == "OBJECT_FINALIZE"
+                    and attributes.get("bucketId") == self._settings.bucket
+                    and stored_ping.is_object_of(name, self._route)
+                ):
+                    yield name
+                else:
+                    ignored.inc()
+                yield pvalue.TaggedOutput(ACKS, (subscription, received.ack_id))
+
+
+class ListHourObjects(beam.DoFn):
+    """An hour (`YYYY/MM/DD/HH`) -> the names of the route's objects received in it."""
+
+    def __init__(self, settings: PipelineSettings, route: str):
+        self._settings = settings
+        self._route = route
+
+    def setup(self):
+        self._bucket = cloud.storage_client(self._settings.project).bucket(self._settings.bucket)
+
+    def process(self, hour_path: str):
+        blobs = self._bucket.list_blobs(
+            prefix=stored_ping.hour_prefix(self._route, hour_path),
+            page_size=stored_ping.LIST_PAGE_SIZE,
+            fields="items(name),nextPageToken",
+        )
+        for blob in blobs:
+            if stored_ping.is_object_of(blob.name, self._route):
+                yield blob.name
+
+
+class ReadObjects(beam.DoFn):
+    """A batch of object names -> (name, bytes), or (name, None) for an object that is gone.
+
+    Objects are small and many, so a batch is fetched by a pool of threads:
+    the cost is round trips, not bytes. Any other read failure fails the
+    bundle, so nothing is acknowledged and a re-run reads it again.
+    """
+
+    def __init__(self, settings: PipelineSettings):
+        self._settings = settings
+
+    def setup(self):
+        self._bucket = cloud.storage_client(self._settings.project).bucket(self._settings.bucket)
+        self._pool = ThreadPoolExecutor(max_workers=READ_THREADS)
+
+    def teardown(self):
+        self._pool.shutdown(wait=False)
+
+    def _read(self, name: str) -> tuple[str, bytes | None]:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return name, self._bucket.blob(name).download_as_bytes()
+        except NotFound:
+            return name, None
+
+    def process(self, names: list[str]):
+        read = Metrics.counter(NAMESPACE, "objects_read")
+        for result in self._pool.map(self._read, names):
+            read.inc()
+            yield result
+
+
+class MongoUnavailable(RuntimeError):
+    """MongoDB could not be reached or refused a write: the run fails, nothing is acknowledged."""
+
+
+@contextmanager
+def mongo_errors(step: str):
+    from pymongo.errors import PyMongoError
+
+    try:
+        yield
+    except PyMongoError as e:
+        raise MongoUnavailable(f"MongoDB failed during {step}: {e.__class__.__name__}: {str(e)[:300]}") from e
+
+
+class LoadProjects(beam.DoFn):
+    """Emits (hash, project) for every project in MongoDB `projects`."""
+
+    def __init__(self, settings: PipelineSettings):
+        self._settings = settings
+
+    def process(self, _):
+        db = mongodb.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
+        try:
+            with mongo_errors("loading projects"):
+                mongodb.ensure_indexes(db)
+                projects = mongodb.load_projects(db)
+        finally:
+            db.client.close()
+        yield from projects.items()
+
+
+class _MongoFn(beam.DoFn):
+    def __init__(self, settings: PipelineSettings):
+        self._settings = settings
+
+    def setup(self):
+        self._db = mongodb.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
+
+    def teardown(self):
+        self._db.client.close()
+
+
+class UpsertSites(_MongoFn):
+    """A batch of (record, first seen, last seen) -> folded into MongoDB `sites`.
+
+    Emits, as one list, the batch's records of projects with a mail integration,
+    for the mail step.
+    """
+
+    def process(self, batch: list[mongodb.SiteState], projects: dict[str, dict]):
+        from telemetry.pipelines.transforms import mail_flag
+
+        updates, mailable = [], []
+        for record, first_seen, last_seen in batch:
+            mail = mail_flag(record, projects)
+            updates.append(mongodb.site_update(record, first_seen, last_seen, mail))
+            if mail:
+                mailable.append(record)
+        with mongo_errors("the sites upsert"):
+            result = mongodb.apply(self._db[mongodb.SITES], updates)
+        if result is not None:
+            Metrics.counter(NAMESPACE, "sites_inserted").inc(len(result.upserted_ids))
+            Metrics.counter(NAMESPACE, "site_updates_applied").inc(result.modified_count)
+        if mailable:
+            yield mailable
+
+
+class UpsertDeactivations(_MongoFn):
+    """A batch of deactivation records -> the latest per site in MongoDB `deactivations`."""
+
+    def process(self, batch: list[dict[str, Any]]):
+        updates = [mongodb.deactivation_update(record) for record in batch]
+        with mongo_errors("the deactivations upsert"):
+            mongodb.apply(self._db[mongodb.DEACTIVATIONS], updates)
+        yield len(batch)
+
+
+class SendMail(_MongoFn):
+    """Site records of projects with a mail integration -> contacts of the new ones sent, once.
+
+    Per project, up to MAIL_CONTACTS_PER_CALL sites are claimed (atomically, only
+    those still `pending`) and sent in one call, so a retried bundle, a site seen
+    in two batches or a re-run never sends a contact twice. A failed call is
+    logged and counted and its sites are marked `failed`; it never fails the job.
+    """
+
+    def setup(self):
+        super().setup()
+        from telemetry.pipelines.mail import MailApi
+
+        url = self._settings.mail_api_url
+        self._api = MailApi(url, self._settings.mail_api_token()) if url else None
+
+    def process(self, site_records: list[dict[str, Any]], projects: dict[str, dict]):
+        if self._api is None:  # the sites stay pending until a run has a mail API
+            Metrics.counter(NAMESPACE, "mail_skipped_not_configured").inc(len(site_records))
+            return
+        by_project: dict[str, dict[str, dict[str, Any]]] = {}
+        for record in site_records:
+            by_project.setdefault(record["hash"], {})[record["url"]] = record
+        for project_hash, by_url in by_project.items():
+            urls = sorted(by_url)
+            for start in range(0, len(urls), MAIL_CONTACTS_PER_CALL):
+                chunk = {url: by_url[url] for url in urls[start : start + MAIL_CONTACTS_PER_CALL]}
+                sent = self._send(project_hash, chunk, projects[project_hash])
+                if sent:
+                    yield sent
+
+    def _send(self, project_hash: str, by_url: dict[str, dict[str, Any]], project: dict[str, Any]) -> int:
+        from telemetry.pipelines.mail import MailApiError, contact
+
+        sites = self._db[mongodb.SITES]
+        claim = uuid.uuid4().hex
+        with mongo_errors("the mail claim"):
+            claimed = mongodb.claim_pending_mail(sites, project_hash, list(by_url), claim)
+        if not claimed:
+            return 0
+        contacts = [contact(by_url[url]) for url in claimed]
+        try:
+            self._api.subscribe(project_hash, mongodb.enabled_mail_integrations(project), contacts)
+        except MailApiError as e:
+            Metrics.counter(NAMESPACE, "mail_failed").inc(len(contacts))
+            log.error(
+                "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": str(e)}
+            )
+            with mongo_errors("marking mail failed"):
+                mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_FAILED, _now(), str(e))
+            return 0
+        Metrics.counter(NAMESPACE, "mail_sent").inc(len(contacts))
+        with mongo_errors("marking mail sent"):
+            mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_SENT, _now())
+        return len(contacts)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StageHistory(beam.DoFn):
+    """A batch of records -> streamed into this run's staging table of `table`; emits the row count."""
+
+    def __init__(self, settings: PipelineSettings, table: warehouse.Table, run_id: str):
+        self._settings = settings
+        self._table = table
+        self._run_id = run_id
+
+    def setup(self):
+        client = cloud.bigquery_client(self._settings.project)
+        self._writer = warehouse.HistoryWriter(client, self._settings.bq_dataset, self._table, self._run_id)
+        self._columns = warehouse.columns(self._table.name)
+
+    def process(self, batch: list[dict[str, Any]]):
+        yield self._writer.stage([records.bigquery_row(r, self._columns) for r in batch])
+
+
+class MergeHistory(beam.DoFn):
+    """Runs once, after every StageHistory bundle (its side inputs): MERGE each
+    staging table into its history table, per route where asked, then drop it."""
+
+    def __init__(self, settings: PipelineSettings, run_id: str, merges: list[tuple[warehouse.Table, str | None]]):
+        self._settings = settings
+        self._run_id = run_id
+        self._merges = merges
+
+    def process(self, _, *staged_counts):
+        client = cloud.bigquery_client(self._settings.project)
+        writers = {}
+        for table, route in self._merges:
+            writer = writers.setdefault(
+                table.name, warehouse.HistoryWriter(client, self._settings.bq_dataset, table, self._run_id)
+            )
+            result = writer.merge(route)
+            name = f"{table.name}_{route or 'all'}"
+            Metrics.counter(NAMESPACE, f"staged_{name}").inc(result.staged)
+            Metrics.counter(NAMESPACE, f"inserted_{name}").inc(result.inserted)
+            yield result
+        for writer in writers.values():
+            writer.drop_staging()
+
+
+class AckNotifications(beam.DoFn):
+    """Runs once, after every sink (its side inputs): acknowledge the drained notifications."""
+
+    def process(self, _, acks: list[tuple[str, str]], *sinks_done):
+        by_subscription: dict[str, list[str]] = {}
+        for subscription, ack_id in acks:
+            by_subscription.setdefault(subscription, []).append(ack_id)
+        if not by_subscription:
+            return
+        subscriber = cloud.pubsub_subscriber()
+        try:
+            for subscription, ack_ids in by_subscription.items():
+                for start in range(0, len(ack_ids), PULL_BATCH):
+                    subscriber.acknowledge(
+                        request={"subscription": subscription, "ack_ids": ack_ids[start : start + PULL_BATCH]}
+                    )
+                Metrics.counter(NAMESPACE, "notifications_acked").inc(len(ack_ids))
+        finally:
+            subscriber.close()
+        yield len(acks)

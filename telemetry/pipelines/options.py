@@ -1,0 +1,154 @@
+"""The pipelines' settings: Beam pipeline options whose defaults are the
+environment variables of telemetry/config.py, so the same names configure a
+local run (environment) and a Dataflow job (template parameters).
+
+`--mongodb_uri` and `--mail_api_token` take either the value itself or a
+Secret Manager version (`projects/P/secrets/S/versions/V`), read on the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+from telemetry.common import config, stored_ping
+
+SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
+HOUR_FORMAT = "%Y-%m-%dT%H"
+MAX_HOURS = 24 * 31
+DEFAULT_LEASE_SECONDS = 600  # Pub/Sub's longest ack deadline, as the subscriptions are made
+
+
+class TelemetryOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--tracking_bucket", default=config.get("TRACKING_BUCKET"), help="Bucket of the pings.")
+        parser.add_argument(
+            "--pings_topic",
+            default=config.get("PINGS_TOPIC"),
+            help="Topic whose <topic>-<route> subscriptions announce new pings.",
+        )
+        parser.add_argument("--bq_dataset", default=config.get("BQ_DATASET"), help="BigQuery dataset of the history.")
+        parser.add_argument(
+            "--mongodb_uri",
+            default=config.get("MONGODB_URI"),
+            help="MongoDB URI, or a Secret Manager version holding it.",
+        )
+        parser.add_argument("--mongodb_db", default=config.get("MONGODB_DB"), help="MongoDB database.")
+        parser.add_argument(
+            "--mail_api_url",
+            default=config.get("MAIL_API_URL"),
+            help="Dashboard API endpoint that subscribes new sites' contacts; unset: no mail.",
+        )
+        parser.add_argument(
+            "--mail_api_token",
+            default=config.get("MAIL_API_TOKEN"),
+            help="Bearer token for the mail API, or a Secret Manager version holding it.",
+        )
+        parser.add_argument(
+            "--hour",
+            default=None,
+            help="Hour mode: process the objects received in this hour (YYYY-MM-DDTHH, UTC) "
+            "instead of draining notifications.",
+        )
+        parser.add_argument("--hour_to", default=None, help="With --hour: last hour of a range, inclusive.")
+        parser.add_argument(
+            "--lease_seconds",
+            type=int,
+            default=DEFAULT_LEASE_SECONDS,
+            help="How long drained notifications stay hidden from other pulls (10-600). "
+            "The run acknowledges them when its sinks have committed; if it fails, they come back after this.",
+        )
+
+
+def read_secret(name: str) -> str:
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient()
+    return client.access_secret_version(request={"name": name}).payload.data.decode("utf-8")
+
+
+def _resolve(value: str | None) -> str | None:
+    if value and SECRET_VERSION.fullmatch(value):
+        return read_secret(value)
+    return value
+
+
+def parse_hour(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, HOUR_FORMAT).replace(tzinfo=UTC)
+    except ValueError as e:
+        raise ValueError(f"an hour is YYYY-MM-DDTHH (UTC), got {text!r}") from e
+
+
+def hour_paths(first: str, last: str | None = None) -> list[str]:
+    """The `YYYY/MM/DD/HH` folders from `first` to `last` inclusive."""
+    start = parse_hour(first)
+    end = parse_hour(last) if last else start
+    if end < start:
+        raise ValueError(f"--hour_to {last} is before --hour {first}")
+    count = int((end - start) / timedelta(hours=1)) + 1
+    if count > MAX_HOURS:
+        raise ValueError(f"at most {MAX_HOURS} hours per run, asked for {count}")
+    return [stored_ping.hour_folder(start + timedelta(hours=i)) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What the DoFns need; picklable, secrets resolved on the worker when used."""
+
+    project: str
+    bucket: str
+    topic: str
+    bq_dataset: str
+    mongodb_uri_value: str
+    mongodb_db: str
+    mail_api_url: str | None
+    mail_api_token_value: str | None
+    hours: tuple[str, ...]  # empty: notification mode
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> PipelineSettings:
+        opts = options.view_as(TelemetryOptions)
+        project = options.view_as(GoogleCloudOptions).project or config.require("GCP_PROJECT")
+        missing = [
+            name
+            for name, value in (
+                ("--tracking_bucket", opts.tracking_bucket),
+                ("--bq_dataset", opts.bq_dataset),
+                ("--mongodb_uri", opts.mongodb_uri),
+                ("--mongodb_db", opts.mongodb_db),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"missing settings: {', '.join(missing)}")
+        if opts.hour_to and not opts.hour:
+            raise ValueError("--hour_to needs --hour")
+        if not 10 <= opts.lease_seconds <= 600:
+            raise ValueError(f"--lease_seconds must be 10 to 600, got {opts.lease_seconds}")
+        return cls(
+            project=project,
+            bucket=opts.tracking_bucket,
+            topic=opts.pings_topic,
+            bq_dataset=opts.bq_dataset,
+            mongodb_uri_value=opts.mongodb_uri,
+            mongodb_db=opts.mongodb_db,
+            mail_api_url=opts.mail_api_url or None,
+            mail_api_token_value=opts.mail_api_token or None,
+            hours=tuple(hour_paths(opts.hour, opts.hour_to)) if opts.hour else (),
+            lease_seconds=opts.lease_seconds,
+        )
+
+    def mongodb_uri(self) -> str:
+        return _resolve(self.mongodb_uri_value)  # type: ignore[return-value]
+
+    def mail_api_token(self) -> str | None:
+        return _resolve(self.mail_api_token_value)
+
+    def subscription(self, route: str) -> str:
+        return f"projects/{self.project}/subscriptions/{config.subscription_name(self.topic, route)}"

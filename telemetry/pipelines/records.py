@@ -1,0 +1,267 @@
+"""From a stored ping to the records the dashboard reads: clean, cast, shape.
+
+Pure functions, no I/O: the pipelines call them inside their transforms and
+the tests call them directly. The site record has one shape for MongoDB
+`sites` and BigQuery `sites` (only `custom_fields` is serialised differently
+for BigQuery, as a JSON string); the BigQuery column list lives in
+telemetry/pipelines/schemas/*.json and `test_records` keeps the two in step.
+
+WordPress stores titles and names HTML-escaped and `esc_url` writes `&` as
+`&#038;`, so those fields are decoded here, once (`display_text`). What a user
+typed as `reason_info` is kept as received.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from telemetry.common import stored_ping, wire
+from telemetry.common.stored_ping import StoredPing
+
+ACTIVE = "active"
+DEACTIVATED = "deactivated"
+
+# Rejection reasons, each counted by the pipelines.
+INVALID_OBJECT = stored_ping.INVALID_OBJECT  # not the JSON object ingest writes
+INVALID_PAYLOAD = stored_ping.INVALID_PAYLOAD  # breaks a key rule or lacks a required field
+UNKNOWN_PROJECT = "unknown_project"
+INVALID_REASON = "invalid_reason"  # a reason_id that is not a slug
+MISSING_OBJECT = "missing_object"  # notified, but gone from the bucket
+REJECTION_REASONS = (INVALID_OBJECT, INVALID_PAYLOAD, UNKNOWN_PROJECT, INVALID_REASON, MISSING_OBJECT)
+
+# A deactivation reason id, as the client's `appsero_custom_deactivation_reasons`
+# filter lets plugin authors add them: a slug.
+REASON_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+_TRUE = frozenset({"1", "yes", "true", "on"})
+_FALSE = frozenset({"0", "no", "false", "off", ""})
+
+
+class Rejected(ValueError):
+    """A ping the pipelines set aside; `reason` is one of REJECTION_REASONS."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def read_stored_ping(name: str, data: bytes) -> StoredPing:
+    """`StoredPing.parse`, its failures as Rejected (INVALID_OBJECT or INVALID_PAYLOAD)."""
+    try:
+        return StoredPing.parse(name, data)
+    except stored_ping.StoredPingError as e:
+        raise Rejected(e.reason, e.detail) from e
+
+
+# --- casting --------------------------------------------------------------------
+
+
+def to_int(value: Any) -> int | None:
+    """Counts arrive as strings (form bodies) or numbers (JSON); anything else is None."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit() and text.isascii():
+            return int(text)
+    return None
+
+
+def to_bool(value: Any) -> bool | None:
+    """`Yes`/`No`, `1`/`0`, `true`/`false` and JSON booleans; anything else is None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0 if value in (0, 1) else None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
+
+
+def to_text(value: Any) -> str | None:
+    """A stripped string, None for empty or for values that are not scalars."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        return text or None
+    return None
+
+
+def display_text(value: Any) -> str | None:
+    """`to_text` of a value WordPress stored HTML-escaped, decoded once:
+    `Bakery &amp; Café` -> `Bakery & Café`, `L&#039;Atelier` -> `L'Atelier`."""
+    text = to_text(value)
+    return to_text(html.unescape(text)) if text is not None else None
+
+
+def normalize_url(url: str) -> str:
+    """HTML entities decoded (`esc_url` writes `&` as `&#038;`), scheme and host in
+    lowercase, no trailing slash, no fragment; path and query kept."""
+    parts = urlsplit(html.unescape(url.strip()))
+    netloc = parts.netloc.lower()
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, ""))
+
+
+def _section(body: dict[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def plugins_list(value: Any) -> list[dict[str, str | None]]:
+    """`plugins[<slug>][name|version]` as a list of {slug, name, version}, by slug."""
+    if not isinstance(value, dict):
+        return []
+    plugins = []
+    for slug, info in sorted(value.items()):
+        info = info if isinstance(info, dict) else {}
+        plugins.append(
+            {"slug": str(slug), "name": display_text(info.get("name")), "version": to_text(info.get("version"))}
+        )
+    return plugins
+
+
+def custom_fields(body: dict[str, Any], whitelist: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Only the `extra` keys the project whitelisted, values as sent."""
+    extra = _section(body, "extra")
+    return {key: extra[key] for key in whitelist if key in extra}
+
+
+# --- records --------------------------------------------------------------------
+
+
+def site_record(ping: StoredPing, project: dict[str, Any], status: str = ACTIVE) -> dict[str, Any]:
+    """The site record shared by MongoDB `sites` and BigQuery `sites`."""
+    body = ping.payload
+    server, wp, users = _section(body, "server"), _section(body, "wp"), _section(body, "users")
+    return {
+        "hash": body["hash"],
+        "url": normalize_url(body["url"]),
+        "site": display_text(body.get("site")),
+        "admin_email": to_text(body.get("admin_email")),
+        "first_name": display_text(body.get("first_name")),
+        "last_name": display_text(body.get("last_name")),
+        "wp_version": to_text(wp.get("version")),
+        "php_version": to_text(server.get("php_version")),
+        "mysql_version": to_text(server.get("mysql_version")),
+        "server_software": to_text(server.get("software")),
+        "locale": to_text(wp.get("locale")),
+        "multisite": to_bool(wp.get("multisite")),
+        "debug_mode": to_bool(wp.get("debug_mode")),
+        "memory_limit": to_text(wp.get("memory_limit")),
+        "theme_slug": display_text(wp.get("theme_slug")),
+        "theme_name": display_text(wp.get("theme_name")),
+        "theme_version": display_text(wp.get("theme_version")),
+        "theme_uri": display_text(wp.get("theme_uri")),
+        "theme_author": display_text(wp.get("theme_author")),
+        "users_total": to_int(users.get("total")),
+        "active_plugins": to_int(body.get("active_plugins")),
+        "inactive_plugins": to_int(body.get("inactive_plugins")),
+        "plugins": plugins_list(body.get("plugins")),
+        "project_version": to_text(body.get("project_version")),
+        "ip_address": to_text(body.get("ip_address")),
+        "is_local": to_bool(body.get("is_local")),
+        "tracking_skipped": to_bool(body.get("tracking_skipped")),
+        "custom_fields": custom_fields(body, project.get("custom_fields") or []),
+        "status": status,
+        "ping_id": ping.id,
+        "received_at": ping.received_at,
+    }
+
+
+def project_reason_labels(project: dict[str, Any]) -> dict[str, str]:
+    """The project's own reason slugs and the labels the dashboard shows for them.
+
+    `deactivation_reasons` is an object from slug to label, or (the older form)
+    a list of slugs, each its own label.
+    """
+    reasons = project.get("deactivation_reasons") or {}
+    if isinstance(reasons, dict):
+        return {str(slug): str(label) for slug, label in reasons.items()}
+    return {str(slug): str(slug) for slug in reasons}
+
+
+def is_known_reason(reason: str, project: dict[str, Any]) -> bool:
+    """Whether the client library or the project lists the reason."""
+    return reason in wire.CLIENT_DEACTIVATION_REASONS or reason in project_reason_labels(project)
+
+
+def deactivation_record(ping: StoredPing, project: dict[str, Any]) -> dict[str, Any]:
+    """The deactivation record; raises Rejected(INVALID_REASON) for a reason_id that is not a slug.
+
+    Every slug is kept, listed or not: plugin authors add their own through the
+    client's filter. `reason_known` says whether the client or the project lists it.
+    No reason at all (a theme switched away) is allowed, and so is `none`.
+    """
+    body = ping.payload
+    reason = to_text(body.get("reason_id"))
+    if reason is not None and not REASON_SLUG.fullmatch(reason):
+        raise Rejected(INVALID_REASON, f"reason_id {reason[:100]!r} is not a slug of at most 64 of A-Z a-z 0-9 _ -")
+    return {
+        "hash": body["hash"],
+        "url": normalize_url(body["url"]),
+        "site": display_text(body.get("site")),
+        "reason_id": reason,
+        "reason_known": None if reason is None else is_known_reason(reason, project),
+        "reason_info": to_text(body.get("reason_info")),
+        "project_version": to_text(body.get("project_version")),
+        "ping_id": ping.id,
+        "received_at": ping.received_at,
+    }
+
+
+def tracking_skipped_row(ping: StoredPing) -> dict[str, Any]:
+    """The opt-out row: no personal data."""
+    return {
+        "hash": ping.payload["hash"],
+        "previously_skipped": to_bool(ping.payload.get("previously_skipped")),
+        "ping_id": ping.id,
+        "received_at": ping.received_at,
+    }
+
+
+def rejected_row(
+    name: str, reason: str, detail: str, received_at: datetime, body: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A rejected record, with `ip_address` and `admin_email` removed from its payload."""
+    kept = {k: v for k, v in body.items() if k not in ("ip_address", "admin_email")} if body else None
+    project_hash = body.get("hash") if body and isinstance(body.get("hash"), str) else None
+    return {
+        "route": stored_ping.route_of(name),
+        "reason": reason,
+        "detail": detail[:1000],
+        "source": name,
+        "hash": project_hash,
+        "received_at": received_at,
+        "payload": json.dumps(kept, ensure_ascii=False, sort_keys=True) if kept is not None else None,
+    }
+
+
+def bigquery_row(record: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """`record` as a row for `insert_rows_json`: only the table's columns, JSON-safe values."""
+    row = {}
+    for column in columns:
+        value = record.get(column)
+        if isinstance(value, datetime):
+            value = stored_ping.format_timestamp(value)
+        elif column == "custom_fields" and value is not None:
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        row[column] = value
+    return row

@@ -1,0 +1,99 @@
+"""functions.tf: each function's zip is its deploy unit's folders, and those folders import nothing else.
+
+The zip holds main.py, requirements.txt and the telemetry package's `common/`
+and `ingest/` folders. These tests walk the imports (at any depth, lazy ones
+included) so that the folder boundary is the import boundary: ingest never
+imports pipeline or local-stack code, and the pipelines never import the
+ingest writer.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from tests.terraform.hcl import ROOT, _expr
+
+TELEMETRY = ROOT / "telemetry"
+FUNCTION_PACKAGES = {"common", "ingest"}
+
+
+def test_archive_holds_main_requirements_and_the_deploy_unit_folders(tf):
+    archive = tf["data"]["archive_file"]["function_source"]
+    assert archive["type"] == "zip"
+    assert _expr(archive["for_each"]) == "local.routes"
+    (dynamic,) = archive["dynamic"]
+    source = dynamic["source"]
+    assert _expr(source["for_each"]) == "local.function_files[each.key]"
+    (content,) = source["content"]
+    assert _expr(content["filename"]) == "source.key"
+    assert _expr(content["content"]) == "file(source.value)"
+
+    function_files = _expr(tf["locals"]["function_files"])
+    assert '"main.py" = "${local.repo_root}/functions/${route.source_dir}/main.py"' in function_files
+    assert '"requirements.txt" = "${local.repo_root}/functions/requirements.txt"' in function_files
+    assert "local.telemetry_files" in function_files
+    assert set(tf["locals"]["function_packages"]) == FUNCTION_PACKAGES
+    telemetry_files = _expr(tf["locals"]["telemetry_files"])
+    assert '"telemetry/__init__.py" = "${local.repo_root}/telemetry/__init__.py"' in telemetry_files
+    assert 'fileset("${local.repo_root}/telemetry/${package}", "*.py")' in telemetry_files
+    assert '"telemetry/${package}/${f}" => "${local.repo_root}/telemetry/${package}/${f}"' in telemetry_files
+    assert tf["locals"]["repo_root"] == "${path.module}/.."
+    assert (ROOT / "functions" / "requirements.txt").is_file()
+    for package in FUNCTION_PACKAGES:  # fileset("*.py") takes no sub-folders: there must be none
+        assert not [p for p in (TELEMETRY / package).iterdir() if p.is_dir() and p.name != "__pycache__"]
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it, as dotted names."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def telemetry_packages_imported(path: Path) -> set[str]:
+    """The telemetry sub-packages (`common`, `ingest`, `pipelines`, `local`) a file imports from."""
+    return {
+        name.split(".")[1]
+        for name in imports(path)
+        if name.startswith("telemetry.") and (TELEMETRY / name.split(".")[1]).is_dir()
+    }
+
+
+def test_function_code_imports_only_the_deploy_unit_folders():
+    """Every module of the zip, lazy imports included, stays inside common/ and ingest/."""
+    files = [*(TELEMETRY / p / f for p in FUNCTION_PACKAGES for f in sorted((TELEMETRY / p).glob("*.py")))]
+    files += [ROOT / "functions" / route / "main.py" for route in ("track", "deactivate", "tracking_skipped")]
+    for path in files:
+        assert telemetry_packages_imported(path) <= FUNCTION_PACKAGES, path
+
+
+def test_function_code_imports_only_what_its_requirements_install():
+    """Module-level imports of the zip's code: the standard library or functions/requirements.txt."""
+    installed = {"functions_framework", "flask", "werkzeug", "google", "urllib3", "pythonjsonlogger", "telemetry"}
+    requirements = (ROOT / "functions" / "requirements.txt").read_text()
+    for package in ("functions-framework", "google-auth", "urllib3", "python-json-logger"):
+        assert f"{package}==" in requirements
+    for package in FUNCTION_PACKAGES:
+        for path in sorted((TELEMETRY / package).glob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            top = set()
+            for node in tree.body:  # not inside functions: those run only where they are called
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    top.add(node.module.split(".")[0])
+                elif isinstance(node, ast.Import):
+                    top |= {alias.name.split(".")[0] for alias in node.names}
+            unknown = top - installed - set(sys.stdlib_module_names) - {"__future__"}
+            assert not unknown, (path, unknown)
+
+
+def test_pipelines_never_import_the_ingest_writer():
+    for path in sorted((TELEMETRY / "pipelines").glob("*.py")):
+        assert "ingest" not in telemetry_packages_imported(path), path
+        assert "local" not in telemetry_packages_imported(path), path

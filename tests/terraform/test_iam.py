@@ -1,0 +1,142 @@
+"""iam.tf: identities and grants (least privilege, exactly the roles each account needs, no basic roles)."""
+
+from __future__ import annotations
+
+import re
+
+from telemetry.common import wire
+from tests.terraform.hcl import TF_DIR, _expr, _grants_to, _iam_grants, _members, _resource, _strings
+
+BASIC_ROLES = re.compile(r"roles/(owner|editor|viewer)\b")
+
+
+# --- Identities and grants ------------------------------------------------------------
+
+
+def test_ingest_account_may_only_create_objects_in_pings_bucket(tf):
+    ingest_ref = "google_service_account.ingest."
+    grants = [(t, n, b) for t, n, b in _iam_grants(tf) if any(ingest_ref in m for m in _members(b))]
+    assert [(t, n) for t, n, _ in grants] == [("google_storage_bucket_iam_member", "ingest_creates_pings")]
+    (_, _, grant) = grants[0]
+    assert grant["role"] == "roles/storage.objectCreator"
+    assert _expr(grant["bucket"]) == "google_storage_bucket.pings.name"
+    assert grant["member"] == "serviceAccount:${google_service_account.ingest.email}"
+
+
+# The only project-level grants: roles that have no narrower scope.
+PROJECT_GRANTS = {
+    ("roles/dataflow.worker", "serviceAccount:${google_service_account.pipeline.email}"),
+    ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.pipeline.email}"),
+    ("roles/dataflow.developer", "serviceAccount:${google_service_account.scheduler.email}"),
+}
+
+
+PIPELINE_GRANTS = {
+    ("google_project_iam_member", "roles/dataflow.worker", "var.project_id"),
+    ("google_project_iam_member", "roles/bigquery.jobUser", "var.project_id"),
+    ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor", "google_bigquery_dataset.telemetry.dataset_id"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.pings.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectAdmin", "google_storage_bucket.dataflow_temp.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.templates.name"),
+    (
+        "google_pubsub_subscription_iam_member",
+        "roles/pubsub.subscriber",
+        "google_pubsub_subscription.pings[each.key].name",
+    ),
+    (
+        "google_secret_manager_secret_iam_member",
+        "roles/secretmanager.secretAccessor",
+        "google_secret_manager_secret.pipeline[each.key].secret_id",
+    ),
+    (
+        "google_artifact_registry_repository_iam_member",
+        "roles/artifactregistry.reader",
+        "google_artifact_registry_repository.pipelines.name",
+    ),
+}
+
+
+SCHEDULER_GRANTS = {
+    ("google_project_iam_member", "roles/dataflow.developer", "var.project_id"),
+    ("google_service_account_iam_member", "roles/iam.serviceAccountUser", "google_service_account.pipeline.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.templates.name"),
+}
+
+
+def test_pipeline_account_has_exactly_its_roles(tf):
+    assert _grants_to(tf, "pipeline") == PIPELINE_GRANTS
+
+
+def test_scheduler_account_has_exactly_its_roles(tf):
+    assert _grants_to(tf, "scheduler") == SCHEDULER_GRANTS
+    # Nobody else may act as (launch jobs as) any account.
+    acting = [(n, b["role"], _members(b)) for t, n, b in _iam_grants(tf) if t.startswith("google_service_account_iam")]
+    assert acting == [
+        (
+            "scheduler_acts_as_pipeline",
+            "roles/iam.serviceAccountUser",
+            ["serviceAccount:${google_service_account.scheduler.email}"],
+        )
+    ]
+
+
+def test_every_subscription_lets_the_pipeline_pull(tf, routes):
+    subscriptions = tf["resource"]["google_pubsub_subscription"]
+    grants = [
+        body
+        for body in tf["resource"].get("google_pubsub_subscription_iam_member", {}).values()
+        if body["role"] == "roles/pubsub.subscriber"
+        and body["member"] == "serviceAccount:${google_service_account.pipeline.email}"
+    ]
+    for name, sub in subscriptions.items():
+        # Same for_each as the subscriptions, one grant on each of them.
+        refs = {f"google_pubsub_subscription.{name}[each.key].{attr}" for attr in ("name", "id")}
+        covering = [
+            g for g in grants if _expr(g["subscription"]) in refs and _expr(g.get("for_each")) == _expr(sub["for_each"])
+        ]
+        assert covering, f"no roles/pubsub.subscriber for the pipeline on every google_pubsub_subscription.{name}"
+    assert _expr(subscriptions["pings"]["for_each"]) == "local.routes"
+    assert set(routes) == set(wire.ROUTES)
+
+
+def test_every_secret_is_readable_by_the_pipeline_only(tf):
+    grants = tf["resource"]["google_secret_manager_secret_iam_member"]
+    assert list(grants) == ["pipeline_reads_secrets"]
+    grant = grants["pipeline_reads_secrets"]
+    assert _expr(grant["for_each"]) == "local.secrets"
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert grant["member"] == "serviceAccount:${google_service_account.pipeline.email}"
+
+
+def test_project_level_grants_only_where_no_narrower_scope_and_none_authoritative(tf):
+    project_grants = set()
+    for rtype, name, body in _iam_grants(tf):
+        assert not rtype.startswith(("google_organization_iam", "google_folder_iam")), f"{rtype}.{name}"
+        assert not rtype.endswith(("_iam_policy", "_iam_binding")), f"{rtype}.{name} is authoritative"
+        if rtype.startswith("google_project_iam"):
+            assert _expr(body["project"]) == "var.project_id", f"{rtype}.{name} grants on another project"
+            assert "condition" not in body, f"{rtype}.{name}"
+            project_grants.add((body["role"], body["member"]))
+    assert project_grants == PROJECT_GRANTS
+
+
+def test_no_basic_roles_anywhere(tf):
+    for text in _strings(tf):
+        assert not BASIC_ROLES.search(text), f"basic role in {text!r}"
+    for path in TF_DIR.glob("*.tf"):
+        assert not BASIC_ROLES.search(path.read_text(encoding="utf-8")), path.name
+
+
+def test_anyone_may_invoke_the_ingest_functions_through_cloud_run(tf):
+    invoker = _resource(tf, "google_cloud_run_service_iam_member", "public_invokes_ingest")
+    assert _expr(invoker["for_each"]) == "local.routes"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "allUsers"
+    assert _expr(invoker["service"]) == "google_cloudfunctions2_function.ingest[each.key].service_config[0].service"
+    # roles/cloudfunctions.invoker on a gen2 function does not let HTTP requests in.
+    assert not any(t.startswith("google_cloudfunctions2_function_iam") for t in tf["resource"])
+    # allUsers nowhere else.
+    public = [
+        (t, n) for t, n, b in _iam_grants(tf) if any(m in ("allUsers", "allAuthenticatedUsers") for m in _members(b))
+    ]
+    assert public == [("google_cloud_run_service_iam_member", "public_invokes_ingest")]

@@ -1,0 +1,192 @@
+"""pipelines.tf: the Flex Template specs, images, Dataflow buckets and the hourly scheduler launches."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from telemetry.common import config
+from tests.terraform.hcl import (
+    SAMPLE_VARS,
+    TEMPLATES_DIR,
+    TF_DIR,
+    _block,
+    _call_argument,
+    _expr,
+    _metadata,
+    _render,
+    _resource,
+    _squash,
+)
+
+# --- Pipelines: templates, specs, images ----------------------------------------------
+
+
+def test_template_folders_are_the_templates(templates):
+    folders = {p.parent.name for p in TEMPLATES_DIR.glob("*/metadata.json")}
+    assert set(templates) == folders == {"tracking", "deactivation"}
+    for name in templates:
+        for file in ("Dockerfile", "metadata.json", "requirements.txt", "main.py"):
+            assert (TEMPLATES_DIR / name / file).is_file(), f"dataflow_templates/{name}/{file} is missing"
+        metadata = _metadata(name)
+        assert metadata["name"] and metadata["parameters"]
+
+
+@pytest.mark.parametrize("template", ["tracking", "deactivation"])
+def test_template_spec_is_what_flex_template_build_writes(tf, templates, template):
+    spec = _resource(tf, "google_storage_bucket_object", "template_spec")
+    assert _expr(spec["for_each"]) == "local.templates"
+    assert _expr(spec["bucket"]) == "google_storage_bucket.templates.name"
+    assert _render(spec["name"], tf, template, templates[template]) == f"templates/{template}.json"
+
+    content = _call_argument(spec["content"], "jsonencode")
+    assert set(content) == {"image", "sdkInfo", "metadata"}
+    assert _expr(content["image"]) == "local.template_images[each.key]"
+    assert content["sdkInfo"] == {"language": "PYTHON"}
+    # The metadata is the template folder's own metadata.json, read at plan time.
+    assert _expr(content["metadata"]) == (
+        'jsondecode(file("${path.module}/../dataflow_templates/${each.key}/metadata.json"))'
+    )
+    path = (TF_DIR / ".." / "dataflow_templates" / template / "metadata.json").resolve()
+    assert path.is_file()
+    json.loads(path.read_text(encoding="utf-8"))
+
+    paths = _squash(tf["locals"]["template_spec_paths"])
+    assert paths == _squash(
+        '{for name, spec in google_storage_bucket_object.template_spec : name => "gs://${spec.bucket}/${spec.name}"}'
+    )
+
+
+def test_images_live_in_the_pipelines_repository(tf):
+    repo = _resource(tf, "google_artifact_registry_repository", "pipelines")
+    assert repo["format"] == "DOCKER"
+    assert _expr(repo["location"]) == "var.region"
+    assert _expr(repo["repository_id"]) == "var.artifact_repository"
+    assert _block(repo, "docker_config")["immutable_tags"] is True
+
+    images = _squash(tf["locals"]["template_images"])
+    assert images == _squash(
+        "{for name in keys(local.templates) : name => "
+        '"${var.region}-docker.pkg.dev/${var.project_id}/'
+        '${google_artifact_registry_repository.pipelines.repository_id}/${name}:${var.template_image_tag}"}'
+    )
+    assert "default" not in tf["variable"]["template_image_tag"], "the image tag is chosen at each release"
+
+
+def test_dataflow_buckets_are_private_and_temp_files_expire(tf):
+    for name in ("templates", "dataflow_temp"):
+        bucket = _resource(tf, "google_storage_bucket", name)
+        assert bucket["uniform_bucket_level_access"] is True
+        assert bucket["public_access_prevention"] == "enforced"
+        assert _expr(bucket["location"]) == "var.region"
+    temp = _resource(tf, "google_storage_bucket", "dataflow_temp")
+    rule = _block(temp, "lifecycle_rule")
+    assert _block(rule, "action")["type"] == "Delete"
+    assert _expr(_block(rule, "condition")["age"]) == "var.dataflow_temp_retention_days"
+
+
+# --- Pipelines: the hourly launches ---------------------------------------------------
+
+
+def test_scheduler_launches_each_template_hourly(tf, templates):
+    job = _resource(tf, "google_cloud_scheduler_job", "pipeline")
+    assert _expr(job["for_each"]) == "local.templates"
+    assert {name: _render(spec["schedule"], tf) for name, spec in templates.items()} == {
+        "tracking": "5 * * * *",
+        "deactivation": "10 * * * *",
+    }
+    assert _expr(job["schedule"]) == "each.value.schedule"
+    assert job["time_zone"] == "Etc/UTC"
+    assert _expr(job["region"]) == "var.region"
+    assert _expr(job["paused"]) == "var.pipeline_schedules_paused"
+    assert tf["variable"]["pipeline_schedules_paused"]["default"] is False
+
+    retry = _block(job, "retry_config")
+    assert 1 <= retry["retry_count"] <= 5
+
+    target = _block(job, "http_target")
+    assert target["http_method"] == "POST"
+    assert (
+        _render(target["uri"], tf)
+        == "https://dataflow.googleapis.com/v1b3/projects/sample-project/locations/europe-west1/flexTemplates:launch"
+    )
+    assert target["headers"] == {"Content-Type": "application/json"}
+    oauth = _block(target, "oauth_token")
+    assert oauth["service_account_email"] == "${google_service_account.scheduler.email}"
+    assert oauth["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+    assert "oidc_token" not in target
+
+    request = _call_argument(target["body"], "base64encode", "jsonencode")
+    assert set(request) == {"launchParameter"}
+    launch = request["launchParameter"]
+    assert set(launch) == {"jobName", "containerSpecGcsPath", "parameters", "environment"}
+    # Fixed per template (never per run), so Dataflow refuses an overlapping run.
+    assert launch["jobName"] == "${each.key}-hourly"
+    assert _expr(launch["containerSpecGcsPath"]) == "local.template_spec_paths[each.key]"
+    assert _expr(launch["parameters"]) == "local.launch_parameters"
+    # The workers run the template's own image.
+    assert _squash(launch["environment"]) == (
+        "merge(local.launch_environment,{sdkContainerImage=local.template_images[each.key]})"
+    )
+
+    environment = tf["locals"]["launch_environment"]
+    assert set(environment) == {"serviceAccountEmail", "tempLocation", "stagingLocation", "maxWorkers"}
+    assert environment["serviceAccountEmail"] == "${google_service_account.pipeline.email}"
+    assert environment["tempLocation"] == "gs://${google_storage_bucket.dataflow_temp.name}/tmp"
+    assert environment["stagingLocation"] == "gs://${google_storage_bucket.dataflow_temp.name}/staging"
+    assert _expr(environment["maxWorkers"]) == "var.pipeline_max_workers"
+
+
+def _sample_refs(tf: dict[str, Any]) -> dict[str, str]:
+    """Sample values of the resource attributes the launch parameters use."""
+    variables = tf["variable"]
+    refs = {
+        "google_storage_bucket.pings.name": SAMPLE_VARS["tracking_bucket"],
+        "google_pubsub_topic.pings.name": variables["pings_topic"]["default"],
+        "google_bigquery_dataset.telemetry.dataset_id": variables["bq_dataset"]["default"],
+    }
+    # ... each of which is what it claims to be.
+    assert _expr(_resource(tf, "google_storage_bucket", "pings")["name"]) == "var.tracking_bucket"
+    assert _expr(_resource(tf, "google_pubsub_topic", "pings")["name"]) == "var.pings_topic"
+    assert _expr(_resource(tf, "google_bigquery_dataset", "telemetry")["dataset_id"]) == "var.bq_dataset"
+    for secret in tf["locals"]["secrets"]:
+        refs[f'google_secret_manager_secret.pipeline["{secret}"].id'] = f"projects/sample-project/secrets/{secret}"
+    return refs
+
+
+@pytest.mark.parametrize("template", ["tracking", "deactivation"])
+def test_scheduler_passes_exactly_what_the_template_declares(tf, template):
+    always = tf["locals"]["pipeline_parameters"]
+    with_mail = tf["locals"]["mail_parameters"]
+    # What a run gets: the parameters above, plus the mail ones only when mail_api_url is set.
+    assert _squash(tf["locals"]["launch_parameters"]) == _squash(
+        "merge(local.pipeline_parameters,"
+        ' {for name, value in local.mail_parameters : name => value if var.mail_api_url != ""})'
+    )
+    assert not set(always) & set(with_mail)
+
+    declared = {p["name"]: p for p in _metadata(template)["parameters"]}
+    required = {name for name, p in declared.items() if not p.get("isOptional", False)}
+    passed = set(always) | set(with_mail)
+    assert passed - set(declared) == set(), f"{template} does not declare {passed - set(declared)}"
+    assert required - set(always) == set(), f"{template} needs {required - set(always)} on every run"
+    assert all(declared[name].get("isOptional") for name in with_mail), "the mail parameters are not always passed"
+    assert {"hour", "hour_to"} <= set(declared) - passed, "hour mode is for hand-launched runs only"
+
+    # Every value the scheduler passes satisfies the template's own checks.
+    refs = _sample_refs(tf)
+    rendered = {name: _render(value, tf, refs=refs) for name, value in always.items()}
+    rendered["mail_api_token"] = _render(with_mail["mail_api_token"], tf, refs=refs)
+    for name, value in rendered.items():
+        for pattern in declared[name].get("regexes", []):
+            assert re.search(pattern, value), f"{template}: {name}={value!r} does not match {pattern!r}"
+    assert rendered["mongodb_uri"] == "projects/sample-project/secrets/mongodb-uri/versions/latest"
+    assert rendered["mail_api_token"] == "projects/sample-project/secrets/mail-api-token/versions/latest"
+    assert _expr(with_mail["mail_api_url"]) == "var.mail_api_url"
+
+    variables = tf["variable"]
+    assert variables["mongodb_db"]["default"] == config.VARIABLES["MONGODB_DB"].default
+    assert variables["mail_api_url"]["default"] == "", "no mail unless asked for"

@@ -1,0 +1,30 @@
+"""Unit tests of telemetry.pipelines.mongodb's pure functions (the writes are tested in tests/integration)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from telemetry.common.stored_ping import StoredPing
+from telemetry.pipelines import records
+from telemetry.pipelines.mongodb import latest_per_site
+
+T0 = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+PROJECT = {"hash": "known", "custom_fields": []}
+
+
+def site(ping_id: str, minutes: int) -> dict:
+    body = {"hash": "known", "url": "https://site.example.org"}
+    return records.site_record(StoredPing(ping_id, "track", T0 + timedelta(minutes=minutes), body), PROJECT)
+
+
+def test_latest_per_site_folds_in_any_order():
+    pings = [site("a", 10), site("b", 40), site("c", 0)]
+    for order in (pings, pings[::-1], [pings[2], pings[0], pings[1]]):
+        [(record, first, last)] = latest_per_site(order)
+        assert (record["ping_id"], first, last) == ("b", T0, T0 + timedelta(minutes=40))
+
+
+def test_latest_per_site_breaks_a_tie_by_ping_id_as_mongodb_does():
+    for order in (["p1", "p2"], ["p2", "p1"]):
+        [(record, _, _)] = latest_per_site([site(ping_id, 5) for ping_id in order])
+        assert record["ping_id"] == "p2"

@@ -1,0 +1,81 @@
+"""Unit tests of the stored ping's format (telemetry/common/stored_ping.py) and the writer's retry policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from telemetry.common import stored_ping
+from telemetry.common.stored_ping import StoredPing, StoredPingError
+from telemetry.ingest.object_writer import TRANSIENT_STATUSES, retry_policy
+
+WHEN = datetime(2026, 11, 23, 11, 47, 18, 123456, tzinfo=UTC)
+
+
+def test_object_name_uses_the_utc_hour_of_receipt():
+    received = datetime(2026, 11, 23, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5)))
+    assert stored_ping.object_name("tracking-skipped", received, "abc") == "tracking-skipped/2026/11/24/04/abc.json"
+    assert stored_ping.hour_prefix("track", received) == "track/2026/11/24/04/"
+    assert stored_ping.hour_prefix("track", "2026/11/24/04") == "track/2026/11/24/04/"
+
+
+def test_timestamps_are_utc_with_microseconds():
+    moment = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert stored_ping.format_timestamp(moment) == "2026-01-02T03:04:05.000006Z"
+    assert stored_ping.parse_timestamp("2026-01-02T03:04:05.000006Z") == moment
+
+
+def test_what_ingest_writes_the_pipelines_read_back():
+    ping = StoredPing(
+        id="p-1",
+        route="deactivate",
+        received_at=WHEN,
+        payload={"hash": "abc", "url": "https://x.org", "site": "Café &amp; Co"},
+        user_agent="Appsero/abc;",
+        content_type="application/x-www-form-urlencoded",
+        client_ip="2001:db8::1",
+        raw="hash=abc&url=https%3A%2F%2Fx.org&site=Caf%C3%A9+%26amp%3B+Co",
+    )
+    assert ping.object_name == "deactivate/2026/11/23/11/p-1.json"
+    assert StoredPing.parse(ping.object_name, ping.to_json()) == ping
+    assert stored_ping.route_of(ping.object_name) == "deactivate"
+    assert stored_ping.is_object_of(ping.object_name, "deactivate")
+    assert not stored_ping.is_object_of(ping.object_name, "track")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("track/2026/11/23/11/a.json", b"not json", stored_ping.INVALID_OBJECT),
+        ("track/2026/11/23/11/a.json", b'{"id": "a"}', stored_ping.INVALID_OBJECT),
+        (
+            "elsewhere/a.json",
+            StoredPing("a", "track", WHEN, {"hash": "h", "url": "https://x.org"}).to_json(),
+            "invalid_object",
+        ),
+        ("track/a.json", StoredPing("a", "track", WHEN, {"hash": "h"}).to_json(), stored_ping.INVALID_PAYLOAD),
+        (
+            "track/a.json",
+            StoredPing("a", "track", WHEN, {"hash": "h", "url": "https://x.org", "$x": 1}).to_json(),
+            "invalid_payload",
+        ),
+    ],
+)
+def test_unreadable_objects(name, data, reason):
+    with pytest.raises(StoredPingError) as e:
+        StoredPing.parse(name, data)
+    assert e.value.reason == reason
+
+
+def test_payload_of_an_unreadable_object():
+    assert stored_ping.payload_of(b'{"payload": {"hash": "a"}}') == {"hash": "a"}
+    assert stored_ping.payload_of(b"junk") is None
+    assert stored_ping.payload_of(b'{"payload": [1]}') is None
+
+
+def test_retry_policy_tries_the_configured_number_of_times():
+    policy = retry_policy(3)
+    assert policy.total == 2  # 3 tries in all
+    assert set(policy.status_forcelist) == TRANSIENT_STATUSES
+    assert policy.is_retry("POST", 503) and not policy.is_retry("POST", 403)

@@ -1,0 +1,236 @@
+"""Unit tests of the wire format: body parsing and validation (telemetry/common/wire.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+
+from telemetry.common import config
+from telemetry.common.wire import (
+    PayloadError,
+    UnsupportedMediaType,
+    check_keys,
+    is_site_url,
+    parse_body,
+    parse_php_query,
+    split_php_key,
+    validate,
+)
+from telemetry.local import samples as sample_pings
+from tests import fixtures, php
+
+FORM = "application/x-www-form-urlencoded"
+# The limits ingest runs with when no variable is set: config.py holds their defaults.
+DEFAULT_LIMITS = config.IngestSettings.from_env({}).limits
+REAL_TRACK_BODY = (
+    "url=https%3A%2F%2Fbakery.example.org&site=Bakery+%26+Caf%C3%A9+%22%C3%91and%C3%BA%22"
+    "&admin_email=owner%40example.org&first_name=Zo%C3%AB&last_name=O%27Brien"
+    "&hash=0123456789abcdef0123456789abcdef&server%5Bsoftware%5D=nginx%2F1.25.3"
+    "&server%5Bphp_version%5D=8.2.10&users%5Btotal%5D=3&users%5Badministrator%5D=1"
+    "&tracking_skipped=0&is_local=0&plugins%5Bwoocommerce%5D%5Bname%5D=WooCommerce"
+    "&plugins%5Bwoocommerce%5D%5Bversion%5D=8.4.0&extra%5Blicense_type%5D=pro&client=2.0.4"
+)
+
+# Queries whose PHP reading we must reproduce exactly.
+PHP_CASES = [
+    REAL_TRACK_BODY,
+    "a[b][c]=v&a[b][d]=w",
+    "a[]=1&a[]=2&a[]=3",
+    "a=1&a=2",  # last duplicate wins
+    "a[x]=1&a[x]=2",
+    "a=scalar&a[b]=array",  # an array replaces a scalar
+    "a[b]=array&a=scalar",  # and a scalar an array
+    "a[]=x&a[k]=y",  # PHP arrays are ordered maps
+    "a[1]=x&a[]=y",  # [] takes the next integer key
+    "a[0]=x&a[1]=y",  # keys 0..n-1 make a list
+    "a[][n]=1&a[][n]=2",
+    "name=Zo%C3%AB+O%27Brien&emoji=%F0%9F%98%80&plus=%2B&space=a+b%20c",
+    "t=1&f=0&empty=",
+    "a[b]=1&a[b][c]=2",
+    "users[total]=3&users[administrator]=1",
+    "a=1&&b=2",
+    "x[y][]=1&x[y][]=2&x[z]=3",
+]
+
+
+def test_parse_php_query_matches_php_parse_str():
+    expected = php.parse_str(PHP_CASES)
+    for query, php_view in zip(PHP_CASES, expected, strict=True):
+        ours = json.loads(json.dumps(parse_php_query(query, DEFAULT_LIMITS)))
+        # PHP's json_encode renders an empty top-level array as [] rather than {}.
+        assert ours == (php_view or {}), query
+
+
+def test_sample_http_build_query_matches_php():
+    rng = random.Random(3)
+    data = [sample_pings.track_payload(rng, "a" * 32, i) for i in range(5)]
+    data.append({"k": "~ tilde & [brackets] / ünïcode", "n": {"deep": {"er": "x"}}, "l": ["a", "b"]})
+    data.append({"t": True, "f": False, "none": None})
+    assert [sample_pings.http_build_query(d) for d in data] == php.http_build_query(data)
+
+
+def test_real_body_round_trips():
+    body = fixtures.track_body_php()
+    parsed = parse_body(body.encode(), FORM, "UTF-8", DEFAULT_LIMITS)
+    assert parsed["server"]["php_version"] == "8.2.10"
+    assert parsed["extra"] == {"license_type": "pro", "orders_count": "42"}
+    assert parsed["plugins"]["akismet"] == {"name": "Akismet Anti-spam", "version": "5.3"}
+    assert parsed["site"] == 'Bakery & Café "Ñandú"'
+    assert parsed["tracking_skipped"] == "0"  # values stay as sent: casting is the pipeline's job
+    assert sample_pings.http_build_query(parsed) == body
+
+
+def test_body_as_wordpress_sends_it_keeps_its_escaped_values():
+    """Ingest stores what the site sent; decoding HTML entities is the pipelines' job."""
+    parsed = parse_body(fixtures.track_body_wordpress().encode(), FORM, "UTF-8", DEFAULT_LIMITS)
+    assert parsed["site"] == "Bakery &amp; Café &quot;Ñandú&quot;"
+    assert parsed["url"] == "https://bakery.example.org/shop/?lang=de&#038;ref=wp"
+    validate("track", parsed)
+
+
+def test_json_body_keeps_types():
+    body = json.dumps({"hash": "abc", "url": "https://x.org", "is_local": False, "users": {"total": 3}})
+    assert parse_body(body.encode(), "application/json", None, DEFAULT_LIMITS) == {
+        "hash": "abc",
+        "url": "https://x.org",
+        "is_local": False,
+        "users": {"total": 3},
+    }
+
+
+def test_split_php_key():
+    assert split_php_key("a") == ["a"]
+    assert split_php_key("a[b][]") == ["a", "b", ""]
+    with pytest.raises(PayloadError) as e:
+        split_php_key("a[b")
+    assert e.value.code == "malformed_key"
+
+
+def _code(body: bytes | str, content_type: str = FORM, limits=DEFAULT_LIMITS) -> str:
+    if isinstance(body, str):
+        body = body.encode()
+    with pytest.raises(PayloadError) as e:
+        parse_body(body, content_type, None, limits)
+    return e.value.code
+
+
+def limits(**changes):
+    return replace(DEFAULT_LIMITS, **changes)
+
+
+def test_rejections_of_body_shape():
+    assert _code(b"hash=\xff\xfe") == "invalid_encoding"
+    assert _code("hash=%FF%FE") == "invalid_encoding"
+    assert _code("{not json", "application/json") == "invalid_json"
+    assert _code("[1, 2]", "application/json") == "invalid_json"
+    assert _code("[" * 100_000 + "]" * 100_000, "application/json") == "too_deep"
+    assert _code("a[b][c][d]=1", limits=limits(max_depth=3)) == "too_deep"
+    assert _code(json.dumps({"a": {"b": {"c": {"d": 1}}}}), "application/json", limits(max_depth=3)) == "too_deep"
+    assert _code("&".join(f"k{i}=v" for i in range(11)), limits=limits(max_keys=10)) == "too_many_keys"
+    assert (
+        _code(json.dumps({f"k{i}": 1 for i in range(11)}), "application/json", limits(max_keys=10)) == "too_many_keys"
+    )
+    assert _code("a=" + "x" * 11, limits=limits(max_value_chars=10)) == "value_too_long"
+    assert _code("k" * 11 + "=1", limits=limits(max_key_chars=10)) == "key_too_long"
+    assert _code("a[b=1") == "malformed_key"
+    assert _code("[x]=1") == "malformed_key"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "%24where=1",  # $where
+        "extra[%24gt]=1",
+        "a.b=1",
+        "extra[a.b]=1",
+        "a%00b=1",
+        '{"$set": {"x": 1}}',
+        '{"extra": {"a.b": 1}}',
+        '{"a": [{"$x": 1}]}',
+    ],
+)
+def test_keys_that_could_act_as_mongodb_operators_are_rejected(body):
+    content_type = "application/json" if body.startswith("{") else FORM
+    assert _code(body, content_type) == "forbidden_key"
+
+
+def test_unsupported_media_types():
+    for mimetype, charset in (("", None), ("text/plain", None), ("multipart/form-data", None), (FORM, "ISO-8859-1")):
+        with pytest.raises(UnsupportedMediaType) as e:
+            parse_body(b"hash=abc", mimetype, charset, DEFAULT_LIMITS)
+        assert e.value.status == 415
+
+
+def test_limits_come_from_the_settings():
+    """One source: what MAX_KEYS says is what parsing enforces (no second set of defaults)."""
+    body = "&".join(f"k{i}=v" for i in range(2501)) + "&hash=abc&url=https%3A%2F%2Fx.org"
+    raised = limits(max_keys=config.IngestSettings.from_env({"MAX_KEYS": "5000"}).limits.max_keys)
+    assert len(parse_body(body.encode(), FORM, None, raised)) == 2503
+    assert _code(body) == "too_many_keys"
+
+
+def test_check_keys_applies_the_key_rules_only():
+    check_keys({f"k{i}": "x" * 100_000 for i in range(5000)})  # beyond every limit: not its business
+    check_keys({"a": [{"b": {"c": 1}}]})
+    for bad in ({"$set": 1}, {"a": {"b.c": 1}}, {"a": [{"$x": 1}]}, {"a\x00": 1}):
+        with pytest.raises(PayloadError) as e:
+            check_keys(bad)
+        assert e.value.code == "forbidden_key"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "code"),
+    [
+        ("track", {"url": "https://x.org"}, "missing_hash"),
+        ("track", {"hash": "", "url": "https://x.org"}, "missing_hash"),
+        ("track", {"hash": "bad hash!", "url": "https://x.org"}, "invalid_hash"),
+        ("track", {"hash": "a" * 65, "url": "https://x.org"}, "invalid_hash"),
+        ("track", {"hash": ["a"], "url": "https://x.org"}, "invalid_hash"),
+        ("track", {"hash": "abc"}, "missing_url"),
+        ("deactivate", {"hash": "abc", "url": "ftp://x.org"}, "invalid_url"),
+        ("deactivate", {"hash": "abc", "url": "/relative/path"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "http://x.org:99999"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": {"a": "b"}}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://" + "a" * 10_000 + ".org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://" + "a" * 64 + ".org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://" + ".".join(["a" * 60] * 5) + ".org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://x.org/" + "p" * 2100}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://ex ample.org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://-x-.org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://a..b.org"}, "invalid_url"),
+        ("tracking-skipped", {"previously_skipped": "0"}, "missing_hash"),
+    ],
+)
+def test_validation_rejects(route, body, code):
+    with pytest.raises(PayloadError) as e:
+        validate(route, body)
+    assert e.value.code == code
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://Bakery.example.org/shop/",
+        "https://bäckerei-müller.de",  # IDN: 63-character limits apply to the punycode form
+        "https://" + "ü" * 20 + ".example",
+        "http://例え.テスト/パス",
+        "https://[2001:db8::1]:8443/wp",
+        "http://203.0.113.7",
+        "https://example.org.",
+        "https://my_site.example.org/?a=1&#038;b=2",  # as esc_url writes it
+        "https://" + ".".join(["a" * 63] * 3) + ".org",
+    ],
+)
+def test_site_urls_accepted(url):
+    assert is_site_url(url), url
+
+
+def test_validation_accepts():
+    validate("track", {"hash": "0123456789abcdef0123456789abcdef", "url": "https://Bakery.example.org/shop/"})
+    validate("deactivate", {"hash": "a_b-C", "url": "http://localhost:8080"})
+    validate("tracking-skipped", {"hash": "a" * 64})  # no url needed
