@@ -85,13 +85,21 @@ def _served_at_root(app):
 
 
 def create_gateway(functions: dict[str, tuple[str, str]] = FUNCTIONS, root: Path = ROOT / "functions"):
+    """`functions`: route -> (folder under `root` holding main.py, or "" when `root` is the
+    source file itself; entry point)."""
     mounts = {
         f"/{route}": _served_at_root(
-            functions_framework.create_app(target=entry, source=str(root / folder / "main.py"))
+            functions_framework.create_app(target=entry, source=str(root / folder / "main.py" if folder else root))
         )
         for route, (folder, entry) in functions.items()
     }
     return _front_end_limits(DispatcherMiddleware(_not_found, mounts))
+
+
+def floor_gateway():
+    """The ingest benchmark's floor: scripts/bench_floor.py's empty function mounted at every
+    route exactly as the real ones are (`gunicorn 'telemetry.local.gateway:floor_gateway()'`)."""
+    return create_gateway({route: ("", "empty") for route in FUNCTIONS}, root=ROOT / "scripts" / "bench_floor.py")
 
 
 app = create_gateway()
