@@ -59,6 +59,8 @@ TARGET_CPU_RATIO = 1.5  # CPU per accepted ping / the floor's CPU per request
 IDLE_CPU_SECONDS = 0.01
 IDLE_POLL_SECONDS = 0.25
 IDLE_TIMEOUT_SECONDS = 10
+# Between runs the machine counts as quiet below this CPU use (all cores, percent).
+QUIET_CPU_PERCENT = 15
 
 _LUA = """
 bodies = {BODIES}
@@ -137,6 +139,15 @@ def wait_idle(pid: int) -> None:
         last = now
 
 
+def wait_machine_quiet() -> None:
+    """Until the machine's CPU settles (at most IDLE_TIMEOUT_SECONDS): what one run leaves
+    behind (fake-gcs-server still publishing its finalize notifications to the Pub/Sub
+    emulator) must not slow the next run down."""
+    deadline = time.monotonic() + IDLE_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and psutil.cpu_percent(interval=IDLE_POLL_SECONDS) > QUIET_CPU_PERCENT:
+        pass
+
+
 def run_measured(
     url: str, script: Path, args: argparse.Namespace, server_pid: int, accepted: Callable[[dict[str, float]], int]
 ) -> dict[str, float]:
@@ -144,6 +155,7 @@ def run_measured(
     `accepted(figures)` counts what the run accepted (called before and after: it
     returns a running total, or the run's count when given the wrk figures)."""
     wait_idle(server_pid)
+    wait_machine_quiet()
     before_count = accepted({})
     before_cpu, before_pids = tree_cpu_seconds(server_pid)
     figures = run_wrk(url, script, args.connections, args.seconds, args.threads)
@@ -194,6 +206,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    # A fresh server keeps speeding up for several seconds (connection pools filling,
+    # first-call paths): 2 s of warm-up left the first endpoint run at 2/3 of the second.
+    parser.add_argument("--warmup", type=int, default=8, help="seconds of load on each server before measuring")
     parser.add_argument("--bodies", type=int, default=200)
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -256,11 +271,12 @@ def _measure(
         endpoint_lua = Path(tmp, "endpoint.lua")
         endpoint_lua.write_text(_lua_script(bodies, "application/x-www-form-urlencoded; charset=UTF-8", '"/track"'))
         # Warm up both servers (connections, caches, lazy imports).
-        run_wrk(storage_url, baseline_lua, args.connections, 2, args.threads)
-        run_wrk(ingest_url.rstrip("/"), endpoint_lua, args.connections, 2, args.threads)
-        run_wrk(floor_url.rstrip("/"), endpoint_lua, args.connections, 2, args.threads)
+        run_wrk(storage_url, baseline_lua, args.connections, args.warmup, args.threads)
+        run_wrk(ingest_url.rstrip("/"), endpoint_lua, args.connections, args.warmup, args.threads)
+        run_wrk(floor_url.rstrip("/"), endpoint_lua, args.connections, args.warmup, args.threads)
         baseline_runs, endpoint_runs, floor_runs = [], [], []
         for _ in range(args.rounds):
+            wait_machine_quiet()
             baseline_runs.append(run_wrk(storage_url, baseline_lua, args.connections, args.seconds, args.threads))
             endpoint_runs.append(run_measured(ingest_url.rstrip("/"), endpoint_lua, args, ingest_pid, stored))
             floor_runs.append(run_measured(floor_url.rstrip("/"), endpoint_lua, args, floor_pid, answered_2xx))

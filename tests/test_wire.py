@@ -234,3 +234,29 @@ def test_validation_accepts():
     validate("track", {"hash": "0123456789abcdef0123456789abcdef", "url": "https://Bakery.example.org/shop/"})
     validate("deactivate", {"hash": "a_b-C", "url": "http://localhost:8080"})
     validate("tracking-skipped", {"hash": "a" * 64})  # no url needed
+
+
+def test_form_pairs_match_parse_qsl():
+    """The form parser's own pair splitting (with cached key decoding) is parse_qsl's, outcome for outcome."""
+    from urllib.parse import parse_qsl
+
+    from telemetry.common.wire import _form_pairs
+
+    pieces = ["a", "0", "%", "%5B", "[", "]", "&", "=", "+", "%C3%A9", "%E2%80", "%FF", "%2", "%zz", "%26", "é", " "]
+    rng = random.Random(5)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))
+        try:
+            expected = (
+                "ok",
+                parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=5),
+            )
+        except UnicodeDecodeError:
+            expected = ("error", "invalid_encoding")
+        except ValueError:
+            expected = ("error", "too_many_keys")
+        try:
+            ours = ("ok", _form_pairs(text, limits(max_keys=5)))
+        except PayloadError as e:
+            ours = ("error", e.code)
+        assert ours == expected, text

@@ -17,8 +17,9 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, urlsplit
 
 TRACK = "track"
 DEACTIVATE = "deactivate"
@@ -162,23 +163,10 @@ def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
     wins, and a scalar and an array under the same key replace each other. An
     array whose keys are exactly 0..n-1 becomes a list, as `json_encode` does.
     """
-    try:
-        pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=False,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=limits.max_keys,
-        )
-    except UnicodeDecodeError as e:
-        raise PayloadError("invalid_encoding", "a percent-encoded value is not valid UTF-8") from e
-    except ValueError as e:  # max_num_fields exceeded
-        raise PayloadError("too_many_keys", f"body has more than {limits.max_keys} fields") from e
-
+    pairs = _form_pairs(text, limits)
     payload: dict[str, Any] = {}
     for key, value in pairs:
-        path = split_php_key(key)
+        path = _key_path(key)
         if path[0] == "":
             raise PayloadError("malformed_key", f"key {key!r} has an empty name")
         if len(path) > limits.max_depth:
@@ -194,7 +182,53 @@ def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
         last = path[-1]
         node[_next_index(node) if last == "" else last] = value
     # The top level stays an object even when its keys happen to be 0..n-1.
-    return {k: _lists_where_php_would(v) for k, v in payload.items()}
+    return {k: _lists_where_php_would(v) if isinstance(v, dict) else v for k, v in payload.items()}
+
+
+# Every ping of a plugin carries the same few dozen keys, so the decoded form and the
+# bracket path of a key are remembered rather than computed again on every request
+# (most of the parse's CPU went there). Bounded: at most this many keys, none longer
+# than this, so a body of made-up keys cannot grow the caches. Errors are not cached.
+_KEY_CACHE_SIZE = 4096
+_KEY_CACHE_MAX_CHARS = 512
+
+
+def _form_pairs(text: str, limits: Limits) -> list[tuple[str, str]]:
+    """(name, value) pairs exactly as `urllib.parse.parse_qsl(text, keep_blank_values=True,
+    encoding="utf-8", errors="strict", max_num_fields=limits.max_keys)` returns them
+    (a unit test compares the two), with the names' decoding cached."""
+    if text and limits.max_keys < 1 + text.count("&"):
+        raise PayloadError("too_many_keys", f"body has more than {limits.max_keys} fields")
+    pairs = []
+    try:
+        for field in text.split("&"):
+            if not field:
+                continue
+            raw_name, _, raw_value = field.partition("=")
+            name = _cached_form_decode(raw_name) if len(raw_name) <= _KEY_CACHE_MAX_CHARS else _form_decode(raw_name)
+            pairs.append((name, _form_decode(raw_value)))
+    except UnicodeDecodeError as e:
+        raise PayloadError("invalid_encoding", "a percent-encoded value is not valid UTF-8") from e
+    return pairs
+
+
+def _form_decode(text: str) -> str:
+    """`+` is a space, then percent-decoding as UTF-8, strictly (what parse_qsl does to each part)."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text, encoding="utf-8", errors="strict") if "%" in text else text
+
+
+_cached_form_decode = lru_cache(maxsize=_KEY_CACHE_SIZE)(_form_decode)
+
+
+@lru_cache(maxsize=_KEY_CACHE_SIZE)
+def _cached_key_path(key: str) -> tuple[str, ...]:
+    return tuple(split_php_key(key))
+
+
+def _key_path(key: str) -> tuple[str, ...]:
+    return _cached_key_path(key) if len(key) <= _KEY_CACHE_MAX_CHARS else tuple(split_php_key(key))
 
 
 _PHP_INT_KEY = re.compile(r"0|[1-9][0-9]*")
@@ -206,11 +240,9 @@ def _next_index(array: dict[str, Any]) -> str:
     return str(max(ints) + 1) if ints else "0"
 
 
-def _lists_where_php_would(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    converted = {k: _lists_where_php_would(v) for k, v in node.items()}
-    if converted and list(converted) == [str(i) for i in range(len(converted))]:
+def _lists_where_php_would(node: dict[str, Any]) -> Any:
+    converted = {k: _lists_where_php_would(v) if isinstance(v, dict) else v for k, v in node.items()}
+    if "0" in converted and list(converted) == [str(i) for i in range(len(converted))]:
         return list(converted.values())
     return converted
 
