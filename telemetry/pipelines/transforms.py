@@ -96,8 +96,9 @@ class SiteRecords(beam.PTransform):
 
 
 class _HistoryRecordFn(beam.DoFn):
-    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]]):
+    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]], emit_accepted: bool):
         self._record = record
+        self._emit_accepted = emit_accepted
 
     def process(self, element: tuple[StoredPing, dict[str, Any]]):
         ping, project = element
@@ -106,20 +107,23 @@ class _HistoryRecordFn(beam.DoFn):
         except Rejected as e:
             yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
             return
-        yield pvalue.TaggedOutput(ACCEPTED, (ping, project))
+        if self._emit_accepted:
+            yield pvalue.TaggedOutput(ACCEPTED, (ping, project))
         yield record
 
 
 class HistoryRecords(beam.PTransform):
     """(ping, project) -> the route's history row; a ping its builder rejects -> `rejected`,
-    every other one, as (ping, project), -> `accepted`."""
+    and, with `emit_accepted`, every other one, as (ping, project), -> `accepted`."""
 
-    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]]):
+    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]], emit_accepted: bool = True):
         super().__init__()
         self._record = record
+        self._emit_accepted = emit_accepted
 
     def expand(self, known):
-        return known | beam.ParDo(_HistoryRecordFn(self._record)).with_outputs(REJECTED, ACCEPTED, main="records")
+        fn = _HistoryRecordFn(self._record, self._emit_accepted)
+        return known | beam.ParDo(fn).with_outputs(REJECTED, ACCEPTED, main="records")
 
 
 class ProcessRoute(beam.PTransform):
@@ -140,7 +144,7 @@ class ProcessRoute(beam.PTransform):
         accepted = known.known
         history = None
         if route.record is not None:
-            built = accepted | "History" >> HistoryRecords(route.record)
+            built = accepted | "History" >> HistoryRecords(route.record, emit_accepted=route.site_status is not None)
             rejected.append(built[REJECTED])
             history, accepted = built.records, built[ACCEPTED]
         out = {}
