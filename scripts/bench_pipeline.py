@@ -39,8 +39,7 @@ from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
 from telemetry.ingest.object_writer import ObjectWriter
 from telemetry.local import stack
 from telemetry.local.samples import deactivate_payload, project_hash, track_payload, tracking_skipped_payload
-from telemetry.pipelines import mongodb as state
-from telemetry.pipelines import records, warehouse
+from telemetry.pipelines import mongodb, records, warehouse
 
 TARGET_RATIO = 0.5
 HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)  # a fixed past hour: nothing else lives there
@@ -87,10 +86,10 @@ def generate(count: int, bucket: str) -> dict[str, int]:
 
 
 def add_projects(db_name: str) -> None:
-    db = state.database(config.require("MONGODB_URI"), db_name)
-    state.ensure_indexes(db)
+    db = mongodb.database(config.require("MONGODB_URI"), db_name)
+    mongodb.ensure_indexes(db)
     for index, project in enumerate(PROJECTS):
-        db[state.PROJECTS].replace_one(
+        db[mongodb.PROJECTS].replace_one(
             {"hash": project},
             {
                 "hash": project,
@@ -154,8 +153,8 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     """The plain loop: list, read one by one, parse, and bulk-write the same documents and rows."""
     project = config.require("GCP_PROJECT")
     bucket = cloud.storage_client(project).bucket(bucket_name)
-    db = state.database(config.require("MONGODB_URI"), db_name)
-    projects = state.load_projects(db)
+    db = mongodb.database(config.require("MONGODB_URI"), db_name)
+    projects = mongodb.load_projects(db)
     bq = cloud.bigquery_client(project)
     run_id = uuid.uuid4().hex[:12]
     writers = {t.name: warehouse.HistoryWriter(bq, dataset, t, run_id) for t in warehouse.TABLES}
@@ -188,11 +187,11 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
                     )
                 )
     updates = [
-        state.site_update(site, first, last, False) for site, first, last in state.latest_per_site(rows["sites"])
+        mongodb.site_update(site, first, last, False) for site, first, last in mongodb.latest_per_site(rows["sites"])
     ]
     for start in range(0, len(updates), 1000):
-        state.apply(db[state.SITES], updates[start : start + 1000])
-    state.apply(db[state.DEACTIVATIONS], [state.deactivation_update(r) for r in deactivations])
+        mongodb.apply(db[mongodb.SITES], updates[start : start + 1000])
+    mongodb.apply(db[mongodb.DEACTIVATIONS], [mongodb.deactivation_update(r) for r in deactivations])
     for name, table_rows in rows.items():
         columns = warehouse.columns(name)
         writers[name].stage([records.bigquery_row(r, columns) for r in table_rows])
@@ -241,7 +240,7 @@ def main() -> int:
         finally:
             shutil.rmtree(stack.GCS_ROOT / bucket, ignore_errors=True)
             (stack.GCS_ROOT / f"{bucket}.bucketMetadata").unlink(missing_ok=True)
-            db = state.database(config.require("MONGODB_URI"), "admin")
+            db = mongodb.database(config.require("MONGODB_URI"), "admin")
             for db_name, dataset in sides.values():
                 db.client.drop_database(db_name)
                 bq.delete_dataset(dataset, delete_contents=True, not_found_ok=True)

@@ -33,8 +33,7 @@ from telemetry.local.samples import (
     track_payload,
     tracking_skipped_payload,
 )
-from telemetry.pipelines import build
-from telemetry.pipelines import mongodb as state
+from telemetry.pipelines import build, mongodb
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 
@@ -63,7 +62,7 @@ class MailApiStandIn(http.server.BaseHTTPRequestHandler):
 
 def add_projects(db) -> list[str]:
     seo, forms = project_hash("demo-seo"), project_hash("demo-forms")
-    db[state.PROJECTS].replace_one(
+    db[mongodb.PROJECTS].replace_one(
         {"hash": seo},
         {
             "hash": seo,
@@ -75,7 +74,7 @@ def add_projects(db) -> list[str]:
         },
         upsert=True,
     )
-    db[state.PROJECTS].replace_one(
+    db[mongodb.PROJECTS].replace_one(
         {"hash": forms},
         {
             "hash": forms,
@@ -100,15 +99,15 @@ def show_results(db, projects: list[str]) -> None:
     bq = cloud.bigquery_client(config.require("GCP_PROJECT"))
     dataset = config.require("BQ_DATASET")
     for project_hash_ in projects:
-        name = db[state.PROJECTS].find_one({"hash": project_hash_})["name"]
-        sites = db[state.SITES]
+        name = db[mongodb.PROJECTS].find_one({"hash": project_hash_})["name"]
+        sites = db[mongodb.SITES]
         active = sites.count_documents({"hash": project_hash_, "status": "active"})
         deactivated = sites.count_documents({"hash": project_hash_, "status": "deactivated"})
         print(
             f"  MongoDB sites of {name}: {active} active, {deactivated} deactivated; "
-            f"deactivations: {db[state.DEACTIVATIONS].count_documents({'hash': project_hash_})}"
+            f"deactivations: {db[mongodb.DEACTIVATIONS].count_documents({'hash': project_hash_})}"
         )
-    newest = db[state.SITES].find({"hash": projects[0]}, {"_id": 0}).sort("last_seen", -1).limit(1)[0]
+    newest = db[mongodb.SITES].find({"hash": projects[0]}, {"_id": 0}).sort("last_seen", -1).limit(1)[0]
     shown = {
         k: newest[k]
         for k in (
@@ -140,7 +139,7 @@ def main() -> int:
     ingest_url = config.require("INGEST_URL")
     project, topic = config.require("GCP_PROJECT"), config.require("PINGS_TOPIC")
     rng = random.Random(2026)
-    db = state.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     projects = add_projects(db)
 
     subscriber = cloud.pubsub_subscriber()

@@ -19,7 +19,7 @@ from telemetry.common.wire import (
     split_php_key,
     validate,
 )
-from telemetry.local import samples as sample_pings
+from telemetry.local import samples
 from tests import fixtures, php
 
 FORM = "application/x-www-form-urlencoded"
@@ -66,10 +66,10 @@ def test_parse_php_query_matches_php_parse_str():
 
 def test_sample_http_build_query_matches_php():
     rng = random.Random(3)
-    data = [sample_pings.track_payload(rng, "a" * 32, i) for i in range(5)]
+    data = [samples.track_payload(rng, "a" * 32, i) for i in range(5)]
     data.append({"k": "~ tilde & [brackets] / ünïcode", "n": {"deep": {"er": "x"}}, "l": ["a", "b"]})
     data.append({"t": True, "f": False, "none": None})
-    assert [sample_pings.http_build_query(d) for d in data] == php.http_build_query(data)
+    assert [samples.http_build_query(d) for d in data] == php.http_build_query(data)
 
 
 def test_real_body_round_trips():
@@ -80,7 +80,7 @@ def test_real_body_round_trips():
     assert parsed["plugins"]["akismet"] == {"name": "Akismet Anti-spam", "version": "5.3"}
     assert parsed["site"] == 'Bakery & Café "Ñandú"'
     assert parsed["tracking_skipped"] == "0"  # values stay as sent: casting is the pipeline's job
-    assert sample_pings.http_build_query(parsed) == body
+    assert samples.http_build_query(parsed) == body
 
 
 def test_body_as_wordpress_sends_it_keeps_its_escaped_values():

@@ -15,12 +15,11 @@ import requests
 
 from telemetry.common import cloud, config, stored_ping
 from telemetry.common.wire import ROUTES
-from telemetry.local import gateway
-from telemetry.local import samples as sample_pings
+from telemetry.local import gateway, samples
 from tests import fixtures, php
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
-HASH = sample_pings.project_hash("integration")
+HASH = samples.project_hash("integration")
 
 
 def post(url: str, body: str | bytes, content_type: str | None = FORM, **headers) -> requests.Response:
@@ -117,8 +116,8 @@ def test_headers_over_the_front_end_limit_get_431_and_store_nothing(ingest_url, 
 
 def test_bodies_built_by_php_are_stored_as_php_reads_them(ingest_url, bucket):
     rng = random.Random(11)
-    data = [sample_pings.track_payload(rng, HASH, i) for i in range(3)]
-    data.append(sample_pings.deactivate_payload(rng, HASH, 3))
+    data = [samples.track_payload(rng, HASH, i) for i in range(3)]
+    data.append(samples.deactivate_payload(rng, HASH, 3))
     data[0]["extra"] = {"notes": "Ünïcödé + spaces & ampersands = fine", "list": ["a", "b"]}
     bodies = php.http_build_query(data)
     php_views = php.parse_str(bodies)

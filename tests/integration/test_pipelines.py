@@ -28,10 +28,8 @@ import requests
 from telemetry.common import cloud, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest import handler
-from telemetry.local import samples as sample_pings
-from telemetry.local import stack
-from telemetry.pipelines import build, connectors, records
-from telemetry.pipelines import mongodb as state
+from telemetry.local import samples, stack
+from telemetry.pipelines import build, connectors, mongodb, records
 from tests import fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +39,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
 
 @pytest.fixture(scope="module")
 def db():
-    database = state.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
+    database = mongodb.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
     yield database
     database.client.close()
 
@@ -53,14 +51,14 @@ def bq():
 
 def new_project(db, **fields) -> str:
     project_hash = uuid.uuid4().hex
-    db[state.PROJECTS].insert_one(
+    db[mongodb.PROJECTS].insert_one(
         {"hash": project_hash, "name": "test", "type": "plugin", "custom_fields": [], "mail_integrations": {}, **fields}
     )
     return project_hash
 
 
 def post(ingest_url: str, route: str, body: dict) -> str:
-    response = requests.post(ingest_url + route, data=sample_pings.http_build_query(body), headers=FORM, timeout=30)
+    response = requests.post(ingest_url + route, data=samples.http_build_query(body), headers=FORM, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["id"]
 
@@ -85,8 +83,8 @@ def bq_rows(bq, table: str, where: str) -> list[dict]:
 def snapshot(db, bq, hashes: list[str]) -> dict:
     quoted = ", ".join(f"'{h}'" for h in hashes)
     return {
-        "sites": sorted(map(repr, db[state.SITES].find({"hash": {"$in": hashes}}, {"_id": 0}).sort("url"))),
-        "deactivations": sorted(map(repr, db[state.DEACTIVATIONS].find({"hash": {"$in": hashes}}, {"_id": 0}))),
+        "sites": sorted(map(repr, db[mongodb.SITES].find({"hash": {"$in": hashes}}, {"_id": 0}).sort("url"))),
+        "deactivations": sorted(map(repr, db[mongodb.DEACTIVATIONS].find({"hash": {"$in": hashes}}, {"_id": 0}))),
         **{
             t: len(bq_rows(bq, t, f"hash IN ({quoted})"))
             for t in ("sites", "deactivations", "tracking_skipped", "rejected")
@@ -118,35 +116,35 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
         post(
             ingest_url,
             "track",
-            sample_pings.track_payload(rng, project, site, extra={"license_type": "pro", "secret": "s3"}),
+            samples.track_payload(rng, project, site, extra={"license_type": "pro", "secret": "s3"}),
         )
-    newest = sample_pings.track_payload(rng, project, 0, extra={"license_type": "agency"})
+    newest = samples.track_payload(rng, project, 0, extra={"license_type": "agency"})
     newest["wp"]["version"] = "6.7.1"
     post(ingest_url, "track", newest)  # site 0 again: the latest ping wins
-    post(ingest_url, "track", sample_pings.track_payload(rng, stranger, 9))
-    deactivation = sample_pings.deactivate_payload(rng, project, 1)
+    post(ingest_url, "track", samples.track_payload(rng, stranger, 9))
+    deactivation = samples.deactivate_payload(rng, project, 1)
     deactivation["reason_id"] = "too-expensive"  # one of the project's own reasons
     post(ingest_url, "deactivate", deactivation)
-    bad_reason = sample_pings.deactivate_payload(rng, project, 2)
+    bad_reason = samples.deactivate_payload(rng, project, 2)
     bad_reason["reason_id"] = "because reasons!"  # not a slug
     post(ingest_url, "deactivate", bad_reason)
     for _ in range(2):
-        post(ingest_url, "tracking-skipped", sample_pings.tracking_skipped_payload(rng, project))
+        post(ingest_url, "tracking-skipped", samples.tracking_skipped_payload(rng, project))
     broken = put_bytes(bucket, "track", datetime.now(UTC), b"this is not JSON")
 
     reports = run_both()
     assert reports["tracking"]["routes"]["track"]["objects_read"] >= 6
 
-    sites = {doc["url"]: doc for doc in db[state.SITES].find({"hash": project}, {"_id": 0})}
-    assert sorted(sites) == [sample_pings.site_url(i) for i in range(3)]
-    site0 = sites[sample_pings.site_url(0)]
+    sites = {doc["url"]: doc for doc in db[mongodb.SITES].find({"hash": project}, {"_id": 0})}
+    assert sorted(sites) == [samples.site_url(i) for i in range(3)]
+    site0 = sites[samples.site_url(0)]
     assert site0["wp_version"] == "6.7.1" and site0["custom_fields"] == {"license_type": "agency"}
     assert site0["status"] == "active" and site0["first_seen"] < site0["last_seen"]
     assert isinstance(site0["users_total"], int) and isinstance(site0["multisite"], bool)
-    assert sites[sample_pings.site_url(1)]["status"] == "deactivated"
+    assert sites[samples.site_url(1)]["status"] == "deactivated"
     assert "secret" not in json.dumps([doc["custom_fields"] for doc in sites.values()])
-    [deactivated] = db[state.DEACTIVATIONS].find({"hash": project})
-    assert deactivated["reason_id"] == "too-expensive" and deactivated["url"] == sample_pings.site_url(1)
+    [deactivated] = db[mongodb.DEACTIVATIONS].find({"hash": project})
+    assert deactivated["reason_id"] == "too-expensive" and deactivated["url"] == samples.site_url(1)
 
     assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 5  # 4 track + the deactivated site's ping
     assert [r["reason_id"] for r in bq_rows(bq, "deactivations", f"hash = '{project}'")] == ["too-expensive"]
@@ -158,7 +156,7 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
     [not_json] = bq_rows(bq, "rejected", f"source = '{broken}'")
     assert not_json["reason"] == "invalid_object" and not_json["route"] == "track"
     custom = json.loads(
-        bq_rows(bq, "sites", f"hash = '{project}' AND url = '{sample_pings.site_url(2)}'")[0]["custom_fields"]
+        bq_rows(bq, "sites", f"hash = '{project}' AND url = '{samples.site_url(2)}'")[0]["custom_fields"]
     )
     assert custom == {"license_type": "pro"}
 
@@ -181,13 +179,13 @@ def test_what_real_sites_send_reaches_mongodb_and_bigquery_decoded_and_kept(inge
     response = requests.post(ingest_url + "track", data=body.encode(), headers=FORM, timeout=30)
     assert response.status_code == 200, response.text
     rng = random.Random(3)
-    custom = sample_pings.deactivate_payload(rng, project, 1)
+    custom = samples.deactivate_payload(rng, project, 1)
     custom["reason_id"], custom["reason_info"] = "switched-to-pro", "Price &amp; support"
-    custom["site"] = sample_pings.wp_title("L'Atelier")
+    custom["site"] = samples.wp_title("L'Atelier")
     post(ingest_url, "deactivate", custom)
     run_both()
 
-    site = db[state.SITES].find_one({"hash": project, "url": url})
+    site = db[mongodb.SITES].find_one({"hash": project, "url": url})
     assert site["site"] == 'Bakery & Café "Ñandú"' and site["last_name"] == "O'Brien & Sons"
     [row] = bq_rows(bq, "sites", f"hash = '{project}' AND url = '{url}'")
     assert row["site"] == 'Bakery & Café "Ñandú"' and row["last_name"] == "O'Brien & Sons"
@@ -195,7 +193,7 @@ def test_what_real_sites_send_reaches_mongodb_and_bigquery_decoded_and_kept(inge
     assert deactivation["reason_id"] == "switched-to-pro" and deactivation["reason_known"] is False
     assert deactivation["reason_info"] == "Price &amp; support"  # the user's own text, as received
     assert deactivation["site"] == "L'Atelier"
-    latest = db[state.DEACTIVATIONS].find_one({"hash": project})
+    latest = db[mongodb.DEACTIVATIONS].find_one({"hash": project})
     assert (latest["reason_id"], latest["reason_known"]) == ("switched-to-pro", False)
     assert bq_rows(bq, "rejected", f"hash = '{project}'") == []
 
@@ -225,9 +223,9 @@ def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
     rng = random.Random(8)
     t_old = datetime.now(UTC).replace(minute=0, second=1, microsecond=0)
     t_new = t_old + timedelta(minutes=30)
-    new_body = sample_pings.track_payload(rng, project, 1)
+    new_body = samples.track_payload(rng, project, 1)
     new_body["project_version"] = "9.9.9"
-    old_body = sample_pings.track_payload(rng, project, 1)
+    old_body = samples.track_payload(rng, project, 1)
     old_body["project_version"] = "1.0.0"
 
     put_ping(bucket, "track", t_new, new_body)
@@ -235,7 +233,7 @@ def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
     put_ping(bucket, "track", t_old, old_body)  # arrives late
     run("tracking")
 
-    [site] = db[state.SITES].find({"hash": project})
+    [site] = db[mongodb.SITES].find({"hash": project})
     assert site["project_version"] == "9.9.9"
     assert site["first_seen"] == t_old.replace(tzinfo=site["first_seen"].tzinfo)
     assert site["last_seen"] == t_new.replace(tzinfo=site["last_seen"].tzinfo)
@@ -249,28 +247,28 @@ def test_site_updates_give_the_same_document_in_any_order(db):
     project = {"hash": uuid.uuid4().hex, "custom_fields": []}
     site_records = []
     for ping_id, minutes in (("b", 0), ("a", 30), ("c", 30), ("d", 10)):  # a tie at 30: ping_id "c" wins
-        body = sample_pings.track_payload(rng, project["hash"], 1)
+        body = samples.track_payload(rng, project["hash"], 1)
         body["project_version"] = ping_id
         ping = StoredPing(ping_id, "track", at + timedelta(minutes=minutes), body)
         site_records.append(records.site_record(ping, project))
     documents = set()
     for order in (site_records, site_records[::-1], site_records[1:] + site_records[:1]):
-        db[state.SITES].delete_many({"hash": project["hash"]})
+        db[mongodb.SITES].delete_many({"hash": project["hash"]})
         for record in order:  # one update per batch: the worst case
             at_once = record["received_at"]
-            state.apply(db[state.SITES], [state.site_update(record, at_once, at_once, False)])
-        [document] = db[state.SITES].find({"hash": project["hash"]}, {"_id": 0})
+            mongodb.apply(db[mongodb.SITES], [mongodb.site_update(record, at_once, at_once, False)])
+        [document] = db[mongodb.SITES].find({"hash": project["hash"]}, {"_id": 0})
         assert (document["project_version"], document["ping_id"]) == ("c", "c")
         assert (document["first_seen"], document["last_seen"]) == (at, at + timedelta(minutes=30))
         documents.add(repr(sorted(document.items())))
     assert len(documents) == 1
-    db[state.SITES].delete_many({"hash": project["hash"]})
+    db[mongodb.SITES].delete_many({"hash": project["hash"]})
 
 
 def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ingest_url, db, bq):
     project = new_project(db)
     rng = random.Random(13)
-    ids = [post(ingest_url, "track", sample_pings.track_payload(rng, project, i)) for i in range(5)]
+    ids = [post(ingest_url, "track", samples.track_payload(rng, project, i)) for i in range(5)]
     mongo = next(s for s in stack.SERVICES if s.name == "mongodb")
     stack.stop(mongo)
     try:
@@ -285,7 +283,7 @@ def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ing
     assert report["routes"]["track"]["objects_read"] >= 5
     rows = bq_rows(bq, "sites", f"hash = '{project}'")
     assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once
-    assert db[state.SITES].count_documents({"hash": project}) == 5
+    assert db[mongodb.SITES].count_documents({"hash": project}) == 5
 
 
 def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicates(bucket, db, bq, monkeypatch):
@@ -296,7 +294,7 @@ def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicat
     for blob in bucket.list_blobs(prefix=stored_ping.hour_prefix("track", hour)):
         blob.delete()
     for i in range(60):
-        put_ping(bucket, "track", hour + timedelta(seconds=i), sample_pings.track_payload(rng, project, i))
+        put_ping(bucket, "track", hour + timedelta(seconds=i), samples.track_payload(rng, project, i))
     mongo = next(s for s in stack.SERVICES if s.name == "mongodb")
     upsert = connectors.UpsertSites.process
 
@@ -322,7 +320,7 @@ def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicat
         "balanced": True,
     }
     assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 60
-    assert db[state.SITES].count_documents({"hash": project}) == 60
+    assert db[mongodb.SITES].count_documents({"hash": project}) == 60
 
 
 class _MailReceiver(http.server.BaseHTTPRequestHandler):
@@ -364,8 +362,8 @@ def test_mail_integration_called_once_per_new_site(ingest_url, db, mail_api):
     quiet = new_project(db)  # no integration: never mailed
     rng = random.Random(21)
     for site in (1, 2):
-        post(ingest_url, "track", sample_pings.track_payload(rng, project, site))
-    post(ingest_url, "track", sample_pings.track_payload(rng, quiet, 1))
+        post(ingest_url, "track", samples.track_payload(rng, project, site))
+    post(ingest_url, "track", samples.track_payload(rng, quiet, 1))
     receiver.fail_next = 1  # the first call fails: retried
     run("tracking", "--mail_api_url", url, "--mail_api_token", "t0ken")
 
@@ -373,35 +371,35 @@ def test_mail_integration_called_once_per_new_site(ingest_url, db, mail_api):
     assert len(mine) == 1
     assert mine[0]["authorization"] == "Bearer t0ken"
     assert mine[0]["body"]["integrations"] == ["mailchimp"]
-    assert sorted(c["url"] for c in mine[0]["body"]["contacts"]) == [sample_pings.site_url(1), sample_pings.site_url(2)]
+    assert sorted(c["url"] for c in mine[0]["body"]["contacts"]) == [samples.site_url(1), samples.site_url(2)]
     assert not [c for c in receiver.calls if c["body"]["project"] == quiet]
 
-    post(ingest_url, "track", sample_pings.track_payload(rng, project, 2))  # known site
-    post(ingest_url, "track", sample_pings.track_payload(rng, project, 3))  # new site
+    post(ingest_url, "track", samples.track_payload(rng, project, 2))  # known site
+    post(ingest_url, "track", samples.track_payload(rng, project, 3))  # new site
     run("tracking", "--mail_api_url", url)
     run("tracking", "--mail_api_url", url, "--hour", datetime.now(UTC).strftime("%Y-%m-%dT%H"))
     mine = [c for c in receiver.calls if c["body"]["project"] == project]
-    assert [[c["url"] for c in call["body"]["contacts"]] for call in mine[1:]] == [[sample_pings.site_url(3)]]
-    statuses = {d["url"]: d["mail"]["status"] for d in db[state.SITES].find({"hash": project})}
-    assert set(statuses.values()) == {state.MAIL_SENT}
+    assert [[c["url"] for c in call["body"]["contacts"]] for call in mine[1:]] == [[samples.site_url(3)]]
+    statuses = {d["url"]: d["mail"]["status"] for d in db[mongodb.SITES].find({"hash": project})}
+    assert set(statuses.values()) == {mongodb.MAIL_SENT}
 
 
 def test_mail_failure_is_counted_and_never_fails_the_job(ingest_url, db):
     project = new_project(db, mail_integrations={"wemail": {"enabled": True}})
-    post(ingest_url, "track", sample_pings.track_payload(random.Random(1), project, 1))
+    post(ingest_url, "track", samples.track_payload(random.Random(1), project, 1))
     run("tracking", "--mail_api_url", "http://127.0.0.1:9/nothing-listens")
-    [site] = db[state.SITES].find({"hash": project})
-    assert site["mail"]["status"] == state.MAIL_FAILED and site["mail"]["error"]
+    [site] = db[mongodb.SITES].find({"hash": project})
+    assert site["mail"]["status"] == mongodb.MAIL_FAILED and site["mail"]["error"]
 
 
 def test_indexes(db):
-    sites = db[state.SITES].index_information()
+    sites = db[mongodb.SITES].index_information()
     assert sites["hash_url_unique"]["unique"] is True
     assert sites["hash_last_seen"]["key"] == [("hash", 1), ("last_seen", -1)]
     key = {"hash": f"dup-{uuid.uuid4().hex}", "url": "https://dup.example.org"}
-    db[state.SITES].insert_one(dict(key))
+    db[mongodb.SITES].insert_one(dict(key))
     try:
         with pytest.raises(pymongo.errors.DuplicateKeyError):
-            db[state.SITES].insert_one(dict(key))
+            db[mongodb.SITES].insert_one(dict(key))
     finally:
-        db[state.SITES].delete_many(key)
+        db[mongodb.SITES].delete_many(key)
