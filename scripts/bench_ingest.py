@@ -11,7 +11,7 @@ the same connections, threads, duration and the same realistic bodies:
   and writes one object per ping to the same fake-gcs-server.
 
 Storage is the limit for both, so the ratios say what the endpoint's own
-work costs. The runs alternate (baseline, endpoint, floor, baseline, ...) and
+work costs. The runs alternate (baseline, endpoint, floors, baseline, ...) and
 each side's better run is kept, to damp a noisy machine.
 
 CPU per accepted ping, the figure least disturbed by a shared machine: the
@@ -22,7 +22,9 @@ floor is the same figure for scripts/bench_floor.py, a functions-framework
 function that does nothing, served by the same gunicorn command through the
 same gateway under the same wrk load, divided by its 2xx answers: what
 gunicorn, werkzeug, Flask and functions-framework cost per request before any
-of ingest's own work.
+of ingest's own work. A second floor adds one object write with ingest's own
+writer, so the report splits a ping's CPU into the framework, the write (and
+its wait mid-request), and ingest's own work.
 """
 
 from __future__ import annotations
@@ -226,7 +228,10 @@ def main() -> int:
             floor = servers.enter_context(
                 serve("telemetry.local.gateway:floor_gateway()", bucket, "bench-floor-server.log")
             )
-            return _measure(args, bodies, storage_url, bucket, ingest, floor)
+            store_floor = servers.enter_context(
+                serve("telemetry.local.gateway:floor_gateway('store_only')", bucket, "bench-store-floor-server.log")
+            )
+            return _measure(args, bodies, storage_url, bucket, ingest, floor, store_floor)
     except RuntimeError as e:
         print(e, file=sys.stderr)
         return 1
@@ -248,8 +253,9 @@ def _measure(
     bucket: str,
     ingest: tuple[str, int],
     floor: tuple[str, int],
+    store_floor: tuple[str, int],
 ) -> int:
-    (ingest_url, ingest_pid), (floor_url, floor_pid) = ingest, floor
+    (ingest_url, ingest_pid), (floor_url, floor_pid), (store_url, store_pid) = ingest, floor, store_floor
     track_objects = stack.GCS_ROOT / bucket / "track"
 
     def stored(_figures: dict[str, float]) -> int:
@@ -274,12 +280,14 @@ def _measure(
         run_wrk(storage_url, baseline_lua, args.connections, args.warmup, args.threads)
         run_wrk(ingest_url.rstrip("/"), endpoint_lua, args.connections, args.warmup, args.threads)
         run_wrk(floor_url.rstrip("/"), endpoint_lua, args.connections, args.warmup, args.threads)
-        baseline_runs, endpoint_runs, floor_runs = [], [], []
+        run_wrk(store_url.rstrip("/"), endpoint_lua, args.connections, args.warmup, args.threads)
+        baseline_runs, endpoint_runs, floor_runs, store_runs = [], [], [], []
         for _ in range(args.rounds):
             wait_machine_quiet()
             baseline_runs.append(run_wrk(storage_url, baseline_lua, args.connections, args.seconds, args.threads))
             endpoint_runs.append(run_measured(ingest_url.rstrip("/"), endpoint_lua, args, ingest_pid, stored))
             floor_runs.append(run_measured(floor_url.rstrip("/"), endpoint_lua, args, floor_pid, answered_2xx))
+            store_runs.append(run_measured(store_url.rstrip("/"), endpoint_lua, args, store_pid, answered_2xx))
 
     # Best of the rounds for each figure, on both sides alike.
     baseline = {"rps": max(r["rps"] for r in baseline_runs), "p99_ms": min(r["p99_ms"] for r in baseline_runs)}
@@ -296,6 +304,7 @@ def _measure(
         ("baseline: raw uploads to fake-gcs", baseline_runs),
         ("endpoint: POST /track", endpoint_runs),
         ("floor: empty function", floor_runs),
+        ("floor: empty + one object write", store_runs),
     )
     for label, runs in labelled:
         for r in runs:
@@ -312,10 +321,17 @@ def _measure(
     endpoint["cpu_ms_per_ping"] = min(r["cpu_ms"] for r in endpoint_runs)
     floor = {"rps": max(r["rps"] for r in floor_runs), "cpu_ms_per_request": min(r["cpu_ms"] for r in floor_runs)}
     cpu_ratio = endpoint["cpu_ms_per_ping"] / floor["cpu_ms_per_request"]
+    store_ms = min(r["cpu_ms"] for r in store_runs)
     print(
         f"CPU per accepted ping: {endpoint['cpu_ms_per_ping']:.3f} ms; floor: {floor['cpu_ms_per_request']:.3f} ms; "
         f"ratio {cpu_ratio:.2f} (target <= {TARGET_CPU_RATIO})"
     )
+    print(
+        f"  of which the object write and its wait: {store_ms - floor['cpu_ms_per_request']:.3f} ms "
+        f"(empty + one object write: {store_ms:.3f} ms); ingest's own work: "
+        f"{endpoint['cpu_ms_per_ping'] - store_ms:.3f} ms"
+    )
+    floor["cpu_ms_per_request_with_write"] = store_ms
     summary = {
         "baseline": baseline,
         "endpoint": endpoint,
@@ -331,10 +347,10 @@ def _measure(
                 f"objects stored ({r['accepted']:.0f}) and 2xx answers ({r['requests'] - r['non_2xx']:.0f}) disagree",
                 file=sys.stderr,
             )
-    if any(r["restarted"] for r in endpoint_runs + floor_runs):
+    if any(r["restarted"] for r in endpoint_runs + floor_runs + store_runs):
         print("a server process was replaced during a run: its CPU figures are not valid", file=sys.stderr)
         return 1
-    if any(r["non_2xx"] or r["socket_errors"] for r in baseline_runs + endpoint_runs + floor_runs):
+    if any(r["non_2xx"] or r["socket_errors"] for r in baseline_runs + endpoint_runs + floor_runs + store_runs):
         print("errors during the runs: the figures above are not valid", file=sys.stderr)
         return 1
     return 0
