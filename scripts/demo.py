@@ -5,8 +5,10 @@
    library encodes them, plus a few bad requests, and shows what landed in
    Cloud Storage and the notifications Pub/Sub delivered.
 3. Runs both hourly pipelines and shows the latest state in MongoDB, the
-   history in BigQuery, the rejected records and the mail integration's
-   calls (received by a small HTTP server standing in for the dashboard's API).
+   history in BigQuery, the rejected records, a site title as WordPress sent
+   it (HTML-escaped) beside the decoded one the dashboard reads, the plugin
+   authors' own deactivation reasons, and the mail integration's calls
+   (received by a small HTTP server standing in for the dashboard's API).
 4. Runs the pipelines again: nothing new is read, nothing changes.
 """
 
@@ -93,6 +95,20 @@ def run_pipelines(mail_api_url: str) -> None:
     for name in build.PIPELINES:
         pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, "--mail_api_url", mail_api_url])
         print(build.format_report(build.report_from_metrics(pipeline, result)))
+
+
+def show_what_real_sites_send(db, bucket, projects: list[str]) -> None:
+    """One title WordPress sent HTML-escaped, as sent and as stored; the plugin authors' own reasons."""
+    escaped = db[mongodb.SITES].find_one({"hash": {"$in": projects}, "site": {"$regex": "[&\"']"}})
+    if escaped:
+        route = "track" if escaped["status"] == "active" else "deactivate"
+        blob = bucket.blob(stored_ping.object_name(route, escaped["received_at"], escaped["ping_id"]))
+        if blob.exists():
+            sent = json.loads(blob.download_as_bytes())["payload"]["site"]
+            print(f"  a title as the site sent it: {sent!r}; as MongoDB and BigQuery hold it: {escaped['site']!r}")
+    custom = db[mongodb.DEACTIVATIONS].distinct("reason_id", {"hash": {"$in": projects}, "reason_known": False})
+    if custom:
+        print(f"  deactivation reasons neither the client nor the project lists, kept: {', '.join(sorted(custom))}")
 
 
 def show_results(db, projects: list[str]) -> None:
@@ -221,6 +237,7 @@ def main() -> int:
     print(f"\nrunning the hourly pipelines ({build.LOCAL_RUNNER}, notification mode):")
     run_pipelines(mail_api_url)
     show_results(db, projects)
+    show_what_real_sites_send(db, bucket, projects)
     contacts = sum(len(call["contacts"]) for call in MailApiStandIn.calls)
     print(f"  mail integration: {len(MailApiStandIn.calls)} call(s) to the dashboard API, {contacts} new contacts")
     print("\nrunning them again: the notifications were acknowledged, nothing is read twice:")
