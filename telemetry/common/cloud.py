@@ -25,15 +25,11 @@ STORAGE_API = "https://storage.googleapis.com"
 STORAGE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 
 
-def _emulator(variable: str) -> str | None:
-    return config.get(variable)
-
-
 def storage_credentials_and_endpoint() -> tuple[Credentials, str]:
     """Credentials and base URL of the Cloud Storage JSON API (or of fake-gcs-server)."""
     from google.auth.credentials import AnonymousCredentials
 
-    emulator = _emulator("STORAGE_EMULATOR_HOST")
+    emulator = config.get("STORAGE_EMULATOR_HOST")
     if emulator:
         return AnonymousCredentials(), emulator.rstrip("/")
     import google.auth
@@ -46,7 +42,7 @@ def storage_client(project: str) -> storage.Client:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    if _emulator("STORAGE_EMULATOR_HOST"):  # the library reads the variable for its endpoint
+    if config.get("STORAGE_EMULATOR_HOST"):  # the library reads the variable for its endpoint
         return storage.Client(project=project, credentials=AnonymousCredentials())
     return storage.Client(project=project)
 
@@ -56,7 +52,7 @@ def bigquery_client(project: str) -> bigquery.Client:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    emulator = _emulator("BIGQUERY_EMULATOR_HOST")
+    emulator = config.get("BIGQUERY_EMULATOR_HOST")
     if emulator:
         return bigquery.Client(
             project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=emulator)

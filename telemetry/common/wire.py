@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -70,6 +71,10 @@ class Limits:
     max_keys: int
     max_value_chars: int
     max_key_chars: int
+
+
+# `check_structure` with these applies the key rules alone.
+_NO_LIMITS = Limits(max_depth=sys.maxsize, max_keys=sys.maxsize, max_value_chars=sys.maxsize, max_key_chars=sys.maxsize)
 
 
 class PayloadError(ValueError):
@@ -283,14 +288,7 @@ def check_keys(payload: dict[str, Any]) -> None:
     What the pipelines re-check in a stored ping: the limits were ingest's to apply,
     with the settings it ran with.
     """
-    stack: list[Any] = [payload]
-    while stack:
-        node = stack.pop()
-        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
-            if isinstance(key, str):
-                _check_key(key)
-            if isinstance(value, (dict, list)):
-                stack.append(value)
+    check_structure(payload, _NO_LIMITS)
 
 
 def _check_key(key: str) -> None:

@@ -1,6 +1,6 @@
 """BigQuery: the history tables, their schemas, and exactly-once appends.
 
-The schemas are the JSON files in telemetry/schemas/; Terraform declares the
+The schemas are the JSON files in telemetry/pipelines/schemas/; Terraform declares the
 production tables from the same files. Every table is partitioned by day on
 `received_at` and clustered by `hash`.
 
