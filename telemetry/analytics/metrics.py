@@ -67,6 +67,8 @@ METRICS = (
     PLUGINS,
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
+# Scalars that count something, served as integers.
+COUNTS = (ACTIVE_SITES, NEW_SITES, DEACTIVATIONS)
 # Distributions among the sites active that day (the rest are per-day events).
 DISTRIBUTIONS = (
     PROJECT_VERSION,

@@ -64,6 +64,29 @@ VARIABLES: dict[str, Variable] = {
         Variable("STORAGE_TIMEOUT_SECONDS", "10", "Timeout of one object-write try."),
         Variable("RETRY_AFTER_SECONDS", "30", "`Retry-After` sent with a 503."),
         Variable("LOG_LEVEL", "INFO", "Python log level of the structured JSON logs."),
+        # The analytics job (telemetry/analytics/job.py).
+        Variable(
+            "ACTIVE_WINDOW_DAYS",
+            "14",
+            "A site is active on a day if it sent a track ping within this many days up to it "
+            "(sites ping weekly), and no deactivation since; 1 to 62.",
+        ),
+        Variable(
+            "ANALYTICS_SETTLE_HOURS",
+            "6",
+            "Hours after a UTC day ends during which runs still recompute it, for pings the "
+            "pipelines append late; after that its figures are final.",
+        ),
+        Variable(
+            "ANALYTICS_MAX_BYTES_BILLED",
+            "10737418240",
+            "Each analytics query fails rather than bill more than this many bytes.",
+        ),
+        Variable(
+            "ANALYTICS_MAX_LABELS",
+            "50",
+            "Labels kept per distribution and day; the rest are summed under `other`.",
+        ),
         # Local stack (telemetry/local/stack.py); ports on 127.0.0.1.
         Variable("GCS_PORT", "4443", "Local fake-gcs-server port."),
         Variable("PUBSUB_PORT", "8085", "Local Pub/Sub emulator port."),

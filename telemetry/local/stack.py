@@ -225,11 +225,16 @@ def _bq_command() -> list[str]:
 
 
 def _bq_provision() -> None:
-    """The dataset and the history tables, from the same schema files Terraform reads."""
+    """The dataset, the history tables and the analytics tables, from the same schema files Terraform reads."""
+    from telemetry.analytics import job
+    from telemetry.common import tables
     from telemetry.pipelines import warehouse
 
     os.environ["BIGQUERY_EMULATOR_HOST"] = stack_env()["BIGQUERY_EMULATOR_HOST"]
-    warehouse.ensure_tables(cloud.bigquery_client(config.get("GCP_PROJECT")), config.get("BQ_DATASET"))
+    client = cloud.bigquery_client(config.get("GCP_PROJECT"))
+    warehouse.ensure_tables(client, config.get("BQ_DATASET"))
+    for layout in job.TABLES:
+        tables.ensure_table(client, config.get("BQ_DATASET"), layout)
 
 
 def _mongo_command() -> list[str]:
@@ -243,11 +248,13 @@ def _mongo_command() -> list[str]:
 
 
 def _mongo_provision() -> None:
+    from telemetry.analytics import serving
     from telemetry.pipelines import mongodb
 
     db = mongodb.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
     try:
         mongodb.ensure_indexes(db)
+        serving.ensure_indexes(db)
     finally:
         db.client.close()
 

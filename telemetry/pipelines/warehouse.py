@@ -18,15 +18,14 @@ path everywhere.)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from google.cloud import bigquery
 
+from telemetry.common import tables
 from telemetry.common.stored_ping import format_timestamp
 from telemetry.common.wire import ROUTES
 
@@ -48,44 +47,23 @@ REJECTED = Table("rejected", "source")
 TABLES = (SITES, DEACTIVATIONS, TRACKING_SKIPPED, REJECTED)
 
 
-@cache
+def _layout(table: str) -> tables.TableLayout:
+    return tables.TableLayout(table, SCHEMA_DIR, partition_field="received_at")
+
+
 def schema_json(table: str) -> tuple[dict[str, Any], ...]:
-    return tuple(json.loads((SCHEMA_DIR / f"{table}.json").read_text()))
-
-
-def schema(table: str) -> list[bigquery.SchemaField]:
-    return [bigquery.SchemaField.from_api_repr(field) for field in schema_json(table)]
+    return tables.schema_json(_layout(table).schema_file)
 
 
 def columns(table: str) -> list[str]:
-    return [field["name"] for field in schema_json(table)]
-
-
-def _table_definition(table_id: str, table: str) -> bigquery.Table:
-    definition = bigquery.Table(table_id, schema=schema(table))
-    definition.time_partitioning = bigquery.TimePartitioning(
-        type_=bigquery.TimePartitioningType.DAY, field="received_at"
-    )
-    definition.clustering_fields = ["hash"]
-    return definition
-
-
-# Schema-file types whose names differ in SQL DDL.
-_SQL_TYPES = {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64"}
+    return tables.columns(_layout(table).schema_file)
 
 
 def ensure_tables(client: bigquery.Client, dataset: str) -> None:
     """Create the dataset and the history tables where missing (the local stack; Terraform in production)."""
     client.create_dataset(dataset, exists_ok=True)
     for table in TABLES:
-        table_id = f"{client.project}.{dataset}.{table.name}"
-        existing = client.create_table(_table_definition(table_id, table.name), exists_ok=True)
-        present = {field.name for field in existing.schema}
-        for field in schema(table.name):
-            if field.name not in present:  # added since the table was made (NULLABLE, as BigQuery requires)
-                sql_type = _SQL_TYPES.get(field.field_type, field.field_type)
-                ddl = f"ALTER TABLE `{table_id}` ADD COLUMN IF NOT EXISTS {field.name} {sql_type}"
-                client.query(ddl).result()
+        tables.ensure_table(client, dataset, _layout(table.name))
 
 
 @dataclass
@@ -113,7 +91,7 @@ class HistoryWriter:
     def _ensure_staging(self) -> None:
         if self._staging_ready:
             return
-        definition = _table_definition(self.staging, self.table.name)
+        definition = tables.definition(self.staging, _layout(self.table.name))
         definition.expires = datetime.now(UTC) + STAGING_EXPIRY
         self.client.create_table(definition, exists_ok=True)
         self._staging_ready = True

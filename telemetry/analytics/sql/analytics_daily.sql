@@ -1,0 +1,153 @@
+-- Every figure of @day, per project: one row per (hash, metric), as defined in
+-- the README ("Analytics"), metric names from telemetry/analytics/metrics.py.
+--
+-- Reads: site_days of @day, site_first_seen, deactivations and
+-- tracking_skipped of @day. Writes: analytics_daily of @day, replaced whole in
+-- one atomic MERGE.
+MERGE `{dataset}.analytics_daily` AS target
+USING (
+  WITH
+    state AS (
+      SELECT * FROM `{dataset}.site_days` WHERE day = @day
+    ),
+    -- Seen within the window, and no deactivation since the latest track ping.
+    active AS (
+      SELECT * FROM state
+      WHERE (days_seen_bits & @window_mask) != 0
+        AND (deactivated_at IS NULL OR deactivated_at < last_seen_at)
+    ),
+    deactivations AS (
+      SELECT hash, reason_id
+      FROM `{dataset}.deactivations`
+      WHERE received_at >= TIMESTAMP(@day) AND received_at < TIMESTAMP(DATE_ADD(@day, INTERVAL 1 DAY))
+    ),
+    declined AS (
+      -- Sites that chose not to share, the first time they were asked.
+      SELECT hash, COUNTIF(previously_skipped IS NOT TRUE) AS declined
+      FROM `{dataset}.tracking_skipped`
+      WHERE received_at >= TIMESTAMP(@day) AND received_at < TIMESTAMP(DATE_ADD(@day, INTERVAL 1 DAY))
+      GROUP BY hash
+    ),
+    new_sites AS (
+      SELECT hash, COUNT(*) AS new_sites FROM `{dataset}.site_first_seen` WHERE first_seen = @day GROUP BY hash
+    ),
+    active_counts AS (
+      SELECT hash, COUNT(*) AS active_sites FROM active GROUP BY hash
+    ),
+    deactivation_counts AS (
+      SELECT hash, COUNT(*) AS deactivations FROM deactivations GROUP BY hash
+    ),
+    projects AS (
+      SELECT hash FROM state
+      UNION DISTINCT SELECT hash FROM deactivations
+      UNION DISTINCT SELECT hash FROM declined
+    ),
+    counts AS (
+      SELECT
+        p.hash,
+        IFNULL(a.active_sites, 0) AS active_sites,
+        IFNULL(n.new_sites, 0) AS new_sites,
+        IFNULL(d.deactivations, 0) AS deactivations,
+        IFNULL(s.declined, 0) AS declined
+      FROM projects AS p
+      LEFT JOIN active_counts AS a ON a.hash = p.hash
+      LEFT JOIN new_sites AS n ON n.hash = p.hash
+      LEFT JOIN deactivation_counts AS d ON d.hash = p.hash
+      LEFT JOIN declined AS s ON s.hash = p.hash
+    ),
+    scalars AS (
+      SELECT hash, 'active_sites' AS metric, CAST(active_sites AS FLOAT64) AS value FROM counts
+      UNION ALL SELECT hash, 'new_sites', CAST(new_sites AS FLOAT64) FROM counts
+      UNION ALL SELECT hash, 'deactivations', CAST(deactivations AS FLOAT64) FROM counts
+      UNION ALL SELECT hash, 'opt_in_rate', SAFE_DIVIDE(new_sites, new_sites + declined) FROM counts
+    ),
+    -- One (hash, metric, label) per active site and distribution, and per deactivation.
+    raw_labels AS (
+      SELECT hash, 'project_version' AS metric, NULLIF(TRIM(project_version), '') AS label FROM active
+      UNION ALL SELECT hash, 'wp_version', REGEXP_EXTRACT(wp_version, r'^\s*(\d+\.\d+)') FROM active
+      UNION ALL SELECT hash, 'php_version', REGEXP_EXTRACT(php_version, r'^\s*(\d+\.\d+)') FROM active
+      UNION ALL
+      SELECT
+        hash,
+        'mysql_version',
+        CASE
+          -- `10.6.16-MariaDB`, `5.5.5-10.11.6-MariaDB-0+deb12u1`: the version before `-MariaDB`.
+          WHEN REGEXP_CONTAINS(LOWER(mysql_version), r'\d+\.\d+(\.\d+)?-mariadb')
+            THEN CONCAT('MariaDB ', REGEXP_EXTRACT(LOWER(mysql_version), r'(\d+\.\d+)(?:\.\d+)?-mariadb'))
+          -- A bare `10.6.16`: no MySQL has major 10 or 11.
+          WHEN REGEXP_CONTAINS(mysql_version, r'^\s*1[01]\.\d+')
+            THEN CONCAT('MariaDB ', REGEXP_EXTRACT(mysql_version, r'^\s*(\d+\.\d+)'))
+          WHEN REGEXP_CONTAINS(mysql_version, r'^\s*\d+\.\d+')
+            THEN CONCAT('MySQL ', REGEXP_EXTRACT(mysql_version, r'^\s*(\d+\.\d+)'))
+        END
+      FROM active
+      UNION ALL
+      SELECT
+        hash,
+        'server_software',
+        CASE
+          WHEN NULLIF(TRIM(server_software), '') IS NULL THEN NULL
+          WHEN STARTS_WITH(LOWER(TRIM(server_software)), 'apache') THEN 'Apache'
+          WHEN STARTS_WITH(LOWER(TRIM(server_software)), 'nginx') THEN 'nginx'
+          WHEN STARTS_WITH(LOWER(TRIM(server_software)), 'litespeed') THEN 'LiteSpeed'
+          ELSE 'other'
+        END
+      FROM active
+      UNION ALL SELECT hash, 'locale', NULLIF(TRIM(locale), '') FROM active
+      UNION ALL SELECT hash, 'multisite', CASE multisite WHEN TRUE THEN 'yes' WHEN FALSE THEN 'no' END FROM active
+      UNION ALL SELECT hash, 'theme', NULLIF(TRIM(theme), '') FROM active
+      UNION ALL SELECT hash, 'deactivation_reasons', NULLIF(reason_id, '') FROM deactivations
+    ),
+    label_counts AS (
+      SELECT hash, metric, label, COUNT(*) AS count
+      FROM (SELECT hash, metric, IFNULL(label, @unknown_label) AS label FROM raw_labels)
+      GROUP BY hash, metric, label
+    ),
+    -- The largest @max_labels labels of a distribution, the rest summed as 'other'.
+    folded AS (
+      SELECT hash, metric, label, SUM(count) AS count
+      FROM (
+        SELECT
+          hash,
+          metric,
+          IF(ROW_NUMBER() OVER (PARTITION BY hash, metric ORDER BY count DESC, label) <= @max_labels, label, 'other')
+            AS label,
+          count
+        FROM label_counts
+      )
+      GROUP BY hash, metric, label
+    ),
+    -- Co-installed plugins: the top @top_plugins slugs by the active sites that have them.
+    plugins AS (
+      SELECT hash, 'plugins' AS metric, slug AS label, COUNT(*) AS count
+      FROM active, UNNEST(active.plugins) AS slug
+      GROUP BY hash, slug
+      QUALIFY ROW_NUMBER() OVER (PARTITION BY hash ORDER BY COUNT(*) DESC, slug) <= @top_plugins
+    ),
+    breakdowns AS (
+      SELECT hash, metric, ARRAY_AGG(STRUCT(label, count) ORDER BY count DESC, label) AS breakdown
+      FROM (SELECT * FROM folded UNION ALL SELECT * FROM plugins)
+      GROUP BY hash, metric
+    ),
+    breakdown_metrics AS (
+      SELECT metric FROM UNNEST([
+        'deactivation_reasons', 'project_version', 'wp_version', 'php_version', 'mysql_version',
+        'server_software', 'locale', 'multisite', 'theme', 'plugins'
+      ]) AS metric
+    ),
+    figures AS (
+      SELECT hash, metric, value, ARRAY<STRUCT<label STRING, count INT64>>[] AS breakdown FROM scalars
+      UNION ALL
+      SELECT p.hash, m.metric, CAST(NULL AS FLOAT64), IFNULL(b.breakdown, ARRAY<STRUCT<label STRING, count INT64>>[])
+      FROM projects AS p
+      CROSS JOIN breakdown_metrics AS m
+      LEFT JOIN breakdowns AS b ON b.hash = p.hash AND b.metric = m.metric
+    )
+  SELECT * FROM figures
+) AS source
+ON FALSE
+WHEN NOT MATCHED THEN
+  INSERT (day, hash, metric, value, breakdown)
+  VALUES (@day, source.hash, source.metric, source.value, source.breakdown)
+WHEN NOT MATCHED BY SOURCE AND target.day = @day THEN
+  DELETE
