@@ -1,0 +1,251 @@
+"""The analytics job against bqemulator and SecantusDB, on a small history whose
+figures are worked out by hand below.
+
+The pings are stored as ingest stores them, at receipt times of the test's
+choosing, and go through the real pipelines (hour mode) into a BigQuery dataset
+and a MongoDB database of this module's own; the job then runs on them.
+
+The history, with a 3-day active window (days 1 to 4 are consecutive UTC days):
+  site a  day 1 10:00 (WordPress 6.8.1) and 18:00 (6.9.0): the latest ping wins
+  site b  day 1; deactivated day 2 (too-expensive): not active from day 2 on
+  site c  day 1 only: falls out of the window on day 4
+  site d  day 2 (new that day); day 2 also has two tracking-skipped pings
+          asked for the first time and one asked again
+  site e  day 1; deactivated day 2 09:00 (temporary) and pings again at 12:00:
+          active again
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from telemetry.analytics import job as analytics
+from telemetry.analytics import metrics, serving
+from telemetry.common import cloud, stored_ping
+from telemetry.common.stored_ping import StoredPing
+from telemetry.pipelines import build, mongodb, warehouse
+
+WINDOW_DAYS = 3
+TODAY = datetime.now(UTC).date()
+DAY1 = TODAY - timedelta(days=10)
+DAY2, DAY3, DAY4 = (DAY1 + timedelta(days=n) for n in (1, 2, 3))
+
+
+def at(day: date, hour: int) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def track(project: str, site: str, *, wp: str, php: str, db: str, server: str, plugins: list[str], **wp_fields) -> dict:
+    return {
+        "hash": project,
+        "url": f"https://{site}.example.org",
+        "site": f"Site {site}",
+        "admin_email": f"owner@{site}.example.org",
+        "server": {"software": server, "php_version": php, "mysql_version": db},
+        "wp": {
+            "version": wp,
+            "locale": wp_fields.get("locale", "en_US"),
+            "multisite": wp_fields.get("multisite", "No"),
+            "theme_slug": wp_fields.get("theme_slug", "astra"),
+            "theme_name": wp_fields.get("theme_name", "Astra"),
+        },
+        "project_version": wp_fields.get("project_version", "2.0.0"),
+        "plugins": {slug: {"name": slug.title(), "version": "1.0"} for slug in plugins},
+        "client": "2.0.4",
+    }
+
+
+def deactivate(track_body: dict, reason: str) -> dict:
+    body = copy.deepcopy(track_body)
+    body["reason_id"] = reason
+    return body
+
+
+def history(project: str) -> list[tuple[str, datetime, dict]]:
+    a1 = track(
+        project, "a", wp="6.8.1", php="8.2.12", db="10.6.16-MariaDB", server="Apache/2.4.58 (Ubuntu)",
+        plugins=["woocommerce", "akismet"],
+    )  # fmt: skip
+    a2 = track(
+        project, "a", wp="6.9.0", php="8.3.1", db="10.6.16-MariaDB", server="Apache/2.4.58 (Ubuntu)",
+        plugins=["woocommerce", "akismet", "yoast"], project_version="2.1.0",
+    )  # fmt: skip
+    b = track(
+        project, "b", wp="6.8.3", php="8.2.1", db="5.5.5-10.11.6-MariaDB-0+deb12u1", server="nginx/1.24.0",
+        plugins=["woocommerce"], locale="de_DE",
+    )  # fmt: skip
+    c = track(
+        project, "c", wp="6.8.3", php="7.4.33", db="8.0.35", server="LiteSpeed", plugins=["akismet"],
+        locale="ja", multisite="Yes", theme_name="",
+    )  # fmt: skip
+    d = track(project, "d", wp="7.0", php="8.4.1", db="11.4.2", server="nginx", plugins=["woocommerce"])
+    e = track(project, "e", wp="6.9.0", php="8.3.1", db="8.0.36", server="Microsoft-IIS/10.0", plugins=[])
+    skipped_new = {"hash": project, "previously_skipped": "false", "client": "2.0.4"}
+    skipped_again = {"hash": project, "previously_skipped": "true", "client": "2.0.4"}
+    return [
+        ("track", at(DAY1, 10), a1),
+        ("track", at(DAY1, 18), a2),
+        ("track", at(DAY1, 11), b),
+        ("track", at(DAY1, 12), c),
+        ("track", at(DAY1, 13), e),
+        ("deactivate", at(DAY2, 8), deactivate(b, "too-expensive")),
+        ("deactivate", at(DAY2, 9), deactivate(e, "temporary_deactivation")),
+        ("track", at(DAY2, 12), e),
+        ("track", at(DAY2, 14), d),
+        ("tracking-skipped", at(DAY2, 15), skipped_new),
+        ("tracking-skipped", at(DAY2, 16), skipped_new),
+        ("tracking-skipped", at(DAY2, 17), skipped_again),
+    ]
+
+
+# What the definitions give, worked out by hand from the history above.
+EXPECTED = {
+    DAY1: {
+        "active_sites": 4,  # a b c e
+        "new_sites": 4,
+        "deactivations": 0,
+        "opt_in_rate": 1.0,  # 4 / (4 + 0)
+        "deactivation_reasons": {},
+        "wp_version": {"6.9": 2, "6.8": 2},  # a's latest ping says 6.9
+        "php_version": {"8.3": 2, "8.2": 1, "7.4": 1},
+        "mysql_version": {"MariaDB 10.6": 1, "MariaDB 10.11": 1, "MySQL 8.0": 2},
+        "server_software": {"Apache": 1, "nginx": 1, "LiteSpeed": 1, "other": 1},
+        "locale": {"en_US": 2, "de_DE": 1, "ja": 1},
+        "multisite": {"no": 3, "yes": 1},
+        "theme": {"Astra": 3, "astra": 1},  # c sends no theme name: its slug
+        "project_version": {"2.0.0": 3, "2.1.0": 1},
+        "plugins": {"woocommerce": 2, "akismet": 2, "yoast": 1},
+    },
+    DAY2: {
+        "active_sites": 4,  # a c d e: b is deactivated, e pinged after its deactivation
+        "new_sites": 1,  # d
+        "deactivations": 2,
+        "opt_in_rate": 1 / 3,  # 1 / (1 + 2): the ping asked again does not count
+        "deactivation_reasons": {"too-expensive": 1, "temporary_deactivation": 1},
+        "mysql_version": {"MariaDB 10.6": 1, "MySQL 8.0": 2, "MariaDB 11.4": 1},
+        "plugins": {"woocommerce": 2, "akismet": 2, "yoast": 1},
+    },
+    DAY3: {"active_sites": 4, "new_sites": 0, "deactivations": 0, "opt_in_rate": None},
+    DAY4: {
+        "active_sites": 2,  # a and c were last seen on day 1, out of the window
+        "new_sites": 0,
+        "wp_version": {"6.9": 1, "7.0": 1},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A dataset and a database of this module's own, with the pipelines' history in them."""
+    name = f"analytics_test_{uuid.uuid4().hex[:8]}"
+    environ = {**os.environ, "BQ_DATASET": name, "MONGODB_DB": name, "ACTIVE_WINDOW_DAYS": str(WINDOW_DAYS)}
+    settings = analytics.AnalyticsSettings.from_env(environ)
+    client = cloud.bigquery_client(settings.project)
+    warehouse.ensure_tables(client, name)
+    db = mongodb.database(settings.mongodb_uri, name)
+    mongodb.ensure_indexes(db)
+    project = uuid.uuid4().hex
+    db[mongodb.PROJECTS].insert_one(
+        {"hash": project, "name": "Analytics test", "type": "plugin", "custom_fields": [], "mail_integrations": {}}
+    )
+    bucket = cloud.storage_client(settings.project).bucket(os.environ["TRACKING_BUCKET"])
+    for route, received_at, body in history(project):
+        ping = StoredPing(id=str(uuid.uuid4()), route=route, received_at=received_at, payload=body)
+        bucket.blob(ping.object_name).upload_from_string(ping.to_json(), content_type=stored_ping.CONTENT_TYPE)
+    hours = ["--hour", f"{DAY1.isoformat()}T00", "--hour_to", f"{DAY2.isoformat()}T23"]
+    for pipeline in ("tracking", "deactivation"):
+        build.run([pipeline, "--runner", build.LOCAL_RUNNER, "--bq_dataset", name, "--mongodb_db", name, *hours])
+    job = analytics.AnalyticsJob(client, db, settings)
+    job.ensure_tables()
+    yield job, project
+    client.delete_dataset(name, delete_contents=True, not_found_ok=True)
+    db.client.drop_database(name)
+    db.client.close()
+
+
+def served(job: analytics.AnalyticsJob, project: str) -> dict:
+    documents = job.db[metrics.COLLECTION].find({"hash": project}, {"_id": 0})
+    return {(doc["day"], doc["metric"]): doc.get("value", doc.get("breakdown")) for doc in documents}
+
+
+def warehouse_rows(job: analytics.AnalyticsJob) -> list[tuple]:
+    sql = f"SELECT * FROM `{job.qualified}.analytics_daily`"
+    rows = [dict(row) for row in job.client.query(sql).result()]
+    return sorted((r["day"], r["hash"], r["metric"], r["value"], repr(r["breakdown"])) for r in rows)
+
+
+def test_figures_are_the_ones_the_definitions_give(setup):
+    job, project = setup
+    summary = job.run(at(DAY4, 15))
+    assert summary.days == [DAY1, DAY2, DAY3, DAY4]
+    figures = served(job, project)
+    for day, expected in EXPECTED.items():
+        for metric, value in expected.items():
+            got = figures[(day.isoformat(), metric)]
+            if isinstance(value, float):
+                assert got == pytest.approx(value), (day, metric)
+            else:
+                assert got == value, (day, metric)
+    # Every metric, every day, for the project.
+    for day in (DAY1, DAY2, DAY3, DAY4):
+        assert {metric.name for metric in metrics.METRICS} == {m for d, m in figures if d == day.isoformat()}
+
+
+def test_serving_copy_and_warehouse_hold_the_same_figures(setup):
+    job, project = setup
+    job.run(at(DAY4, 15))
+    sql = f"SELECT * FROM `{job.qualified}.analytics_daily` WHERE hash = '{project}'"
+    from_warehouse = sorted(
+        (serving.document(row["day"], row) for row in job.client.query(sql).result()),
+        key=lambda d: (d["day"], d["metric"]),
+    )
+    in_mongodb = job.db[metrics.COLLECTION].find({"hash": project}, {"_id": 0}).sort([("day", 1), ("metric", 1)])
+    assert from_warehouse == list(in_mongodb)
+    assert len(from_warehouse) == 4 * len(metrics.METRICS)
+
+
+def test_a_rerun_and_a_rerun_of_a_past_day_change_nothing(setup):
+    job, project = setup
+    job.run(at(DAY4, 15))
+    before = (served(job, project), warehouse_rows(job))
+    job.run(at(DAY4, 15))
+    job.run(at(DAY4, 15), since=DAY2)
+    assert (served(job, project), warehouse_rows(job)) == before
+    job.run(at(DAY4, 15), full=True)
+    assert (served(job, project), warehouse_rows(job)) == before
+
+
+def test_a_run_reads_only_the_open_days(setup):
+    job, _project = setup
+    job.run(at(DAY4, 15), full=True)
+    # Six hours after day 3 ended it closed; day 4 is still open.
+    assert job.final_through() == DAY3
+    assert job.run(at(DAY4, 16)).days == [DAY4]
+    # Six hours into day 5, day 4 is still open: a late ping can still land in it.
+    assert job.run(at(DAY4 + timedelta(days=1), 5)).days == [DAY4, DAY4 + timedelta(days=1)]
+    assert job.final_through() == DAY3
+
+
+def test_a_run_that_fails_halfway_leaves_the_served_figures_in_place(setup, monkeypatch):
+    job, project = setup
+    job.run(at(DAY4, 15), full=True)
+    before = served(job, project)
+    # The figures' statement fails after the state of the day has been written
+    # (a broken statement stands in for BigQuery failing at that moment).
+    real = analytics.statement
+
+    def failing(step: str, dataset: str) -> str:
+        return "SELECT ERROR('injected failure')" if step == "analytics_daily" else real(step, dataset)
+
+    monkeypatch.setattr(analytics, "statement", failing)
+    with pytest.raises(Exception, match="injected failure"):
+        job.run(at(DAY4, 15), since=DAY1)
+    assert served(job, project) == before
+    monkeypatch.setattr(analytics, "statement", real)
+    job.run(at(DAY4, 15), since=DAY1)
+    assert served(job, project) == before

@@ -1,0 +1,71 @@
+"""Pure parts of the analytics job and its serving copy."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+import pytest
+
+from telemetry.analytics import job, metrics, serving
+
+
+def test_a_day_is_final_once_the_settle_hours_after_it_have_passed():
+    assert job.last_final_day(datetime(2026, 11, 23, 6, tzinfo=UTC), 6) == date(2026, 11, 22)
+    assert job.last_final_day(datetime(2026, 11, 23, 5, 59, tzinfo=UTC), 6) == date(2026, 11, 21)
+    assert job.last_final_day(datetime(2026, 11, 23, 0, tzinfo=UTC), 0) == date(2026, 11, 22)
+
+
+def test_days_between_is_inclusive():
+    assert job.days_between(date(2026, 2, 27), date(2026, 3, 1)) == [
+        date(2026, 2, 27),
+        date(2026, 2, 28),
+        date(2026, 3, 1),
+    ]
+    assert job.days_between(date(2026, 3, 2), date(2026, 3, 1)) == []
+
+
+def test_statements_qualify_tables_and_carry_no_comments():
+    for step in job.DAY_STEPS:
+        sql = job.statement(step, "p.d")
+        assert "{dataset}" not in sql
+        assert "`p.d." in sql
+        assert not [line for line in sql.splitlines() if line.lstrip().startswith("--")]
+
+
+def test_the_figures_statement_emits_every_metric_and_no_other():
+    sql = (job.SQL_DIR / "analytics_daily.sql").read_text()
+    named = set(re.findall(r"'([a-z_]+)'", sql)) & {m.name for m in metrics.METRICS}
+    assert named == {m.name for m in metrics.METRICS}
+
+
+def test_window_is_bounded_by_the_bits_kept():
+    environ = {"ACTIVE_WINDOW_DAYS": "63", "MONGODB_URI": "mongodb://x"}
+    with pytest.raises(ValueError, match="ACTIVE_WINDOW_DAYS must be at most 62"):
+        job.AnalyticsSettings.from_env(environ)
+    with pytest.raises(ValueError, match="ACTIVE_WINDOW_DAYS must be at least 1"):
+        job.AnalyticsSettings.from_env({**environ, "ACTIVE_WINDOW_DAYS": "0"})
+
+
+def test_serving_documents_have_the_contract_shape():
+    day = date(2026, 11, 22)
+    assert serving.document(day, {"hash": "h", "metric": "active_sites", "value": 3.0, "breakdown": []}) == {
+        "hash": "h",
+        "metric": "active_sites",
+        "day": "2026-11-22",
+        "value": 3,
+    }
+    assert (
+        serving.document(day, {"hash": "h", "metric": "opt_in_rate", "value": None, "breakdown": []})["value"] is None
+    )
+    breakdown = [{"label": "7.1", "count": 5}, {"label": "$where", "count": 1}]
+    assert serving.document(day, {"hash": "h", "metric": "wp_version", "value": None, "breakdown": breakdown})[
+        "breakdown"
+    ] == {"7.1": 5, "\uff04where": 1}
+
+
+def test_labels_that_cannot_be_field_names_get_look_alikes():
+    assert serving.field_name("$where") == "\uff04where"
+    assert serving.field_name("a\x00b") == "a\ufffdb"
+    assert serving.field_name("10.6") == "10.6"
+    assert serving.field_name("a$b") == "a$b"
