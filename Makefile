@@ -9,7 +9,7 @@ STACK := $(PY) -m telemetry.local.stack
 CHECKOV_VENV := .local/checkov-venv
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines project \
+.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics project \
 	bench bench-ingest bench-pipeline clean
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test           lint, static checks, unit and integration tests (starts the stack)"
 	@echo "make up / down      start / stop the local stack (writes .local/env)"
 	@echo "make pipelines      run both hourly pipelines on the stack from make up (HOUR=YYYY-MM-DDTHH: that hour)"
+	@echo "make analytics      run the analytics job once on the stack from make up (SINCE=YYYY-MM-DD: recompute from that day)"
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
 
@@ -64,6 +65,11 @@ pipelines: venv
 	. ./.local/env && for name in tracking deactivation; do \
 	  $(PY) -m telemetry.pipelines.build $$name --runner FnApiRunner $(if $(HOUR),--hour $(HOUR)) || exit 1; \
 	done
+
+# The analytics job once, on all data present, the current day included.
+analytics: venv
+	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
+	. ./.local/env && $(PY) -m telemetry.analytics.job --ensure-tables $(if $(SINCE),--since $(SINCE))
 
 lint: venv
 	$(PY) -m ruff check .

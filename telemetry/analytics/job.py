@@ -248,6 +248,30 @@ def job_from_env(environ: Mapping[str, str] | None = None) -> AnalyticsJob:
     return AnalyticsJob(client, db, settings)
 
 
+def handle(request) -> tuple[dict[str, Any], int]:
+    """The Cloud Function's answer: one run over the open days, or, with
+    `{"since": "YYYY-MM-DD"}` as the JSON body, from that day on.
+
+    A failed run answers 500, so Cloud Scheduler retries it; the next run
+    recomputes whatever this one left open.
+    """
+    body = request.get_json(silent=True) or {}
+    try:
+        since = parse_day(body["since"]) if body.get("since") else None
+    except argparse.ArgumentTypeError as e:
+        return {"error": "invalid_since", "detail": str(e)}, 400
+    try:
+        job = job_from_env()
+        try:
+            summary = job.run(datetime.now(UTC), since=since)
+        finally:
+            job.db.client.close()
+    except Exception:
+        log.exception("analytics run failed")
+        return {"error": "run_failed"}, 500
+    return summary.as_log(), 200
+
+
 def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -264,9 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     job = job_from_env()
-    if args.ensure_tables:
-        job.ensure_tables()
-    summary = job.run(datetime.now(UTC), since=args.since, full=args.full)
+    try:
+        if args.ensure_tables:
+            job.ensure_tables()
+        summary = job.run(datetime.now(UTC), since=args.since, full=args.full)
+    finally:
+        job.db.client.close()
     print(
         f"analytics: {len(summary.days)} day(s) computed"
         + (f", {summary.days[0]} to {summary.days[-1]}" if summary.days else "")

@@ -21,7 +21,9 @@ import copy
 import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import functions_framework
 import pytest
 
 from telemetry.analytics import job as analytics
@@ -30,6 +32,7 @@ from telemetry.common import cloud, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import build, mongodb, warehouse
 
+ROOT = Path(__file__).resolve().parents[2]
 WINDOW_DAYS = 3
 TODAY = datetime.now(UTC).date()
 DAY1 = TODAY - timedelta(days=10)
@@ -249,3 +252,27 @@ def test_a_run_that_fails_halfway_leaves_the_served_figures_in_place(setup, monk
     monkeypatch.setattr(analytics, "statement", real)
     job.run(at(DAY4, 15), since=DAY1)
     assert served(job, project) == before
+
+
+def test_the_cloud_function_runs_the_job_and_answers_json(setup, monkeypatch):
+    job, project = setup
+    monkeypatch.setenv("BQ_DATASET", job.settings.dataset)
+    monkeypatch.setenv("MONGODB_DB", job.settings.mongodb_db)
+    monkeypatch.setenv("ACTIVE_WINDOW_DAYS", str(WINDOW_DAYS))
+    app = functions_framework.create_app(target="analytics", source=str(ROOT / "functions" / "analytics" / "main.py"))
+    client = app.test_client()
+
+    answer = client.post("/", json={"since": DAY1.isoformat()})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["first_day"] == DAY1.isoformat()
+    assert answer.get_json()["last_day"] == TODAY.isoformat()
+    assert served(job, project)[(DAY2.isoformat(), "new_sites")] == 1
+
+    answer = client.post("/", json={"since": "yesterday"})
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "invalid_since"
+
+    monkeypatch.setenv("BQ_DATASET", "no_such_dataset")
+    answer = client.post("/")
+    assert answer.status_code == 500
+    assert answer.get_json() == {"error": "run_failed"}
