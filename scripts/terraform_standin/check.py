@@ -134,7 +134,7 @@ def validate_and_plan(
     if not standin:
         lock = tf_dir / ".terraform.lock.hcl"
         had_lock = lock.exists()
-        done = _run(terraform, tf_dir, ["init", "-backend=false", "-input=false"], env)
+        done = _run(terraform, tf_dir, ["init", "-input=false"], env)
         if not had_lock:
             lock.unlink(missing_ok=True)  # init's lock file is for a real deploy to commit, not for this
         if done.returncode:
@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     how = "schema-only stand-in providers (registry not reachable)" if standin else "the real providers"
     print(f"check-terraform: validate and plan with {how}")
     result = validate_and_plan(args.dir, args.var_file, standin=standin, terraform=terraform)
+    if not result.ok and result.step == "init" and args.provider == "auto":
+        # The registry answered but the providers did not download (a mirror, a proxy...).
+        print("check-terraform: terraform init failed; validate and plan with the stand-ins instead")
+        result = validate_and_plan(args.dir, args.var_file, standin=True, terraform=terraform)
     if not result.ok:
         print(result.output, file=sys.stderr)
         print(f"check-terraform: terraform {result.step} failed", file=sys.stderr)
