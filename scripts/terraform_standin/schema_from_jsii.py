@@ -80,7 +80,10 @@ _READ_TYPES = {
     "getAnyMapAttribute": ["map", "dynamic"],
     "interpolationForAttribute": "dynamic",
 }
-_COMPLEX = re.compile(r"this\._(\w+) = new \w+\(this, \"([^\"]+)\"(?:, (true|false))?\)")
+# synthesizeAttributes(): `foo_bar: cdktf.stringToTerraform(this._fooBar),`
+_SYNTH = re.compile(r"^\s*(\w+): [\w.]+\(this\._(\w+)\b", re.M)
+_FIELD = re.compile(r"^this\._(\w+)$")
+_COMPLEX = re.compile(r"this\._(\w+) = new [\w.]+\(this, \"([^\"]+)\"(?:, (true|false))?\)")
 
 
 class JsNames:
@@ -103,6 +106,12 @@ class JsNames:
                     self.reads[(name, m.group(1))] = read.group(1)
             for m in _COMPLEX.finditer(body):
                 names[m.group(1)] = (m.group(2), m.group(3) == "true")
+            for m in _SYNTH.finditer(body):
+                names.setdefault(m.group(2), (m.group(1), False))
+            for m in _GETTER.finditer(body):  # `get buildAttribute() { return this._build; }`
+                field = _FIELD.match(m.group(2).strip())
+                if field and field.group(1) in names:
+                    names.setdefault(m.group(1), names[field.group(1)])
             self.classes[name] = names
 
     def lookup(self, class_name: str | None, camel: str) -> tuple[str, bool] | None:
