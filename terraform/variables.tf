@@ -139,7 +139,8 @@ variable "bq_dataset" {
   default     = "telemetry"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bq_dataset))
+    # Terraform's regex (RE2) refuses repeat counts over 1000, and can() turns that into false.
+    condition     = length(var.bq_dataset) <= 1024 && can(regex("^[A-Za-z0-9_]+$", var.bq_dataset))
     error_message = "bq_dataset may hold only letters, digits and underscores."
   }
 }
