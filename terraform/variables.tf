@@ -245,3 +245,50 @@ variable "pipeline_schedules_paused" {
   type        = bool
   default     = false
 }
+
+# --- Analytics ----------------------------------------------------------------------
+
+variable "analytics_schedule" {
+  description = "When the analytics job runs (cron, UTC): after the pipelines' runs of the hour."
+  type        = string
+  default     = "30 * * * *"
+}
+
+variable "active_window_days" {
+  description = "ACTIVE_WINDOW_DAYS: a site is active if it pinged within this many days and was not deactivated since."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.active_window_days >= 1 && var.active_window_days <= 62 && floor(var.active_window_days) == var.active_window_days
+    error_message = "active_window_days must be a whole number from 1 to 62 (the days the job keeps as bits)."
+  }
+}
+
+variable "analytics_settle_hours" {
+  description = "ANALYTICS_SETTLE_HOURS: hours after a UTC day ends during which runs still recompute it."
+  type        = number
+  default     = 6
+
+  validation {
+    condition     = var.analytics_settle_hours >= 0 && floor(var.analytics_settle_hours) == var.analytics_settle_hours
+    error_message = "analytics_settle_hours must be a whole number, at least 0."
+  }
+}
+
+variable "analytics_max_bytes_billed" {
+  description = "ANALYTICS_MAX_BYTES_BILLED: each analytics query fails rather than bill more."
+  type        = number
+  default     = 10737418240
+}
+
+variable "analytics_timeout_seconds" {
+  description = "Longest analytics run; a first run over a long history may need the maximum."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.analytics_timeout_seconds >= 60 && var.analytics_timeout_seconds <= 3600
+    error_message = "analytics_timeout_seconds must be from 60 to 3600 (an HTTP function's limit)."
+  }
+}

@@ -172,6 +172,7 @@ GRANT_TARGET = {
     "google_project_iam_member": "project",
     "google_storage_bucket_iam_member": "bucket",
     "google_bigquery_dataset_iam_member": "dataset_id",
+    "google_bigquery_table_iam_member": "table_id",
     "google_pubsub_subscription_iam_member": "subscription",
     "google_pubsub_topic_iam_member": "topic",
     "google_secret_manager_secret_iam_member": "secret_id",

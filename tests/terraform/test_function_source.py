@@ -97,3 +97,33 @@ def test_pipelines_never_import_the_ingest_writer():
     for path in sorted((TELEMETRY / "pipelines").glob("*.py")):
         assert "ingest" not in telemetry_packages_imported(path), path
         assert "local" not in telemetry_packages_imported(path), path
+
+
+ANALYTICS_PACKAGES = {"common", "analytics"}
+
+
+def test_analytics_function_code_imports_only_its_deploy_unit_and_requirements():
+    """analytics.tf zips common/ and analytics/ with functions/analytics/: nothing else may be imported."""
+    files = sorted((TELEMETRY / "analytics").rglob("*.py")) + [ROOT / "functions" / "analytics" / "main.py"]
+    installed = {"functions_framework", "flask", "werkzeug", "google", "pymongo", "pythonjsonlogger", "telemetry"}
+    requirements = (ROOT / "functions" / "analytics" / "requirements.txt").read_text()
+    for package in ("functions-framework", "google-cloud-bigquery", "pymongo", "python-json-logger"):
+        assert f"{package}==" in requirements
+    for path in files:
+        assert telemetry_packages_imported(path) <= ANALYTICS_PACKAGES, path
+        third_party = {name.split(".")[0] for name in imports(path)} - set(sys.stdlib_module_names) - {"__future__"}
+        assert third_party <= installed, (path, third_party - installed)
+
+
+def test_function_requirements_pin_the_versions_the_tests_ran_with():
+    pinned = {}
+    for name in ("requirements.txt", "constraints.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            if "==" in line and not line.startswith("#"):
+                package, _, version = line.partition("==")
+                pinned[package.strip().lower()] = version.split()[0]
+    for requirements in (ROOT / "functions" / "requirements.txt", ROOT / "functions" / "analytics" / "requirements.txt"):
+        for line in requirements.read_text().splitlines():
+            if "==" in line and not line.startswith("#"):
+                package, _, version = line.partition("==")
+                assert pinned.get(package.strip().lower()) == version.strip(), (requirements, line)

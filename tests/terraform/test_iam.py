@@ -28,6 +28,7 @@ PROJECT_GRANTS = {
     ("roles/dataflow.worker", "serviceAccount:${google_service_account.pipeline.email}"),
     ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.pipeline.email}"),
     ("roles/dataflow.developer", "serviceAccount:${google_service_account.scheduler.email}"),
+    ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.analytics.email}"),
 }
 
 
@@ -99,9 +100,12 @@ def test_every_subscription_lets_the_pipeline_pull(tf, routes):
     assert set(routes) == set(wire.ROUTES)
 
 
-def test_every_secret_is_readable_by_the_pipeline_only(tf):
+def test_the_pipeline_reads_every_secret_and_the_analytics_job_the_mongodb_uri_only(tf):
     grants = tf["resource"]["google_secret_manager_secret_iam_member"]
-    assert list(grants) == ["pipeline_reads_secrets"]
+    assert sorted(grants) == ["analytics_reads_mongodb_uri", "pipeline_reads_secrets"]
+    analytics = grants["analytics_reads_mongodb_uri"]
+    assert _expr(analytics["secret_id"]) == 'google_secret_manager_secret.pipeline["mongodb-uri"].secret_id'
+    assert analytics["role"] == "roles/secretmanager.secretAccessor"
     grant = grants["pipeline_reads_secrets"]
     assert _expr(grant["for_each"]) == "local.secrets"
     assert grant["role"] == "roles/secretmanager.secretAccessor"

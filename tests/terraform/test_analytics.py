@@ -1,0 +1,78 @@
+"""analytics.tf: the analytics function, its identities, tables and schedule."""
+
+from __future__ import annotations
+
+import json
+
+from telemetry.analytics import job
+from tests.terraform.hcl import ROOT, _expr, _grants_to, _iam_grants, _members, _resource
+
+
+def test_analytics_account_has_exactly_its_roles(tf):
+    history = "google_bigquery_table.history[each.key].table_id"
+    own = "google_bigquery_table.analytics[each.key].table_id"
+    assert _grants_to(tf, "analytics") == {
+        ("google_project_iam_member", "roles/bigquery.jobUser", "var.project_id"),
+        ("google_bigquery_table_iam_member", "roles/bigquery.dataViewer", history),
+        ("google_bigquery_table_iam_member", "roles/bigquery.dataEditor", own),
+        (
+            "google_secret_manager_secret_iam_member",
+            "roles/secretmanager.secretAccessor",
+            'google_secret_manager_secret.pipeline["mongodb-uri"].secret_id',
+        ),
+    }
+    reads = _resource(tf, "google_bigquery_table_iam_member", "analytics_reads_history")
+    assert all(f'"{table}"' in _expr(reads["for_each"]) for table in job.HISTORY_TABLES), _expr(reads["for_each"])
+
+
+def test_only_the_invoker_account_may_invoke_the_function(tf):
+    invokers = [
+        (name, _members(body))
+        for rtype, name, body in _iam_grants(tf)
+        if rtype == "google_cloud_run_service_iam_member"
+        and "google_cloudfunctions2_function.analytics" in _expr(body["service"])
+    ]
+    assert invokers == [
+        ("analytics_invoker_invokes", ["serviceAccount:${google_service_account.analytics_invoker.email}"])
+    ]
+    assert _grants_to(tf, "analytics_invoker") == {
+        (
+            "google_cloud_run_service_iam_member",
+            "roles/run.invoker",
+            "google_cloudfunctions2_function.analytics.service_config[0].service",
+        )
+    }
+
+
+def test_the_schedule_calls_the_function_with_an_oidc_token_for_its_url(tf):
+    scheduler = _resource(tf, "google_cloud_scheduler_job", "analytics")
+    (target,) = scheduler["http_target"]
+    uri = "google_cloudfunctions2_function.analytics.service_config[0].uri"
+    assert _expr(target["uri"]) == uri
+    (token,) = target["oidc_token"]
+    assert _expr(token["audience"]) == uri
+    assert _expr(token["service_account_email"]) == "google_service_account.analytics_invoker.email"
+
+
+def test_tables_are_the_jobs_tables_from_its_schema_files(tf):
+    tables = tf["locals"]["analytics_tables"]
+    assert {name: table["partition"] for name, table in tables.items()} == {
+        layout.name: layout.partition_field for layout in job.TABLES
+    }
+    for layout in job.TABLES:
+        assert json.loads(layout.schema_file.read_text())
+    table = _resource(tf, "google_bigquery_table", "analytics")
+    assert _expr(table["schema"]) == 'file("${path.module}/../telemetry/analytics/schemas/${each.key}.json")'
+
+
+def test_the_function_runs_one_request_at_a_time_with_its_settings(tf):
+    function = _resource(tf, "google_cloudfunctions2_function", "analytics")
+    (service,) = function["service_config"]
+    assert service["max_instance_count"] == 1
+    assert service["max_instance_request_concurrency"] == 1
+    environment = _expr(tf["locals"]["analytics_environment"])
+    for name in ("GCP_PROJECT", "BQ_DATASET", "MONGODB_DB", "ACTIVE_WINDOW_DAYS", "ANALYTICS_SETTLE_HOURS"):
+        assert name in environment
+    (secret,) = service["secret_environment_variables"]
+    assert secret["key"] == "MONGODB_URI"
+    assert (ROOT / "functions" / "analytics" / "main.py").is_file()
