@@ -33,11 +33,13 @@ $(STAMP): requirements.txt constraints.txt functions/requirements.txt pyproject.
 	$(PY) -c "from duckdb_extensions import import_extension; import_extension('spatial')"
 	touch $@
 
-# Debian packages the tests and benchmarks use: php-cli (PHP's own http_build_query)
-# and wrk (HTTP load). The Pub/Sub emulator and Java come with the Google Cloud CLI.
+# Debian packages the tests and benchmarks use: php-cli (PHP's own http_build_query),
+# wrk (HTTP load) and chromium (the report's browser check and screenshot, driven by
+# Playwright at /usr/bin/chromium). The Pub/Sub emulator and Java come with the Google Cloud CLI.
 system-deps:
 	@missing=""; command -v php >/dev/null || missing="$$missing php-cli"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
