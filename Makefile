@@ -9,7 +9,7 @@ STACK := $(PY) -m telemetry.local.stack
 CHECKOV_VENV := .local/checkov-venv
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines project \
+.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines report project \
 	bench bench-ingest bench-pipeline clean
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test           lint, static checks, unit and integration tests (starts the stack)"
 	@echo "make up / down      start / stop the local stack (writes .local/env)"
 	@echo "make pipelines      run both hourly pipelines on the stack from make up (HOUR=YYYY-MM-DDTHH: that hour)"
+	@echo "make report         the vendor's offline report from the stack from make up: out/report.html and .png"
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
 
@@ -67,6 +68,12 @@ pipelines: venv
 	  $(PY) -m telemetry.pipelines.build $$name --runner FnApiRunner $(if $(HOUR),--hour $(HOUR)) || exit 1; \
 	done
 
+# The vendor's offline report from the serving copy (MongoDB `analytics`), checked and
+# screenshotted in headless Chromium; DAYS=N for another long window.
+report: venv system-deps
+	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
+	. ./.local/env && $(PY) -m telemetry.analytics.report --out out/report.html --png out/report.png $(if $(DAYS),--days $(DAYS))
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -91,4 +98,4 @@ bench-pipeline: venv
 	$(STACK) run -- $(PY) scripts/bench_pipeline.py
 
 clean: down
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info out
