@@ -97,6 +97,7 @@ def test_offline_small_and_dated(page):
     assert len(page.encode()) < 1_000_000
     assert "Generated 2025-04-01 06:30 UTC" in page
     assert "latest day shown: 2025-03-31" in page
+    assert "Active sites on 2025-03-31" in page
     assert "default-src 'none'" in page
 
 

@@ -353,11 +353,16 @@ def _kpis(series: Series, end: date) -> tuple[tuple[str, str], ...]:
 
     kpis = []
     active, rate = latest(metrics.ACTIVE_SITES), latest(metrics.OPT_IN_RATE)
-    kpis.append(("Active sites", f"{active[1]:,}" if active else "–"))
+    kpis.append((f"Active sites on {active[0]}" if active else "Active sites", f"{active[1]:,}" if active else "–"))
     for metric in (metrics.NEW_SITES, metrics.DEACTIVATIONS):
         total = summed(metric)
         kpis.append((f"{metric.title}, last {SHORT_DAYS} days", f"{total:,}" if total is not None else "–"))
-    kpis.append((metrics.OPT_IN_RATE.title, f"{rate[1]:.1%}" if rate else "–"))
+    kpis.append(
+        (
+            f"{metrics.OPT_IN_RATE.title} on {rate[0]}" if rate else metrics.OPT_IN_RATE.title,
+            f"{rate[1]:.1%}" if rate else "–",
+        )
+    )
     return tuple(kpis)
 
 
