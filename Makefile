@@ -15,7 +15,7 @@ TF_VENV := .local/terraform-venv
 TF_STANDIN := .local/terraform-standin
 TF_SCHEMA_PACKAGES := cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-archive==11.0.1
 
-.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics project \
+.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics report project \
 	bench bench-ingest bench-pipeline clean
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make up / down      start / stop the local stack (writes .local/env)"
 	@echo "make pipelines      run both hourly pipelines on the stack from make up (HOUR=YYYY-MM-DDTHH: that hour)"
 	@echo "make analytics      run the analytics job once on the stack from make up (SINCE=YYYY-MM-DD: recompute from that day)"
+	@echo "make report         the vendor's offline report from the stack from make up: out/report.html and .png"
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
 
@@ -40,11 +41,13 @@ $(STAMP): requirements.txt constraints.txt functions/requirements.txt pyproject.
 	$(PY) -c "from duckdb_extensions import import_extension; import_extension('spatial')"
 	touch $@
 
-# Debian packages the tests and benchmarks use: php-cli (PHP's own http_build_query)
-# and wrk (HTTP load). The Pub/Sub emulator and Java come with the Google Cloud CLI.
+# Debian packages the tests and benchmarks use: php-cli (PHP's own http_build_query),
+# wrk (HTTP load) and chromium (the report's browser check and screenshot, driven by
+# Playwright at /usr/bin/chromium). The Pub/Sub emulator and Java come with the Google Cloud CLI.
 system-deps:
 	@missing=""; command -v php >/dev/null || missing="$$missing php-cli"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -76,6 +79,12 @@ pipelines: venv
 analytics: venv
 	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
 	. ./.local/env && $(PY) -m telemetry.analytics.job --ensure-tables $(if $(SINCE),--since $(SINCE))
+
+# The vendor's offline report from the serving copy (MongoDB `analytics`), checked and
+# screenshotted in headless Chromium; DAYS=N for another long window.
+report: venv system-deps
+	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
+	. ./.local/env && $(PY) -m telemetry.report.page --out out/report.html --png out/report.png $(if $(DAYS),--days $(DAYS))
 
 lint: venv
 	$(PY) -m ruff check .
@@ -114,4 +123,4 @@ bench-pipeline: venv
 	$(STACK) run -- $(PY) scripts/bench_pipeline.py
 
 clean: down
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info out

@@ -1,0 +1,156 @@
+"""The report's renderer on hand-made serving documents: no MongoDB, no browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime
+from html.parser import HTMLParser
+
+import pytest
+
+from telemetry.analytics import metrics
+from telemetry.report import page as report
+from tests.analytics_samples import documents
+
+END = date(2025, 3, 31)
+GENERATED = datetime(2025, 4, 1, 6, 30, tzinfo=UTC)
+PROJECTS = {
+    "full": {"hash": "full", "name": "SEO", "type": "plugin", "deactivation_reasons": {"too-expensive": "Costs"}},
+    "old": {"hash": "old", "name": "Old Form", "type": "plugin", "deactivation_reasons": ["too-expensive"]},
+    "empty": {"hash": "empty", "name": "Quiet Theme", "type": "theme"},
+}
+
+
+class Elements(HTMLParser):
+    """Every start tag as (tag, attributes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def parse(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = Elements()
+    parser.feed(page)
+    return parser.tags
+
+
+def charts(page: str) -> dict[tuple[str, str], dict[str, str | None]]:
+    return {
+        (attrs["data-project"], attrs["data-chart"]): attrs
+        for tag, attrs in parse(page)
+        if tag == "div" and "chart" in (attrs.get("class") or "").split()
+    }
+
+
+def specs(page: str) -> dict[str, dict]:
+    text = re.search(r'<script id="specs" type="application/json">(.*?)</script>', page, re.S).group(1)
+    return json.loads(text)
+
+
+def rows(spec: dict) -> list[dict]:
+    """The one data set of a chart's spec (Altair names inline data and moves it under `datasets`)."""
+    (values,) = spec["datasets"].values()
+    return values
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    old = [doc for doc in documents("old", END, seed=2) if doc["metric"] not in ("theme", "plugins")]
+    return report.render(PROJECTS, documents("full", END) + old, GENERATED)
+
+
+def test_every_chart_of_a_project_with_data_is_there_and_has_a_spec(page):
+    found = charts(page)
+    drawn = specs(page)
+    for project in ("full", "old"):
+        assert {key for hash_, key in found if hash_ == project} == set(report.CHART_KEYS)
+    for key in report.CHART_KEYS:
+        attrs = found[("full", key)]
+        assert attrs["data-spec"] == f"full/{key}"
+        assert "no-data" not in attrs["class"]
+        spec = drawn[f"full/{key}"]
+        assert "mark" in spec or "layer" in spec
+    assert found[("full", "opt_in_rate")]["data-metric"] == "opt_in_rate"
+    assert found[("full", "new_sites_deactivations")]["data-metric"] == "new_sites deactivations"
+
+
+def test_a_missing_metric_says_no_data_and_an_empty_project_no_data_yet(page):
+    found = charts(page)
+    for key in ("theme", "plugins"):
+        assert "no-data" in found[("old", key)]["class"]
+        assert "data-spec" not in found[("old", key)]
+    assert not [key for key in found if key[0] == "empty"]
+    section = page[page.index('id="p-empty"') :]
+    section = section[: section.index("</section>")]
+    assert "Quiet Theme" in section and "No data yet" in section
+
+
+def test_offline_small_and_dated(page):
+    for tag, attrs in parse(page):
+        for name in ("src", "href"):
+            assert not re.match(r"\s*(https?:)?//", attrs.get(name) or ""), (tag, attrs)
+    assert "<link" not in page
+    assert len(page.encode()) < 1_000_000
+    assert "Generated 2025-04-01 06:30 UTC" in page
+    assert "latest day shown: 2025-03-31" in page
+    assert "Active sites on 2025-03-31" in page
+    assert "default-src 'none'" in page
+
+
+def test_deactivation_reasons_use_the_project_labels(page):
+    def labels(project: str) -> dict[str, int]:
+        return {row["label"]: row["count"] for row in rows(specs(page)[f"{project}/deactivation_reasons"])}
+
+    full, old = labels("full"), labels("old")
+    assert "Costs" in full and "too-expensive" not in full
+    assert "is-not-working" in full  # the client's own slug: no label of the project's
+    assert "too-expensive" in old  # the older list form: slugs label themselves
+    summed = sum(
+        doc["breakdown"].get("too-expensive", 0)
+        for doc in documents("full", END)
+        if doc["metric"] == "deactivation_reasons" and doc["day"] > "2025-03-01"
+    )
+    assert full["Costs"] == summed
+
+
+def test_long_tails_fold_into_other_and_bars_follow_counts():
+    bars = report.bar_rows({f"l{i}": i + 1 for i in range(15)} | {"zero": 0}, top=10, fold=True, noun="locales")
+    assert [row["label"] for row in bars[:3]] == ["l14", "l13", "l12"]
+    assert bars[-1] == {"label": "other: 5 more locales", "count": 15, "share": 15 / 120, "order": 10, "rest": "rest"}
+    assert len(report.bar_rows({f"p{i}": 1 for i in range(30)}, top=20, fold=False, noun="plugins")) == 20
+
+
+def test_opt_in_rate_keeps_undefined_days_as_gaps():
+    docs = [
+        {"hash": "h", "metric": metrics.OPT_IN_RATE.name, "day": "2025-03-30", "value": None},
+        {"hash": "h", "metric": metrics.OPT_IN_RATE.name, "day": "2025-03-31", "value": 0.5},
+    ]
+    (section,), latest = report.sections({"h": {"hash": "h", "name": "x"}}, docs)
+    assert latest == "2025-03-31"
+    by_key = {chart.key: chart for chart in section.charts}
+    assert rows(by_key["opt_in_rate"].spec) == [
+        {"day": "2025-03-30", "value": None},
+        {"day": "2025-03-31", "value": 0.5},
+    ]
+    assert by_key["active_sites_30d"].spec is None
+
+
+def test_untrusted_labels_cannot_break_out_of_the_page():
+    docs = [
+        {"hash": "h", "metric": "theme", "day": "2025-03-31", "breakdown": {"</script><script>alert(1)</script>": 3}},
+    ]
+    page = report.render({"h": {"hash": "h", "name": "<b>Mine</b>", "type": "plugin"}}, docs, GENERATED)
+    assert "<script>alert(1)" not in page
+    assert "&lt;b&gt;Mine&lt;/b&gt;" in page
+    assert "\\u003c/script\\u003e" in page
+
+
+def test_no_documents_at_all():
+    page = report.render({"h": {"hash": "h", "name": "Only", "type": "plugin"}}, [], GENERATED)
+    assert "no figures served yet" in page and "No data yet" in page
+    assert charts(page) == {}
