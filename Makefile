@@ -65,8 +65,12 @@ down:
 status: venv
 	$(STACK) status
 
-demo: venv
-	$(STACK) run -- $(PY) scripts/demo.py
+# The demo runs a stack of its own in .local/demo, wiped first so that every run
+# starts clean; a stack from `make up` is stopped first (same ports), its data kept.
+demo: venv system-deps
+	$(STACK) down
+	rm -rf .local/demo
+	LOCAL_STACK_DIR=.local/demo LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/demo.py
 
 # Both pipelines on the local runner (FnApiRunner, see the README): notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
 pipelines: venv

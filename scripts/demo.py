@@ -1,15 +1,23 @@
-"""End-to-end demo on the local stack (run by `make demo`, which starts and stops the stack).
+"""End-to-end demo on a local stack of its own (`make demo` starts it in
+.local/demo, wiped first, and stops it afterwards).
 
-1. Adds two projects to MongoDB `projects` (one with a MailChimp integration).
-2. Posts a realistic hour of pings from their sites, as the WordPress client
-   library encodes them, plus a few bad requests, and shows what landed in
-   Cloud Storage and the notifications Pub/Sub delivered.
-3. Runs both hourly pipelines and shows the latest state in MongoDB, the
-   history in BigQuery, the rejected records, a site title as WordPress sent
-   it (HTML-escaped) beside the decoded one the dashboard reads, the plugin
-   authors' own deactivation reasons, and the mail integration's calls
-   (received by a small HTTP server standing in for the dashboard's API).
-4. Runs the pipelines again: nothing new is read, nothing changes.
+1. Adds three projects: SEO Toolkit (a plugin with a custom field and a
+   MailChimp integration), Forms Pro (a plugin) and Aurora Theme (a theme).
+2. Writes the 30 days before today as raw pings into their hour folders:
+   about 2,000 sites with real-world shares, pinging weekly, some stopping,
+   deactivating or declining to share (telemetry/local/population.py). Each
+   backdated envelope is marked synthetic.
+3. Posts a few hundred live pings through $INGEST_URL, as the WordPress client
+   library encodes them, invalid ones among them.
+4. Runs the pipelines: a backfill over the month's hours, then notification
+   mode for the live pings (the month's own notifications come too: the MERGE
+   keeps each ping once).
+5. Runs the analytics job over the month, and prints a summary per project
+   from the serving copy.
+6. Writes the vendor's report, out/report.html, checks it in headless Chromium
+   and saves out/report.png.
+
+Seeded, and anchored on today's date: a second run the same day prints the same figures.
 """
 
 from __future__ import annotations
@@ -20,36 +28,45 @@ import random
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import ClassVar
 
 import requests
 
-from telemetry.common import cloud, config, stored_ping
-from telemetry.common.wire import ROUTES
-from telemetry.local.samples import (
-    deactivate_payload,
-    http_build_query,
-    project_hash,
-    track_payload,
-    tracking_skipped_payload,
-)
+from telemetry.analytics import job as analytics
+from telemetry.analytics import metrics
+from telemetry.common import cloud, config, wire
+from telemetry.common.stored_ping import StoredPing
+from telemetry.ingest.object_writer import ObjectWriter
+from telemetry.local import population
+from telemetry.local.samples import http_build_query
 from telemetry.pipelines import build, mongodb
+from telemetry.report import browser
+from telemetry.report import page as report
 
+SEED = 2026
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
-
-UNKNOWN_PROJECT = project_hash("not-a-customer")
+OUT = Path(__file__).resolve().parents[1] / "out"
+LIVE_TRACK, LIVE_NEW, LIVE_DEACTIVATE, LIVE_SKIPPED = 240, 30, 20, 12
+UNKNOWN_PROJECT = "0000000000000000000000000000dead"
 BAD_REQUESTS = [
     ("track", "url=https%3A%2F%2Fno-hash.example.org", FORM),
-    ("track", f"hash={project_hash('demo-seo')}&url=not-a-url", FORM),
-    ("deactivate", f"hash={project_hash('demo-seo')}&url=https%3A%2F%2Fx.org&extra[%24where]=1", FORM),
+    ("track", f"hash={population.PROJECTS[0].hash}&url=not-a-url", FORM),
+    ("track", f"hash={population.PROJECTS[0].hash}&url=javascript%3Aalert(1)", FORM),
+    ("deactivate", f"hash={population.PROJECTS[0].hash}&url=https%3A%2F%2Fx.org&extra[%24where]=1", FORM),
     ("tracking-skipped", "{not json", "application/json"),
+    ("tracking-skipped", "hash=abc", "text/plain"),
+    ("track", "a" * 300_000, FORM),
+    ("track", "&".join(f"k{i}=1" for i in range(3000)), FORM),
 ]
 
 
 class MailApiStandIn(http.server.BaseHTTPRequestHandler):
-    """Plays the dashboard's API server: records each subscribe call."""
+    """Plays the dashboard's API (no local stand-in exists): records each subscribe call."""
 
     calls: ClassVar[list[dict]] = []
 
@@ -62,189 +79,191 @@ class MailApiStandIn(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def add_projects(db) -> list[str]:
-    seo, forms = project_hash("demo-seo"), project_hash("demo-forms")
-    db[mongodb.PROJECTS].replace_one(
-        {"hash": seo},
-        {
-            "hash": seo,
-            "name": "SEO Toolkit",
-            "type": "plugin",
-            "custom_fields": ["license_type"],
-            "mail_integrations": {"mailchimp": {"enabled": True, "list_id": "demo-list"}},
-            "deactivation_reasons": {"too-expensive": "It is too expensive"},
-        },
-        upsert=True,
-    )
-    db[mongodb.PROJECTS].replace_one(
-        {"hash": forms},
-        {
-            "hash": forms,
-            "name": "Forms Pro",
-            "type": "plugin",
-            "custom_fields": ["orders_count"],
-            "mail_integrations": {},
-        },
-        upsert=True,
-    )
-    print(f"projects: SEO Toolkit ({seo}, MailChimp), Forms Pro ({forms})")
-    return [seo, forms]
+class Step:
+    """Prints a step's title, then its time when it ends."""
+
+    number = 0
+
+    def __init__(self, title: str):
+        Step.number += 1
+        self.title = title
+
+    def __enter__(self):
+        print(f"\n[{Step.number}] {self.title}", flush=True)
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            print(f"    done in {time.monotonic() - self.started:.1f} s", flush=True)
 
 
-def run_pipelines(mail_api_url: str) -> None:
+def as_stored(ping: population.Ping) -> StoredPing:
+    """The envelope ingest would have written for this ping, marked synthetic."""
+    raw = http_build_query(ping.body)
+    payload = wire.parse_body(raw.encode(), "application/x-www-form-urlencoded", "utf-8", LIMITS)
+    return StoredPing(
+        id=ping.id,
+        route=ping.route,
+        received_at=ping.received_at,
+        payload=payload,
+        user_agent=f"WordPress/7.1; {ping.body.get('url', 'https://example.org')}",
+        content_type=FORM,
+        client_ip="198.51.100.1",
+        raw=raw,
+        synthetic=True,
+    )
+
+
+LIMITS = config.IngestSettings.from_env().limits
+
+
+def write_month(month: population.Month) -> None:
+    writer = ObjectWriter(replace(config.IngestSettings.from_env(), storage_attempts=5))
+    envelopes = [as_stored(ping) for ping in month.pings]
+    done = 0
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the writer's pool holds 10 connections
+        for _ in pool.map(lambda e: writer.put(e.object_name, e.to_json()), envelopes):
+            done += 1
+            if done % 2000 == 0 or done == len(envelopes):
+                print(f"    {done}/{len(envelopes)} objects written", flush=True)
+    routes = Counter(e.route for e in envelopes)
+    print(f"    {', '.join(f'{r} {n}' for r, n in sorted(routes.items()))}; first {month.start:%Y-%m-%d %H:%M} UTC")
+
+
+def post_live(month: population.Month, ingest_url: str) -> Counter:
+    rng = random.Random(SEED)
+    now = datetime.now(UTC)
+    sites = rng.sample(month.sites_still_sharing, LIVE_TRACK + LIVE_DEACTIVATE)
+    pings = [("track", site.track(now, month.start)) for site in sites[:LIVE_TRACK]]
+    pings += [("deactivate", site.deactivate(now, month.start)) for site in sites[LIVE_TRACK:]]
+    for n in range(LIVE_NEW):  # installed today, and the admin agreed to share
+        project = population.PROJECTS[n % len(population.PROJECTS)]
+        site = population.Site(project, project.sites + n, random.Random(rng.random()))
+        pings.append(("track", site.track(now, month.start)))
+    for n in range(LIVE_SKIPPED):  # installed today, and the admin declined
+        project = population.PROJECTS[n % len(population.PROJECTS)]
+        pings.append(("tracking-skipped", {"hash": project.hash, "previously_skipped": "false", "client": "2.0.4"}))
+    stranger = dict(pings[0][1], hash=UNKNOWN_PROJECT)  # accepted by ingest, set aside by the pipeline
+    odd_reason = dict(pings[LIVE_TRACK][1], reason_id="no such reason!")  # not a slug: invalid_reason
+    pings += [("track", stranger), ("deactivate", odd_reason)]
+    rng.shuffle(pings)
+
+    answers: Counter = Counter()
+    with requests.Session() as session:
+        for route, body in pings:
+            response = session.post(
+                ingest_url + route,
+                data=http_build_query(body),
+                headers={"Content-Type": FORM, "User-Agent": f"WordPress/7.1; {body.get('url', '')}"},
+                timeout=30,
+            )
+            answers[(route, response.status_code)] += 1
+        for route, body, content_type in BAD_REQUESTS:
+            response = session.post(ingest_url + route, data=body, headers={"Content-Type": content_type}, timeout=30)
+            answers[(route, response.status_code)] += 1
+            print(f"    bad request to {route:16} -> {response.status_code} {response.json()['error']}")
+    for (route, status), count in sorted(answers.items()):
+        print(f"    {route:16} HTTP {status}: {count}")
+    return answers
+
+
+def run_pipelines(mail_api_url: str, *hours: str) -> None:
     for name in build.PIPELINES:
-        pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, "--mail_api_url", mail_api_url])
-        print(build.format_report(build.report_from_metrics(pipeline, result)))
+        pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, "--mail_api_url", mail_api_url, *hours])
+        print("    " + build.format_report(build.report_from_metrics(pipeline, result)).replace("\n", "\n    "))
 
 
-def show_what_real_sites_send(db, bucket, projects: list[str]) -> None:
-    """One title WordPress sent HTML-escaped, as sent and as stored; the plugin authors' own reasons."""
-    escaped = db[mongodb.SITES].find_one({"hash": {"$in": projects}, "site": {"$regex": "[&\"']"}})
-    if escaped:
-        route = "track" if escaped["status"] == "active" else "deactivate"
-        blob = bucket.blob(stored_ping.object_name(route, escaped["received_at"], escaped["ping_id"]))
-        if blob.exists():
-            sent = json.loads(blob.download_as_bytes())["payload"]["site"]
-            print(f"  a title as the site sent it: {sent!r}; as MongoDB and BigQuery hold it: {escaped['site']!r}")
-    custom = db[mongodb.DEACTIVATIONS].distinct("reason_id", {"hash": {"$in": projects}, "reason_known": False})
-    if custom:
-        print(f"  deactivation reasons neither the client nor the project lists, kept: {', '.join(sorted(custom))}")
+def project_summary(project: population.DemoProject, docs: dict[tuple[str, str], dict], today: str) -> list[str]:
+    """A few lines of one project's figures, from its serving documents by (metric, day)."""
+
+    def total(metric: str) -> int:
+        return sum(d.get("value") or 0 for (m, _), d in docs.items() if m == metric)
+
+    def top(metric: str, n: int = 3) -> str:
+        breakdown = docs.get((metric, today), {}).get("breakdown", {})
+        count = sum(breakdown.values()) or 1
+        leaders = sorted(breakdown.items(), key=lambda item: -item[1])[:n]
+        return ", ".join(f"{label} {100 * c / count:.0f}%" for label, c in leaders)
+
+    reasons: Counter = Counter()
+    for (metric, _), d in docs.items():
+        if metric == "deactivation_reasons":
+            reasons.update(d["breakdown"])
+    rates = [d["value"] for (m, _), d in docs.items() if m == "opt_in_rate" and d.get("value") is not None]
+    mean_rate = 100 * sum(rates) / max(len(rates), 1)
+    return [
+        f"  {project.name} ({project.type}, {project.hash})",
+        f"    active sites today {docs.get(('active_sites', today), {}).get('value')}, "
+        f"new sites over the month {total('new_sites')}, deactivations {total('deactivations')}, "
+        f"mean daily opt-in rate {mean_rate:.0f}%",
+        f"    top reasons: {', '.join(f'{r} {n}' for r, n in reasons.most_common(3))}",
+        f"    WordPress: {top('wp_version')}; PHP: {top('php_version')}",
+        f"    database: {top('mysql_version', 4)}; server: {top('server_software')}",
+        f"    version of {project.name}: {top('project_version')}",
+    ]
 
 
-def show_results(db, projects: list[str]) -> None:
-    bq = cloud.bigquery_client(config.require("GCP_PROJECT"))
-    dataset = config.require("BQ_DATASET")
-    for project_hash_ in projects:
-        name = db[mongodb.PROJECTS].find_one({"hash": project_hash_})["name"]
-        sites = db[mongodb.SITES]
-        active = sites.count_documents({"hash": project_hash_, "status": "active"})
-        deactivated = sites.count_documents({"hash": project_hash_, "status": "deactivated"})
-        print(
-            f"  MongoDB sites of {name}: {active} active, {deactivated} deactivated; "
-            f"deactivations: {db[mongodb.DEACTIVATIONS].count_documents({'hash': project_hash_})}"
-        )
-    newest = db[mongodb.SITES].find({"hash": projects[0]}, {"_id": 0}).sort("last_seen", -1).limit(1)[0]
-    shown = {
-        k: newest[k]
-        for k in (
-            "url",
-            "site",
-            "wp_version",
-            "php_version",
-            "users_total",
-            "multisite",
-            "custom_fields",
-            "status",
-            "first_seen",
-            "last_seen",
-            "mail",
-        )
-    }
-    print("  newest site document (some fields):")
-    print("   ", json.dumps(shown, default=str, ensure_ascii=False))
-    for table in ("sites", "deactivations", "tracking_skipped", "rejected"):
-        count = next(iter(bq.query(f"SELECT COUNT(*) FROM `{bq.project}.{dataset}.{table}`").result()))[0]
-        print(f"  BigQuery {dataset}.{table}: {count} rows")
-    reasons = bq.query(
-        f"SELECT reason, COUNT(*) n FROM `{bq.project}.{dataset}.rejected` GROUP BY reason ORDER BY reason"
-    )
-    print("  rejected by reason: " + ", ".join(f"{r['reason']} {r['n']}" for r in reasons.result()))
+def summary(db, today: str) -> list[str]:
+    lines = []
+    for project in population.PROJECTS:
+        documents = db[metrics.COLLECTION].find({"hash": project.hash}, {"_id": 0})
+        lines += project_summary(project, {(d["metric"], d["day"]): d for d in documents}, today)
+    return lines
 
 
 def main() -> int:
     ingest_url = config.require("INGEST_URL")
-    project, topic = config.require("GCP_PROJECT"), config.require("PINGS_TOPIC")
-    rng = random.Random(2026)
     db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
-    projects = add_projects(db)
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
 
-    subscriber = cloud.pubsub_subscriber()
-    watch = subscriber.subscription_path(project, f"demo-{uuid.uuid4().hex[:8]}")
-    subscriber.create_subscription(request={"name": watch, "topic": f"projects/{project}/topics/{topic}"})
+    with Step("three projects in MongoDB `projects`"):
+        for project in population.PROJECTS:
+            db[mongodb.PROJECTS].replace_one({"hash": project.hash}, project.document(), upsert=True)
+            print(f"    {project.name} ({project.type}, {project.hash}), {project.sites} sites")
 
-    pings: list[tuple[str, dict]] = []
-    for site in range(40):
-        pings.append(("track", track_payload(rng, projects[site % 2], site)))
-    for site in rng.sample(range(40), 6):
-        pings.append(("deactivate", deactivate_payload(rng, projects[site % 2], site)))
-    for _ in range(12):
-        pings.append(("tracking-skipped", tracking_skipped_payload(rng, rng.choice(projects))))
-    pings.append(("track", track_payload(rng, UNKNOWN_PROJECT, 99)))  # accepted by ingest, rejected by the pipeline
-    odd_reason = deactivate_payload(rng, projects[0], 7)
-    odd_reason["reason_id"] = "no such reason!"  # not a slug: set aside as invalid_reason
-    pings.append(("deactivate", odd_reason))
-    rng.shuffle(pings)
+    with Step(f"{population.HISTORY_DAYS} days of history as raw pings in their hour folders (synthetic)"):
+        month = population.month(SEED, end=today)
+        write_month(month)
 
-    session = requests.Session()
-    answers = Counter()
-    print(f"posting {len(pings)} pings and {len(BAD_REQUESTS)} bad requests to {ingest_url}")
-    for route, body in pings:
-        response = session.post(
-            ingest_url + route,
-            data=http_build_query(body),
-            headers={
-                "Content-Type": FORM,
-                "User-Agent": f"Appsero/{uuid.uuid5(uuid.NAMESPACE_URL, body['hash']).hex};",
-            },
-        )
-        answers[(route, response.status_code)] += 1
-    for route, body, content_type in BAD_REQUESTS:
-        response = session.post(ingest_url + route, data=body, headers={"Content-Type": content_type})
-        print(f"  bad request to {route:16} -> {response.status_code} {response.json()['error']}")
-        answers[(route, response.status_code)] += 1
-    for (route, status), count in sorted(answers.items()):
-        print(f"  {route:16} HTTP {status}: {count}")
-
-    bucket_name = config.require("TRACKING_BUCKET")
-    bucket = cloud.storage_client(project).bucket(bucket_name)
-    print(f"\nwhere they landed (gs://{bucket_name}/, newest hour per route):")
-    newest = None
-    for route in ROUTES:
-        names = sorted(blob.name for blob in bucket.list_blobs(prefix=f"{route}/"))
-        if names:
-            prefix = names[-1].rsplit("/", 1)[0] + "/"
-            print(f"  {prefix}  {sum(1 for n in names if n.startswith(prefix))} objects")
-            newest = newest or names[-1]
-    if newest:
-        obj = json.loads(bucket.blob(newest).download_as_bytes())
-        shown = {
-            **obj,
-            "raw": obj["raw"][:80] + "...",
-            "payload": {k: obj["payload"][k] for k in list(obj["payload"])[:6]},
-        }
-        print(f"\none stored object, gs://{bucket_name}/{newest} (payload and raw shortened):")
-        print(json.dumps(shown, indent=2, ensure_ascii=False))
-
-    received = Counter()
-    deadline = time.monotonic() + 20
-    while sum(received.values()) < len(pings) and time.monotonic() < deadline:
-        response = subscriber.pull(request={"subscription": watch, "max_messages": 500}, timeout=10)
-        for message in response.received_messages:
-            received[stored_ping.route_of(message.message.attributes["objectId"])] += 1
-        if response.received_messages:
-            subscriber.acknowledge(
-                request={"subscription": watch, "ack_ids": [m.ack_id for m in response.received_messages]}
-            )
-    subscriber.delete_subscription(request={"subscription": watch})
-    print(f"\nOBJECT_FINALIZE notifications on topic {topic}: " + ", ".join(f"{r} {received[r]}" for r in ROUTES))
-    routes = ", ".join(config.subscription_name(topic, r) for r in ROUTES)
-    print(f"(the pipelines' subscriptions {routes} hold the same notifications)")
-    ok = sum(count for (_, status), count in answers.items() if status == 200)
+    with Step(f"live pings through {ingest_url}, invalid ones among them"):
+        answers = post_live(month, ingest_url)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MailApiStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     mail_api_url = f"http://127.0.0.1:{server.server_address[1]}/subscribe"
-    print(f"\nrunning the hourly pipelines ({build.LOCAL_RUNNER}, notification mode):")
-    run_pipelines(mail_api_url)
-    show_results(db, projects)
-    show_what_real_sites_send(db, bucket, projects)
-    contacts = sum(len(call["contacts"]) for call in MailApiStandIn.calls)
-    print(f"  mail integration: {len(MailApiStandIn.calls)} call(s) to the dashboard API, {contacts} new contacts")
-    print("\nrunning them again: the notifications were acknowledged, nothing is read twice:")
-    run_pipelines(mail_api_url)
+    last_hour = today - timedelta(hours=1)
+    with Step(f"pipelines, backfill: every hour from {month.start:%Y-%m-%d} to {last_hour:%Y-%m-%d %H}:00"):
+        run_pipelines(mail_api_url, "--hour", f"{month.start:%Y-%m-%dT%H}", "--hour_to", f"{last_hour:%Y-%m-%dT%H}")
+    with Step("pipelines, notification mode: the live pings (and the month's notifications, kept once)"):
+        run_pipelines(mail_api_url)
     server.shutdown()
+    contacts = sum(len(call["contacts"]) for call in MailApiStandIn.calls)
+    print(f"    mail integration: {len(MailApiStandIn.calls)} calls to the dashboard API, {contacts} new contacts")
+
+    with Step("analytics job over the month"):
+        job = analytics.AnalyticsJob(
+            cloud.bigquery_client(config.require("GCP_PROJECT")), db, analytics.AnalyticsSettings.from_env()
+        )
+        result = job.run(datetime.now(UTC), since=month.start.date())
+        print(f"    {len(result.days)} days, {result.documents} documents in MongoDB `{metrics.COLLECTION}`")
+
+    print("\nsummary (from the serving copy, as the dashboard reads it):")
+    print("\n".join(summary(db, now.strftime(metrics.DAY_FORMAT))))
+
+    with Step("the vendor's report"):
+        OUT.mkdir(exist_ok=True)
+        html_path = report.write(db, OUT / "report.html", hashes=[p.hash for p in population.PROJECTS])
+        print(f"    {html_path} ({html_path.stat().st_size // 1024} KiB)")
+        check = browser.check_and_screenshot(html_path, OUT / "report.png")
+        print(f"    headless Chromium: {check.summary()}")
     db.client.close()
-    return 0 if ok == len(pings) and sum(received.values()) == len(pings) else 1
+    accepted = sum(n for (_, status), n in answers.items() if status == 200)
+    refused = sum(n for (_, status), n in answers.items() if 400 <= status < 500)
+    sent = LIVE_TRACK + LIVE_NEW + LIVE_DEACTIVATE + LIVE_SKIPPED + 2
+    ok = check.ok and accepted == sent and refused == len(BAD_REQUESTS)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -79,3 +79,18 @@ def test_retry_policy_tries_the_configured_number_of_times():
     assert policy.total == 2  # 3 tries in all
     assert set(policy.status_forcelist) == TRANSIENT_STATUSES
     assert policy.is_retry("POST", 503) and not policy.is_retry("POST", 403)
+
+
+def test_synthetic_is_stored_only_when_true_and_read_back():
+    from datetime import UTC, datetime
+
+    from telemetry.common.stored_ping import StoredPing
+
+    body = {"hash": "h", "url": "https://a.example.org"}
+    received = StoredPing(id="r", route="track", received_at=datetime(2026, 11, 1, tzinfo=UTC), payload=body)
+    generated = StoredPing(
+        id="g", route="track", received_at=datetime(2026, 11, 1, tzinfo=UTC), payload=body, synthetic=True
+    )
+    assert b"synthetic" not in received.to_json()
+    assert StoredPing.parse(generated.object_name, generated.to_json()).synthetic is True
+    assert StoredPing.parse(received.object_name, received.to_json()).synthetic is False

@@ -38,13 +38,23 @@ def storage_credentials_and_endpoint() -> tuple[Credentials, str]:
     return credentials, STORAGE_API
 
 
-def storage_client(project: str) -> storage.Client:
+def storage_client(project: str, connections: int | None = None) -> storage.Client:
+    """`connections`: how many threads will share the client (requests keeps 10
+    connections per host by default, and warns and reconnects beyond that)."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
     if config.get("STORAGE_EMULATOR_HOST"):  # the library reads the variable for its endpoint
-        return storage.Client(project=project, credentials=AnonymousCredentials())
-    return storage.Client(project=project)
+        client = storage.Client(project=project, credentials=AnonymousCredentials())
+    else:
+        client = storage.Client(project=project)
+    if connections:
+        from requests.adapters import HTTPAdapter
+
+        adapter = HTTPAdapter(pool_connections=connections, pool_maxsize=connections)
+        for scheme in ("http://", "https://"):
+            client._http.mount(scheme, adapter)  # the library's documented session; no public setter
+    return client
 
 
 def bigquery_client(project: str) -> bigquery.Client:

@@ -94,6 +94,11 @@ VARIABLES: dict[str, Variable] = {
         Variable("BQ_GRPC_PORT", "9060", "Local bqemulator gRPC port."),
         Variable("MONGODB_PORT", "27018", "Local SecantusDB port."),
         Variable("INGEST_PORT", "8080", "Local port of the three ingest functions behind one base URL."),
+        Variable(
+            "LOCAL_STACK_DIR",
+            None,
+            "Folder of the local stack's state (data, logs, pid files, `env`); unset: `.local` in the checkout.",
+        ),
         Variable("INGEST_WORKERS", "2", "Local ingest server: gunicorn worker processes."),
         Variable("INGEST_THREADS", "8", "Local ingest server: threads per worker."),
     )

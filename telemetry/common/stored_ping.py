@@ -7,6 +7,9 @@ by the hour of receipt in UTC:
      "user_agent": "Appsero/…;", "content_type": "application/x-www-form-urlencoded; charset=UTF-8",
      "client_ip": "203.0.113.7", "payload": {…}, "raw": "url=https%3A%2F%2F…"}
 
+An object that a generator wrote (the demo's backdated history) also carries
+`"synthetic": true`; a received ping never does.
+
 This module is the format's only home: it names, writes, lists and reads the
 objects. Ingest and the pipelines both import it; neither knows the layout.
 Standard library only, like `wire`, so it costs a cold function nothing.
@@ -113,6 +116,9 @@ class StoredPing:
     content_type: str | None = None
     client_ip: str | None = None
     raw: str | None = None
+    # Written by a generator (the demo's backdated history), not received from a
+    # site. Stored only when true, so a received ping's envelope never carries it.
+    synthetic: bool = False
 
     @property
     def object_name(self) -> str:
@@ -129,6 +135,8 @@ class StoredPing:
             "payload": self.payload,
             "raw": self.raw,
         }
+        if self.synthetic:
+            record["synthetic"] = True
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -172,4 +180,5 @@ class StoredPing:
             content_type=text("content_type"),
             client_ip=text("client_ip"),
             raw=text("raw"),
+            synthetic=obj.get("synthetic") is True,
         )

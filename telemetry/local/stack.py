@@ -36,7 +36,8 @@ from telemetry.common.wire import ROUTES
 # keeps its state in .local/ and serves the functions from functions/.
 ROOT = Path(__file__).resolve().parents[2]
 
-LOCAL = ROOT / ".local"
+# LOCAL_STACK_DIR moves all of it elsewhere (the demo keeps its own, wiped each run).
+LOCAL = Path(config.get("LOCAL_STACK_DIR") or ROOT / ".local").resolve()
 RUN_DIR = LOCAL / "run"
 LOG_DIR = LOCAL / "logs"
 GCS_ROOT = LOCAL / "gcs"

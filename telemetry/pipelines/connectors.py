@@ -118,7 +118,7 @@ class ReadObjects(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        self._bucket = cloud.storage_client(self._settings.project).bucket(self._settings.bucket)
+        self._bucket = cloud.storage_client(self._settings.project, READ_THREADS).bucket(self._settings.bucket)
         self._pool = ThreadPoolExecutor(max_workers=READ_THREADS)
 
     def teardown(self):
