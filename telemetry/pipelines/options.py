@@ -68,7 +68,16 @@ def read_secret(name: str) -> str:
     from google.cloud import secretmanager
 
     client = secretmanager.SecretManagerServiceClient()
-    return client.access_secret_version(request={"name": name}).payload.data.decode("utf-8")
+    return secret_value(client.access_secret_version(request={"name": name}).payload.data)
+
+
+def secret_value(payload: bytes) -> str:
+    """A secret version's payload as the setting it holds: UTF-8, trailing whitespace removed.
+
+    A value added with `echo ... | gcloud secrets versions add` ends in a newline,
+    which would break a MongoDB URI or a bearer token; neither ever ends in whitespace.
+    """
+    return payload.decode("utf-8").rstrip()
 
 
 def _resolve(value: str | None) -> str | None:
