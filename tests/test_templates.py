@@ -49,6 +49,7 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour": "2026-11-23T11",
         "hour_to": "2026-11-23T23",
         "lease_seconds": "600",
+        "max_run_seconds": "21600",
     }
     bad = {
         "tracking_bucket": "Bad_Bucket!",
@@ -58,6 +59,7 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "mail_api_token": "plain-text-token",
         "hour": "2026-11-23 11:00",
         "lease_seconds": "601",
+        "max_run_seconds": "86401",
     }
     for key, value in good.items():
         assert any(re.fullmatch(rx, value) for rx in parameters[key]["regexes"]), (key, value)
@@ -69,6 +71,7 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour",
         "hour_to",
         "lease_seconds",
+        "max_run_seconds",
     }
 
 

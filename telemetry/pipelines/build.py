@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from telemetry.common.logs import get_logger
-from telemetry.pipelines import connectors, warehouse
+from telemetry.pipelines import connectors, leases, warehouse
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.routes import PIPELINES, Pipeline, Route, merges
 from telemetry.pipelines.transforms import NAMESPACE, WRITE_BATCH, LatestPerSite, ProcessRoute
@@ -48,7 +48,7 @@ LOCAL_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner", "BundleBasedDirectRunner", "PrismRunner")
 
 
-def _object_names(p, settings: PipelineSettings, route: Route, acks: list):
+def _object_names(p, settings: PipelineSettings, route: Route, acks: list, run_id: str):
     """The route's object names for this run, each once."""
     label = route.label
     if settings.hours:
@@ -62,7 +62,7 @@ def _object_names(p, settings: PipelineSettings, route: Route, acks: list):
             p
             | f"{label}Subscription" >> beam.Create([settings.subscription(route.name)])
             | f"{label}Drain"
-            >> beam.ParDo(connectors.DrainSubscription(settings, route.name)).with_outputs(
+            >> beam.ParDo(connectors.DrainSubscription(settings, route.name, run_id)).with_outputs(
                 connectors.ACKS, main="names"
             )
         )
@@ -89,7 +89,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
 
     for route in pipeline.routes:
         label = route.label
-        names = _object_names(p, settings, route, acks)
+        names = _object_names(p, settings, route, acks, run_id)
         read_counts.append(
             names
             | f"{label}CountRead" >> beam.Map(_count_read, route.name)
@@ -142,7 +142,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         _ = (
             p
             | "AfterSinks" >> beam.Create([None])
-            | "Ack" >> beam.ParDo(connectors.AckNotifications(), beam.pvalue.AsList(all_acks), *sinks)
+            | "Ack" >> beam.ParDo(connectors.AckNotifications(settings, run_id), beam.pvalue.AsList(all_acks), *sinks)
         )
     counts = tuple(read_counts) | "AllReadCounts" >> beam.Flatten()
     return (
@@ -236,12 +236,22 @@ def run(argv: list[str]) -> tuple[Pipeline, beam.runners.runner.PipelineResult, 
     options.view_as(SetupOptions).save_main_session = False
     settings = PipelineSettings.from_options(options)
     p = beam.Pipeline(options=options)
-    build(p, pipeline, settings, run_id=uuid.uuid4().hex[:12])
-    result = p.run()
+    run_id = uuid.uuid4().hex[:12]
+    build(p, pipeline, settings, run_id=run_id)
     local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
-    if local:
+    if not local:
+        return pipeline, p.run(), False
+    # The drain and its lease keeper run in this process: once the run is over,
+    # whichever way, end the leases of whatever it did not acknowledge, so that
+    # a failed run's notifications come back at once.
+    try:
+        result = p.run()
         result.wait_until_finish()
-    return pipeline, result, local
+    finally:
+        released = leases.end(run_id)
+        if released:
+            log.warning("notifications released unacknowledged", extra={"run_id": run_id, "released": released})
+    return pipeline, result, True
 
 
 def main(argv: list[str] | None = None) -> int:

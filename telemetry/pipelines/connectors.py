@@ -17,7 +17,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from telemetry.common import cloud, stored_ping
-from telemetry.pipelines import mongodb, records, warehouse
+from telemetry.pipelines import leases, mongodb, records, warehouse
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.transforms import NAMESPACE
 
@@ -36,14 +36,16 @@ class DrainSubscription(beam.DoFn):
     """Subscription path -> the names of the newly finalized ping objects it announces.
 
     Pulls until the subscription is empty. Every pulled message's ack id goes to
-    the `acks` output, to be acknowledged only after the sinks commit. Messages
+    the `acks` output, to be acknowledged only after the sinks commit, and is
+    kept leased meanwhile by this process's lease keeper (leases.py). Messages
     about other buckets, other prefixes (the emulator does not apply subscription
     filters) or other events are acknowledged as well, and counted as ignored.
     """
 
-    def __init__(self, settings: PipelineSettings, route: str):
+    def __init__(self, settings: PipelineSettings, route: str, run_id: str):
         self._settings = settings
         self._route = route
+        self._run_id = run_id
 
     def setup(self):
         self._subscriber = cloud.pubsub_subscriber()
@@ -52,6 +54,7 @@ class DrainSubscription(beam.DoFn):
         self._subscriber.close()
 
     def process(self, subscription: str):
+        keeper = leases.keeper(self._run_id, self._settings.lease_seconds, self._settings.run_deadline)
         ignored = Metrics.counter(NAMESPACE, f"notifications_ignored_{self._route}")
         empty_pulls = 0
         while empty_pulls < EMPTY_PULLS_TO_STOP:
@@ -64,13 +67,15 @@ class DrainSubscription(beam.DoFn):
                 time.sleep(0.2)
                 continue
             empty_pulls = 0
+            ack_ids = [m.ack_id for m in response.received_messages]
             self._subscriber.modify_ack_deadline(
                 request={
                     "subscription": subscription,
-                    "ack_ids": [m.ack_id for m in response.received_messages],
+                    "ack_ids": ack_ids,
                     "ack_deadline_seconds": self._settings.lease_seconds,
                 }
             )
+            keeper.hold(subscription, ack_ids)
             for received in response.received_messages:
                 attributes = received.message.attributes
                 name = attributes.get("objectId", "")
@@ -319,8 +324,21 @@ class MergeHistory(beam.DoFn):
             writer.drop_staging()
 
 
+class RunTooLong(RuntimeError):
+    """The run passed --max_run_seconds: it fails instead of acknowledging, and its
+    notifications (no longer leased) come back for the next run."""
+
+
 class AckNotifications(beam.DoFn):
-    """Runs once, after every sink (its side inputs): acknowledge the drained notifications."""
+    """Runs once, after every sink (its side inputs): acknowledge the drained notifications.
+
+    Past the run's bound the leases have not been extended and may have lapsed:
+    the run fails loudly instead, and the next run gets the notifications again
+    (and skips what this run wrote)."""
+
+    def __init__(self, settings: PipelineSettings, run_id: str):
+        self._settings = settings
+        self._run_id = run_id
 
     def process(self, _, acks: list[tuple[str, str]], *sinks_done):
         by_subscription: dict[str, list[str]] = {}
@@ -328,13 +346,21 @@ class AckNotifications(beam.DoFn):
             by_subscription.setdefault(subscription, []).append(ack_id)
         if not by_subscription:
             return
+        if time.time() >= self._settings.run_deadline:
+            Metrics.counter(NAMESPACE, "runs_past_bound").inc()
+            raise RunTooLong(
+                f"the run lasted longer than --max_run_seconds={self._settings.max_run_seconds}: its "
+                f"{len(acks)} notifications are not acknowledged and come back for the next run"
+            )
+        keeper = leases.existing(self._run_id)  # None where the drain ran in another process
         subscriber = cloud.pubsub_subscriber()
         try:
             for subscription, ack_ids in by_subscription.items():
-                for start in range(0, len(ack_ids), PULL_BATCH):
-                    subscriber.acknowledge(
-                        request={"subscription": subscription, "ack_ids": ack_ids[start : start + PULL_BATCH]}
-                    )
+                for start in range(0, len(ack_ids), leases.ACK_IDS_PER_REQUEST):
+                    chunk = ack_ids[start : start + leases.ACK_IDS_PER_REQUEST]
+                    subscriber.acknowledge(request={"subscription": subscription, "ack_ids": chunk})
+                    if keeper is not None:
+                        keeper.acknowledged(subscription, chunk)
                 Metrics.counter(NAMESPACE, "notifications_acked").inc(len(ack_ids))
         finally:
             subscriber.close()

@@ -9,7 +9,8 @@ Secret Manager version (`projects/P/secrets/S/versions/V`), read on the worker.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
@@ -20,6 +21,10 @@ SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
 HOUR_FORMAT = "%Y-%m-%dT%H"
 MAX_HOURS = 24 * 31
 DEFAULT_LEASE_SECONDS = 600  # Pub/Sub's longest ack deadline, as the subscriptions are made
+# Hourly runs last minutes; the bound fails a stuck run (and stops it holding its
+# notifications) while leaving a catch-up run after an outage room to finish.
+DEFAULT_MAX_RUN_SECONDS = 6 * 3600
+MAX_RUN_SECONDS_RANGE = (10, 24 * 3600)
 
 
 class TelemetryOptions(PipelineOptions):
@@ -59,8 +64,16 @@ class TelemetryOptions(PipelineOptions):
             "--lease_seconds",
             type=int,
             default=DEFAULT_LEASE_SECONDS,
-            help="How long drained notifications stay hidden from other pulls (10-600). "
-            "The run acknowledges them when its sinks have committed; if it fails, they come back after this.",
+            help="Ack deadline of drained notifications (10-600), extended every third of it while "
+            "the run works. The run acknowledges them when its sinks have committed; if it fails, they "
+            "come back (at once where the runner sees the failure, otherwise after this).",
+        )
+        parser.add_argument(
+            "--max_run_seconds",
+            type=int,
+            default=DEFAULT_MAX_RUN_SECONDS,
+            help="Bound of a notification-mode run from its start (10-86400): past it, its leases are no "
+            "longer extended and the run fails instead of acknowledging, so the next run gets them again.",
         )
 
 
@@ -68,7 +81,16 @@ def read_secret(name: str) -> str:
     from google.cloud import secretmanager
 
     client = secretmanager.SecretManagerServiceClient()
-    return client.access_secret_version(request={"name": name}).payload.data.decode("utf-8")
+    return secret_value(client.access_secret_version(request={"name": name}).payload.data)
+
+
+def secret_value(payload: bytes) -> str:
+    """A secret version's payload as the setting it holds: UTF-8, trailing whitespace removed.
+
+    A value added with `echo ... | gcloud secrets versions add` ends in a newline,
+    which would break a MongoDB URI or a bearer token; neither ever ends in whitespace.
+    """
+    return payload.decode("utf-8").rstrip()
 
 
 def _resolve(value: str | None) -> str | None:
@@ -110,6 +132,8 @@ class PipelineSettings:
     mail_api_token_value: str | None
     hours: tuple[str, ...]  # empty: notification mode
     lease_seconds: int = DEFAULT_LEASE_SECONDS
+    max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
+    started_at: float = field(default_factory=time.time)  # when the run was built (epoch seconds)
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> PipelineSettings:
@@ -131,6 +155,9 @@ class PipelineSettings:
             raise ValueError("--hour_to needs --hour")
         if not 10 <= opts.lease_seconds <= 600:
             raise ValueError(f"--lease_seconds must be 10 to 600, got {opts.lease_seconds}")
+        low, high = MAX_RUN_SECONDS_RANGE
+        if not low <= opts.max_run_seconds <= high:
+            raise ValueError(f"--max_run_seconds must be {low} to {high}, got {opts.max_run_seconds}")
         return cls(
             project=project,
             bucket=opts.tracking_bucket,
@@ -142,6 +169,7 @@ class PipelineSettings:
             mail_api_token_value=opts.mail_api_token or None,
             hours=tuple(hour_paths(opts.hour, opts.hour_to)) if opts.hour else (),
             lease_seconds=opts.lease_seconds,
+            max_run_seconds=opts.max_run_seconds,
         )
 
     def mongodb_uri(self) -> str:
@@ -149,6 +177,11 @@ class PipelineSettings:
 
     def mail_api_token(self) -> str | None:
         return _resolve(self.mail_api_token_value)
+
+    @property
+    def run_deadline(self) -> float:
+        """Epoch seconds past which the run no longer holds its notifications."""
+        return self.started_at + self.max_run_seconds
 
     def subscription(self, route: str) -> str:
         return f"projects/{self.project}/subscriptions/{config.subscription_name(self.topic, route)}"

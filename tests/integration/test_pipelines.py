@@ -403,3 +403,155 @@ def test_indexes(db):
             db[mongodb.SITES].insert_one(dict(key))
     finally:
         db[mongodb.SITES].delete_many(key)
+
+
+# --- Notification leases (telemetry/pipelines/leases.py) --------------------------------
+
+LEASE = 10  # the shortest --lease_seconds
+
+
+def _subscription(route: str) -> str:
+    from telemetry.common import config
+
+    name = config.subscription_name(os.environ["PINGS_TOPIC"], route)
+    return f"projects/{os.environ['GCP_PROJECT']}/subscriptions/{name}"
+
+
+class _ConcurrentPuller(threading.Thread):
+    """Pulls the tracking pipeline's subscriptions every second while a run works, as a
+    second run would; whatever it gets (a redelivery) is counted and handed straight back."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.got: list[str] = []
+        self.pulls = 0
+
+    def run(self):
+        subscriber = cloud.pubsub_subscriber()
+        try:
+            while not self.stop.wait(1):
+                for route in ("track", "tracking-skipped"):
+                    response = subscriber.pull(
+                        request={
+                            "subscription": _subscription(route),
+                            "max_messages": 1000,
+                            "return_immediately": True,
+                        },
+                        timeout=30,
+                    )
+                    self.pulls += 1
+                    if response.received_messages:
+                        self.got += [m.message.attributes.get("objectId", "") for m in response.received_messages]
+                        subscriber.modify_ack_deadline(
+                            request={
+                                "subscription": _subscription(route),
+                                "ack_ids": [m.ack_id for m in response.received_messages],
+                                "ack_deadline_seconds": 0,
+                            }
+                        )
+        finally:
+            subscriber.close()
+
+
+def _pending(route: str) -> int:
+    """How many notifications a pull gets now (handed back at once)."""
+    subscriber = cloud.pubsub_subscriber()
+    got = 0
+    try:
+        for _ in range(3):  # the emulator may answer a first immediate pull empty
+            response = subscriber.pull(
+                request={"subscription": _subscription(route), "max_messages": 1000, "return_immediately": True},
+                timeout=30,
+            )
+            if response.received_messages:
+                got += len(response.received_messages)
+                subscriber.modify_ack_deadline(
+                    request={
+                        "subscription": _subscription(route),
+                        "ack_ids": [m.ack_id for m in response.received_messages],
+                        "ack_deadline_seconds": 0,
+                    }
+                )
+            time.sleep(0.2)
+    finally:
+        subscriber.close()
+    return got
+
+
+def _slow_sites_upsert(monkeypatch, seconds: float, on_start=None) -> None:
+    """Fault injection: the first MongoDB sites write of the run (after the drain) waits `seconds` first."""
+    upsert = connectors.UpsertSites.process
+    slept = []
+
+    def slow_upsert(self, batch, projects):
+        if not slept:
+            slept.append(True)
+            if on_start:
+                on_start()
+            time.sleep(seconds)
+        yield from upsert(self, batch, projects)
+
+    monkeypatch.setattr(connectors.UpsertSites, "process", slow_upsert)
+
+
+def test_a_run_longer_than_its_lease_keeps_its_notifications_and_acknowledges_each_once(
+    ingest_url, db, bq, monkeypatch
+):
+    run("tracking")  # drain what earlier tests left, so that the counts below are this test's
+    project = new_project(db)
+    rng = random.Random(23)
+    ids = [post(ingest_url, "track", samples.track_payload(rng, project, i)) for i in range(8)]
+    puller = _ConcurrentPuller()  # from when the drain is over
+    _slow_sites_upsert(monkeypatch, 2.5 * LEASE, on_start=puller.start)
+    started = time.monotonic()
+    try:
+        pipeline, result, _ = build.run(["tracking", "--runner", build.LOCAL_RUNNER, "--lease_seconds", str(LEASE)])
+    finally:
+        puller.stop.set()
+        if puller.is_alive():
+            puller.join()
+        monkeypatch.undo()
+    took = time.monotonic() - started
+    assert took > 2.5 * LEASE  # the leases were extended at least twice, or the run would have lost them
+    assert puller.pulls >= 2 * LEASE and puller.got == []  # no notification came to another pull during the run
+    report = build.report_from_metrics(pipeline, result)
+    assert report["routes"]["track"] == {
+        "objects_read": 8,
+        "rows_written": 8,
+        "rejected": 0,
+        "duplicates_skipped": 0,
+        "balanced": True,
+    }
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
+    # Each drained once and acknowledged once: the 8 on track, and whatever else came (the
+    # emulator applies no subscription filter: tracking-skipped gets the 8 too, and ignores them).
+    ignored = sum(counters.get(f"notifications_ignored_{route}", 0) for route in ("track", "tracking-skipped"))
+    assert counters["notifications_acked"] == 8 + ignored
+    time.sleep(LEASE + 2)  # a lease that was not acknowledged would have lapsed by now
+    assert _pending("track") == 0 and _pending("tracking-skipped") == 0
+    rows = bq_rows(bq, "sites", f"hash = '{project}'")
+    assert sorted(r["ping_id"] for r in rows) == sorted(ids)
+    assert db[mongodb.SITES].count_documents({"hash": project}) == 8
+
+
+def test_a_run_past_its_bound_fails_and_its_notifications_come_back_for_the_next_run(ingest_url, db, bq, monkeypatch):
+    run("tracking")
+    project = new_project(db)
+    rng = random.Random(29)
+    ids = [post(ingest_url, "track", samples.track_payload(rng, project, i)) for i in range(5)]
+    _slow_sites_upsert(monkeypatch, 2 * LEASE)
+    try:
+        with pytest.raises(
+            Exception, match=r"longer than --max_run_seconds=12: its \d+ notifications are not acknowledged"
+        ):
+            build.run(
+                ["tracking", "--runner", build.LOCAL_RUNNER, "--lease_seconds", str(LEASE), "--max_run_seconds", "12"]
+            )
+    finally:
+        monkeypatch.undo()
+    report = run("tracking")  # at once: the failed run's leases were ended, or had lapsed past its bound
+    assert report["routes"]["track"]["objects_read"] == 5
+    rows = bq_rows(bq, "sites", f"hash = '{project}'")
+    assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once, whichever run wrote it
+    assert db[mongodb.SITES].count_documents({"hash": project}) == 5
