@@ -182,7 +182,7 @@ resource "google_monitoring_alert_policy" "pipeline_failed" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A pipeline run failed (or was cancelled at pipeline_max_runtime_seconds). Its notifications stay unacked and the next hour's run picks them up; look at the job's logs in the Dataflow console."
+    content   = "A pipeline run failed. Its notifications stay unacked and the next hour's run picks them up; look at the job's logs in the Dataflow console."
   }
 
   depends_on = [google_project_service.enabled]
