@@ -180,9 +180,10 @@ resource "google_cloudfunctions2_function" "analytics" {
   description = "Hourly: the BigQuery history into the dashboard's daily figures (BigQuery analytics_daily, MongoDB analytics)."
 
   build_config {
-    runtime         = "python312"
-    entry_point     = "analytics"
-    service_account = local.build_service_account
+    runtime           = "python312"
+    entry_point       = "analytics"
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -220,6 +221,9 @@ resource "google_cloudfunctions2_function" "analytics" {
   depends_on = [
     google_project_service.enabled,
     google_secret_manager_secret_iam_member.analytics_reads_mongodb_uri,
+    google_project_iam_member.build_writes_logs,
+    google_storage_bucket_iam_member.build_reads_function_source,
+    google_artifact_registry_repository_iam_member.build_pushes_function_images,
   ]
 }
 

@@ -23,8 +23,13 @@ resource "google_bigquery_dataset" "telemetry" {
   location    = var.bq_location
   description = "History of the WordPress telemetry pings, appended hourly by the Dataflow pipelines."
 
-  # Holds the history: `terraform destroy` fails while it has tables.
+  # Holds the history: `terraform destroy` fails while it has tables, and
+  # Terraform refuses any plan that would destroy or replace the dataset.
   delete_contents_on_destroy = false
+
+  lifecycle {
+    prevent_destroy = true
+  }
 
   depends_on = [google_project_service.enabled]
 
@@ -42,15 +47,24 @@ resource "google_bigquery_table" "history" {
   schema = file("${path.module}/../telemetry/pipelines/schemas/${each.key}.json")
 
   # Same layout as telemetry.pipelines.warehouse creates for the staging tables.
+  # Only `rejected` expires: its partitions (days of received_at) are dropped
+  # var.rejected_retention_days after that day; the history tables keep everything.
   time_partitioning {
-    type  = "DAY"
-    field = "received_at"
+    type          = "DAY"
+    field         = "received_at"
+    expiration_ms = each.key == "rejected" ? var.rejected_retention_days * 86400000 : null
   }
   clustering = ["hash"]
 
   # A schema change that BigQuery cannot apply in place (a new REQUIRED column, a
-  # type change) would make Terraform replace the table: refuse instead.
+  # type change) would make Terraform replace the table: refuse instead, twice:
+  # the provider refuses to delete (deletion_protection) and Terraform refuses to
+  # plan the destroy (prevent_destroy), so a replacement never gets as far as apply.
   deletion_protection = true
+
+  lifecycle {
+    prevent_destroy = true
+  }
 
   #checkov:skip=CKV_GCP_80:Google-managed encryption; add encryption_configuration here if policy requires CMEK.
 }

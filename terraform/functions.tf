@@ -39,11 +39,9 @@ locals {
     )
   }
 
-  # null: the project's default Cloud Build account.
-  build_service_account = (
-    var.build_service_account == null ? null
-    : "projects/${var.project_id}/serviceAccounts/${var.build_service_account}"
-  )
+  # The account Cloud Build runs the functions' builds as: the stack's own build
+  # account (iam.tf) unless var.build_service_account names another.
+  build_service_account = "projects/${var.project_id}/serviceAccounts/${coalesce(var.build_service_account, google_service_account.build.email)}"
 
   # The product's environment variables (telemetry/config.py), same names.
   ingest_environment = {
@@ -87,9 +85,10 @@ resource "google_cloudfunctions2_function" "ingest" {
   description = "Stores each ${each.key} ping as one object under ${each.value.prefix} in the pings bucket."
 
   build_config {
-    runtime         = "python312"
-    entry_point     = each.value.entry_point
-    service_account = local.build_service_account
+    runtime           = "python312"
+    entry_point       = each.value.entry_point
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -115,11 +114,47 @@ resource "google_cloudfunctions2_function" "ingest" {
     timeout_seconds                  = var.function_timeout_seconds
   }
 
-  # The functions write pings from their first request on.
+  # The functions write pings from their first request on; the build needs its grants first.
   depends_on = [
     google_project_service.enabled,
     google_storage_bucket_iam_member.ingest_creates_pings,
+    google_project_iam_member.build_writes_logs,
+    google_storage_bucket_iam_member.build_reads_function_source,
+    google_artifact_registry_repository_iam_member.build_pushes_function_images,
   ]
 
   #checkov:skip=CKV_GCP_124:Ingest must accept requests from any WordPress site on the internet.
+}
+
+# The functions' images (and their buildpacks cache), instead of the gcf-artifacts
+# repository that Cloud Functions would create on the first deploy: declared here,
+# the build account can be given writer on this one repository.
+resource "google_artifact_registry_repository" "functions" {
+  project       = var.project_id
+  location      = var.region
+  repository_id = var.functions_artifact_repository
+  format        = "DOCKER"
+  description   = "Images of the ingest and analytics functions, built by Cloud Functions."
+
+  # Every deploy pushes a new image; a deployed revision names its image by
+  # digest, so only recent versions are kept.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+  cleanup_policies {
+    id     = "delete-older"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+
+  #checkov:skip=CKV_GCP_84:Google-managed encryption; set kms_key_name here if policy requires CMEK.
 }

@@ -1,7 +1,9 @@
-# Identities and grants, each the least its holder needs, on the one resource it
-# is needed on. No basic role is granted anywhere. Project-level roles are
-# granted only where no narrower scope exists: running Dataflow workers and
-# BigQuery jobs (pipeline account), and launching Dataflow jobs (scheduler account).
+# Identities and grants, each on the narrowest resource Google lets it be granted
+# on. No basic role is granted anywhere. Project-level roles are granted only
+# where no narrower scope exists: running Dataflow workers and BigQuery jobs
+# (pipeline account), launching Dataflow jobs (scheduler account), writing build
+# logs (build account). Predefined roles carry more than each holder uses; where
+# that matters it is said at the grant (roles/dataflow.worker below).
 
 # --- Ingest -------------------------------------------------------------------
 
@@ -56,8 +58,10 @@ resource "google_pubsub_topic_iam_member" "gcs_publishes_pings" {
 # --- Pipelines ------------------------------------------------------------------
 
 # Runs the Dataflow jobs of both templates: the Flex Template launcher VM and the
-# workers. It reads pings and notifications and writes BigQuery; it cannot write
-# the pings bucket, the topic or the template specs.
+# workers. It reads pings and notifications and writes BigQuery. No grant below
+# lets it write the pings bucket, the topic or the template specs, but the
+# project-level roles/dataflow.worker does carry storage.objects.create (and
+# .get, storage.buckets.get) on every bucket of the project: see that grant.
 resource "google_service_account" "pipeline" {
   project      = var.project_id
   account_id   = "telemetry-pipeline"
@@ -67,8 +71,15 @@ resource "google_service_account" "pipeline" {
   depends_on = [google_project_service.enabled]
 }
 
-# Dataflow workers report progress and logs through this role; it has no
-# project-narrower form.
+# Dataflow workers lease work, report progress and write logs through this role;
+# it exists only at project level. It is broader than this account needs: its
+# storage.objects.create and storage.objects.get apply to every bucket of the
+# project, the pings bucket included, so the pipeline account could add (never
+# overwrite or delete: no storage.objects.delete) objects there. This is not
+# narrowed: a custom role copied from Google's permission list would drift from
+# it, and an IAM condition on resource.name would also have to hold for the
+# non-storage permissions. The account already holds the MongoDB URI and writes
+# the history, so the added reach is small. See README "Least privilege".
 resource "google_project_iam_member" "pipeline_dataflow_worker" {
   project = var.project_id
   role    = "roles/dataflow.worker"
@@ -177,4 +188,78 @@ resource "google_storage_bucket_iam_member" "scheduler_reads_templates" {
   bucket = google_storage_bucket.templates.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# flexTemplates.launch also checks storage.buckets.get on the spec's bucket and on
+# the staging/temp bucket, which roles/storage.objectViewer does not carry. The
+# legacy bucket reader is the smallest predefined role with it: storage.buckets.get
+# and storage.objects.list (object names only, no contents).
+resource "google_storage_bucket_iam_member" "scheduler_gets_templates_bucket" {
+  bucket = google_storage_bucket.templates.name
+  role   = "roles/storage.legacyBucketReader"
+  member = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+resource "google_storage_bucket_iam_member" "scheduler_gets_dataflow_temp_bucket" {
+  bucket = google_storage_bucket.dataflow_temp.name
+  role   = "roles/storage.legacyBucketReader"
+  member = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# --- Builds -------------------------------------------------------------------------
+
+# Runs every Cloud Build build of this stack: the functions' builds
+# (build_config.service_account, functions.tf and analytics.tf) and the template
+# images' `gcloud builds submit --service-account` (output build_service_account).
+# New organizations give the default build account no roles, so the stack brings
+# its own, with only what a build uses: write its logs, read its sources, push
+# its images. Whoever deploys needs iam.serviceAccounts.actAs on it (a project
+# owner has it; anyone else needs roles/iam.serviceAccountUser on this account).
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "telemetry-build"
+  display_name = "Telemetry builds (Cloud Build)"
+  description  = "Builds the functions and the Flex Template images; reads their sources, pushes their images, writes build logs."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Build logs go to Cloud Logging; writing log entries has no narrower scope.
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+# The functions' source zips.
+resource "google_storage_bucket_iam_member" "build_reads_function_source" {
+  bucket = google_storage_bucket.function_source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# `gcloud builds submit` stages the source tarball under gs://<bucket>/source and
+# the build writes its log under gs://<bucket>/logs (rewritten as it grows).
+resource "google_storage_bucket_iam_member" "build_uses_build_bucket" {
+  bucket = google_storage_bucket.build.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Push the functions' images (and their build cache)...
+resource "google_artifact_registry_repository_iam_member" "build_pushes_function_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+# ...and the template images.
+resource "google_artifact_registry_repository_iam_member" "build_pushes_template_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.pipelines.location
+  repository = google_artifact_registry_repository.pipelines.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
 }

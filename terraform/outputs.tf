@@ -78,6 +78,36 @@ output "launch_parameters" {
   value       = local.launch_parameters
 }
 
+output "build_service_account" {
+  description = "Email of the account every build runs as (the functions' builds use it already)."
+  value       = google_service_account.build.email
+}
+
+output "build_service_account_id" {
+  description = "The build account as `gcloud builds submit --service-account` takes it: projects/<project>/serviceAccounts/<email>."
+  value       = google_service_account.build.id
+}
+
+output "build_bucket" {
+  description = "Bucket of the template images' builds: `gcloud builds submit --gcs-source-staging-dir=gs://<bucket>/source --gcs-log-dir=gs://<bucket>/logs`."
+  value       = google_storage_bucket.build.name
+}
+
+output "scheduler_jobs" {
+  description = "Cloud Scheduler jobs (in region) that start paused: `gcloud scheduler jobs resume <name> --location=<region>` once the images and secrets exist."
+  value       = concat([for job in google_cloud_scheduler_job.pipeline : job.name], [google_cloud_scheduler_job.analytics.name])
+}
+
+output "nat_ip_address" {
+  description = "The one external address the Dataflow workers' connections leave from: allow it (alone) in MongoDB Atlas's IP access list."
+  value       = google_compute_address.nat.address
+}
+
+output "dataflow_subnetwork" {
+  description = "Subnetwork of the Dataflow jobs: --subnetwork of a hand-launched run (with --disable-public-ips)."
+  value       = google_compute_subnetwork.dataflow.self_link
+}
+
 locals {
   ingest_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/"
 }

@@ -20,6 +20,10 @@ locals {
     }
   }
 
+  # The Dataflow job name of each template's hourly run (one per template, see
+  # the scheduler job's body); the alert policies (monitoring.tf) filter on them.
+  pipeline_job_names = { for name in keys(local.templates) : name => "${name}-hourly" }
+
   template_images = {
     for name in keys(local.templates) :
     name => "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}/${name}:${var.template_image_tag}"
@@ -52,12 +56,27 @@ locals {
     { for name, value in local.mail_parameters : name => value if var.mail_api_url != "" },
   )
 
-  # The runtime environment of every hourly run; sdkContainerImage is per template.
+  # The runtime environment of every hourly run (FlexTemplateRuntimeEnvironment);
+  # sdkContainerImage is per template.
   launch_environment = {
     serviceAccountEmail = google_service_account.pipeline.email
     tempLocation        = "gs://${google_storage_bucket.dataflow_temp.name}/tmp"
     stagingLocation     = "gs://${google_storage_bucket.dataflow_temp.name}/staging"
     maxWorkers          = var.pipeline_max_workers
+
+    # The launcher VM and the workers run in the stack's own subnetwork
+    # (network.tf) without external addresses; Google APIs through Private Google
+    # Access, MongoDB and the mail API through Cloud NAT's one address.
+    network         = google_compute_network.dataflow.name
+    subnetwork      = google_compute_subnetwork.dataflow.self_link
+    ipConfiguration = "WORKER_IP_PRIVATE"
+
+    # Dataflow cancels the run after this long, so that a stuck run cannot hold
+    # the job name (and with it every later hour's launch: see jobName below).
+    # The flexTemplates.launch environment has no field for Dataflow service
+    # options; the service reads this one from the job's experiments too, where
+    # additionalExperiments puts it.
+    additionalExperiments = ["max_workflow_runtime_walltime_seconds=${var.pipeline_max_runtime_seconds}"]
   }
 }
 
@@ -123,9 +142,12 @@ resource "google_cloud_scheduler_job" "pipeline" {
   # The launch call answers once the job is created, long before it ends.
   attempt_deadline = "180s"
 
-  # A launch refused (the previous hour's job still running, a transient API
-  # error) is tried again a few minutes later; whatever is left waits for the
-  # next hour, whose run drains the subscriptions from where this one stopped.
+  # A launch that fails (an error status: a transient API error, a 409
+  # ALREADY_EXISTS for the job name) is tried again a few minutes later. A launch
+  # that Dataflow answers with the still-active job of the same name (see jobName
+  # below) is a success to Cloud Scheduler and is not retried. Either way
+  # whatever is left waits for the next hour, whose run drains the subscriptions
+  # from where the last one stopped.
   retry_config {
     retry_count          = 2
     min_backoff_duration = "300s"
@@ -139,13 +161,20 @@ resource "google_cloud_scheduler_job" "pipeline" {
       "Content-Type" = "application/json"
     }
 
-    # jobName is fixed per template, never made unique per run: Dataflow refuses
-    # to start a job while another job of the same name is running in the region,
-    # so an hour's run can never overlap the previous one (two runs draining the
-    # same subscriptions at once).
+    # jobName is fixed per template, never made unique per run: only one active
+    # job of a name may exist in a region, so an hour's run never overlaps the
+    # previous one (two runs draining the same subscriptions at once). A launch
+    # under the name of an active job does not start a second job, but it is not
+    # reliably an error either: the Job resource's documentation says such a
+    # create "returns the existing job" (HTTP 200, no retry), while
+    # flexTemplates:launch has also been seen to answer 409 ALREADY_EXISTS ("There
+    # is already an active job named ..."). So a stuck job would hold the name,
+    # and swallow every later hour's launch, until it ends: the runtime bound in
+    # launch_environment ends it within the hour, and monitoring.tf alerts on
+    # runs that overrun or fail and on launches that fail.
     body = base64encode(jsonencode({
       launchParameter = {
-        jobName              = "${each.key}-hourly"
+        jobName              = local.pipeline_job_names[each.key]
         containerSpecGcsPath = local.template_spec_paths[each.key]
         parameters           = local.launch_parameters
         environment          = merge(local.launch_environment, { sdkContainerImage = local.template_images[each.key] })
@@ -164,6 +193,8 @@ resource "google_cloud_scheduler_job" "pipeline" {
     google_project_iam_member.scheduler_launches_dataflow,
     google_service_account_iam_member.scheduler_acts_as_pipeline,
     google_storage_bucket_iam_member.scheduler_reads_templates,
+    google_storage_bucket_iam_member.scheduler_gets_templates_bucket,
+    google_storage_bucket_iam_member.scheduler_gets_dataflow_temp_bucket,
     google_project_iam_member.pipeline_dataflow_worker,
     google_project_iam_member.pipeline_bigquery_jobs,
     google_bigquery_dataset_iam_member.pipeline_edits_telemetry,
@@ -173,5 +204,7 @@ resource "google_cloud_scheduler_job" "pipeline" {
     google_pubsub_subscription_iam_member.pipeline_pulls_pings,
     google_secret_manager_secret_iam_member.pipeline_reads_secrets,
     google_artifact_registry_repository_iam_member.pipeline_pulls_images,
+    google_compute_router_nat.dataflow,
+    google_compute_firewall.dataflow_workers,
   ]
 }

@@ -1,6 +1,6 @@
 # The pings bucket (one object per accepted ping), the bucket of the functions'
-# source zips, the bucket of the pipelines' template specs and the Dataflow
-# jobs' staging/temp bucket.
+# source zips, the bucket of the pipelines' template specs, the Dataflow
+# jobs' staging/temp bucket and the bucket of `gcloud builds submit`.
 
 resource "google_storage_bucket" "pings" {
   project  = var.project_id
@@ -34,8 +34,14 @@ resource "google_storage_bucket" "pings" {
     }
   }
 
-  # Holds the raw data: `terraform destroy` fails while it has objects.
+  # Holds the raw data: `terraform destroy` fails while it has objects, and
+  # Terraform refuses any plan that would destroy or replace the bucket (remove
+  # this block first if you really mean to).
   force_destroy = false
+
+  lifecycle {
+    prevent_destroy = true
+  }
 
   depends_on = [google_project_service.enabled]
 
@@ -122,4 +128,43 @@ resource "google_storage_bucket" "dataflow_temp" {
 
   #checkov:skip=CKV_GCP_78:Scratch files of Dataflow jobs, deleted after a few days; versions would keep nothing worth keeping.
   #checkov:skip=CKV_GCP_62:Scratch files read and written only by the pipeline account; access logs add nothing.
+}
+
+# The template images' builds (`gcloud builds submit --service-account ...`):
+# the source tarball under gs://<bucket>/source (--gcs-source-staging-dir) and the
+# build logs under gs://<bucket>/logs (--gcs-log-dir). A build with a
+# user-specified service account must name its logs bucket (or log to Cloud
+# Logging only); this is that bucket, so the default <project>_cloudbuild bucket,
+# created with the deployer's rights, is never needed.
+resource "google_storage_bucket" "build" {
+  project  = var.project_id
+  name     = coalesce(var.build_bucket, "${var.project_id}-telemetry-build")
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = false
+  }
+
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
+  lifecycle_rule {
+    condition {
+      age = var.build_bucket_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  force_destroy = true
+
+  depends_on = [google_project_service.enabled]
+
+  #checkov:skip=CKV_GCP_78:Build inputs and logs, rebuilt from the repository; versions would keep nothing worth keeping.
+  #checkov:skip=CKV_GCP_62:Build inputs and logs only; access logs add nothing.
 }

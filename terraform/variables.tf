@@ -122,13 +122,37 @@ variable "log_level" {
 
 variable "build_service_account" {
   description = <<-EOT
-    Email of the service account Cloud Build uses to build the functions. null uses
-    the project's default build account. Set it where an organization policy keeps
-    default accounts without roles; that account then needs to read the source
-    bucket, write Artifact Registry and write logs.
+    Email of a service account for Cloud Build to build the functions as, instead
+    of the stack's own build account (output build_service_account). null, the
+    default, uses the stack's own, which has exactly the roles the builds need.
+    Another account needs logging.logWriter, read on the function source bucket
+    and write on the functions' Artifact Registry repository.
   EOT
   type        = string
   default     = null
+}
+
+variable "functions_artifact_repository" {
+  description = "Artifact Registry Docker repository (in region) of the functions' images, in place of gcf-artifacts."
+  type        = string
+  default     = "telemetry-functions"
+}
+
+variable "build_bucket" {
+  description = "Name of the bucket of the template images' builds (source tarballs, build logs). Default: <project_id>-telemetry-build."
+  type        = string
+  default     = null
+}
+
+variable "build_bucket_retention_days" {
+  description = "Build sources and logs in the build bucket are deleted this many days after they were written."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.build_bucket_retention_days >= 1 && floor(var.build_bucket_retention_days) == var.build_bucket_retention_days
+    error_message = "build_bucket_retention_days must be a whole number of days, at least 1."
+  }
 }
 
 # --- BigQuery -------------------------------------------------------------------
@@ -142,6 +166,17 @@ variable "bq_dataset" {
     # Terraform's regex (RE2) refuses repeat counts over 1000, and can() turns that into false.
     condition     = length(var.bq_dataset) <= 1024 && can(regex("^[A-Za-z0-9_]+$", var.bq_dataset))
     error_message = "bq_dataset may hold only letters, digits and underscores."
+  }
+}
+
+variable "rejected_retention_days" {
+  description = "Partitions (days of received_at) of the rejected table are deleted this many days after their day. The history tables never expire."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.rejected_retention_days >= 1 && floor(var.rejected_retention_days) == var.rejected_retention_days
+    error_message = "rejected_retention_days must be a whole number of days, at least 1."
   }
 }
 
@@ -241,9 +276,50 @@ variable "pipeline_max_workers" {
 }
 
 variable "pipeline_schedules_paused" {
-  description = "Pause both hourly launches, e.g. on the first apply, before the images are built and the secrets hold versions."
+  description = <<-EOT
+    Pause the hourly schedules: both pipeline launches and the analytics run.
+    true by default, so a first apply launches nothing before the images are built
+    and the secrets hold versions; the deploy script resumes the jobs
+    (`gcloud scheduler jobs resume`) once they are. Keep it true in terraform.tfvars
+    after that only if you want a later apply to pause them again; set it false
+    to have Terraform keep them running.
+  EOT
   type        = bool
-  default     = false
+  default     = true
+}
+
+variable "pipeline_max_runtime_seconds" {
+  description = <<-EOT
+    Dataflow cancels a pipeline run still going after this many seconds (service
+    option max_workflow_runtime_walltime_seconds). Below an hour, so a stuck run
+    is gone before the next hour's launch under the same job name.
+  EOT
+  type        = number
+  default     = 3000
+
+  validation {
+    condition     = var.pipeline_max_runtime_seconds >= 600 && var.pipeline_max_runtime_seconds < 3600 && floor(var.pipeline_max_runtime_seconds) == var.pipeline_max_runtime_seconds
+    error_message = "pipeline_max_runtime_seconds must be a whole number from 600 to 3599: a run must end before the next hour's launch."
+  }
+}
+
+# --- Network of the Dataflow workers ---------------------------------------------------
+
+variable "network_name" {
+  description = "VPC network of the Dataflow launcher VMs and workers (created here; no default network is assumed)."
+  type        = string
+  default     = "telemetry"
+}
+
+variable "subnet_cidr" {
+  description = "Primary range of the workers' subnetwork in region. /24 gives room for about 250 VMs."
+  type        = string
+  default     = "10.10.0.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.subnet_cidr, 0))
+    error_message = "subnet_cidr must be an IPv4 CIDR range, e.g. 10.10.0.0/24."
+  }
 }
 
 # --- Analytics ----------------------------------------------------------------------
@@ -290,5 +366,83 @@ variable "analytics_timeout_seconds" {
   validation {
     condition     = var.analytics_timeout_seconds >= 60 && var.analytics_timeout_seconds <= 3600
     error_message = "analytics_timeout_seconds must be from 60 to 3600 (an HTTP function's limit)."
+  }
+}
+
+# --- Monitoring and budget ------------------------------------------------------------
+
+variable "alert_notification_channels" {
+  description = <<-EOT
+    Cloud Monitoring notification channels (projects/<project>/notificationChannels/<id>)
+    that every alert policy and the budget notify. Empty: the policies are still
+    created and open incidents in the console, but notify nobody.
+  EOT
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "Each alert_notification_channels entry must be projects/<project>/notificationChannels/<id>."
+  }
+
+  validation {
+    condition     = length(var.alert_notification_channels) <= 5
+    error_message = "At most 5 alert_notification_channels: a budget notifies at most 5 channels."
+  }
+}
+
+variable "alert_ingest_5xx_ratio" {
+  description = "Alert when more than this fraction of an ingest function's requests answer 5xx over 5 minutes."
+  type        = number
+  default     = 0.05
+}
+
+variable "alert_ingest_latency_ms" {
+  description = "Alert when an ingest function's 99th percentile latency stays above this many milliseconds for 5 minutes."
+  type        = number
+  default     = 5000
+}
+
+variable "alert_instance_saturation" {
+  description = "Alert when an ingest function runs more than this fraction of function_max_instances for 5 minutes."
+  type        = number
+  default     = 0.8
+}
+
+variable "alert_pipeline_elapsed_seconds" {
+  description = "Alert when a pipeline run has been running longer than this (it will be cancelled at pipeline_max_runtime_seconds)."
+  type        = number
+  default     = 2400
+}
+
+variable "alert_oldest_unacked_seconds" {
+  description = "Alert when a route's oldest unacknowledged notification is older than this: the hourly runs have not drained it."
+  type        = number
+  default     = 10800
+}
+
+variable "billing_account" {
+  description = <<-EOT
+    Billing account id (XXXXXX-XXXXXX-XXXXXX) of the project. Set: a budget on this
+    project is created there (you need billing.budgets.create on the account, e.g.
+    Billing Account Costs Manager). Empty: no budget.
+  EOT
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.billing_account == "" || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account))
+    error_message = "billing_account must be empty or a billing account id like 012345-6789AB-CDEF01."
+  }
+}
+
+variable "budget_amount" {
+  description = "Monthly budget of the project, in the billing account's currency; alerts at 50, 90 and 100 %."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.budget_amount > 0 && floor(var.budget_amount) == var.budget_amount
+    error_message = "budget_amount must be a whole, positive amount."
   }
 }

@@ -24,6 +24,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDIN_DIR = ROOT / ".local" / "terraform-standin"  # schemas/ (made by the Makefile)
@@ -42,6 +43,7 @@ class Result:
     output: str  # that step's output
     addresses: list[str] = field(default_factory=list)  # planned resource instances
     summary: str = ""  # "Plan: N to add, ..."
+    planned: dict[str, Any] = field(default_factory=dict)  # address => planned values (`after`) of each
 
 
 def terraform_binary() -> str | None:
@@ -159,8 +161,10 @@ def validate_and_plan(
     if shown.returncode:
         return Result(False, "show", shown.stdout + shown.stderr)
     changes = json.loads(shown.stdout).get("resource_changes", [])
-    addresses = [c["address"] for c in changes if c.get("mode") == "managed" and "create" in c["change"]["actions"]]
-    return Result(True, "plan", output, addresses, summary)
+    created = [c for c in changes if c.get("mode") == "managed" and "create" in c["change"]["actions"]]
+    addresses = [c["address"] for c in created]
+    planned = {c["address"]: c["change"].get("after") or {} for c in created}
+    return Result(True, "plan", output, addresses, summary, planned)
 
 
 def main(argv: list[str] | None = None) -> int:

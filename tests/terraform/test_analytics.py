@@ -52,6 +52,8 @@ def test_the_schedule_calls_the_function_with_an_oidc_token_for_its_url(tf):
     (token,) = target["oidc_token"]
     assert _expr(token["audience"]) == uri
     assert _expr(token["service_account_email"]) == "google_service_account.analytics_invoker.email"
+    # Paused with the pipelines' schedules (paused by default) until the deploy script resumes it.
+    assert _expr(scheduler["paused"]) == "var.pipeline_schedules_paused"
 
 
 def test_tables_are_the_jobs_tables_from_its_schema_files(tf):

@@ -56,3 +56,18 @@ def test_table_uses_its_schema_file_partitioned_and_clustered(tf, table):
     assert partitioning["field"] == "received_at"
     assert body["clustering"] == ["hash"]
     assert body["deletion_protection"] is True
+    # Terraform refuses to plan the table's destroy or replacement.
+    assert body["lifecycle"] == [{"prevent_destroy": True}]
+
+
+def test_only_rejected_expires(tf):
+    partitioning = _block(_resource(tf, "google_bigquery_table", "history"), "time_partitioning")
+    assert _expr(partitioning["expiration_ms"]) == (
+        'each.key == "rejected" ? var.rejected_retention_days * 86400000 : null'
+    )
+    assert tf["variable"]["rejected_retention_days"]["default"] == 90
+
+
+def test_dataset_cannot_be_destroyed_by_a_plan(tf):
+    dataset = _resource(tf, "google_bigquery_dataset", "telemetry")
+    assert dataset["lifecycle"] == [{"prevent_destroy": True}]

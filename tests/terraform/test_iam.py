@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from telemetry.common import wire
-from tests.terraform.hcl import TF_DIR, _expr, _grants_to, _iam_grants, _members, _resource, _strings
+from tests.terraform.hcl import TF_DIR, _block, _expr, _grants_to, _iam_grants, _members, _resource, _squash, _strings
 
 BASIC_ROLES = re.compile(r"roles/(owner|editor|viewer)\b")
 
@@ -29,6 +29,7 @@ PROJECT_GRANTS = {
     ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.pipeline.email}"),
     ("roles/dataflow.developer", "serviceAccount:${google_service_account.scheduler.email}"),
     ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.analytics.email}"),
+    ("roles/logging.logWriter", "serviceAccount:${google_service_account.build.email}"),
 }
 
 
@@ -61,6 +62,28 @@ SCHEDULER_GRANTS = {
     ("google_project_iam_member", "roles/dataflow.developer", "var.project_id"),
     ("google_service_account_iam_member", "roles/iam.serviceAccountUser", "google_service_account.pipeline.name"),
     ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.templates.name"),
+    # flexTemplates.launch needs storage.buckets.get on the spec's and the temp bucket.
+    ("google_storage_bucket_iam_member", "roles/storage.legacyBucketReader", "google_storage_bucket.templates.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.legacyBucketReader", "google_storage_bucket.dataflow_temp.name"),
+}
+
+
+# Cloud Build's account: logs, the function sources, its own build bucket, and the
+# two image repositories; nothing on the data (pings, BigQuery, secrets).
+BUILD_GRANTS = {
+    ("google_project_iam_member", "roles/logging.logWriter", "var.project_id"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.function_source.name"),
+    ("google_storage_bucket_iam_member", "roles/storage.objectAdmin", "google_storage_bucket.build.name"),
+    (
+        "google_artifact_registry_repository_iam_member",
+        "roles/artifactregistry.writer",
+        "google_artifact_registry_repository.functions.name",
+    ),
+    (
+        "google_artifact_registry_repository_iam_member",
+        "roles/artifactregistry.writer",
+        "google_artifact_registry_repository.pipelines.name",
+    ),
 }
 
 
@@ -79,6 +102,39 @@ def test_scheduler_account_has_exactly_its_roles(tf):
             ["serviceAccount:${google_service_account.scheduler.email}"],
         )
     ]
+
+
+def test_build_account_has_exactly_its_roles(tf):
+    assert _grants_to(tf, "build") == BUILD_GRANTS
+    account = _resource(tf, "google_service_account", "build")
+    assert account["account_id"] == "telemetry-build"
+
+
+def test_every_function_builds_as_the_build_account_into_the_functions_repository(tf):
+    # The stack's own account unless build_service_account names another.
+    assert tf["variable"]["build_service_account"].get("default") is None
+    assert _squash(tf["locals"]["build_service_account"]) == (
+        "projects/${var.project_id}/serviceAccounts/"
+        "${coalesce(var.build_service_account,google_service_account.build.email)}"
+    )
+    functions = [("ingest", _resource(tf, "google_cloudfunctions2_function", "ingest"))]
+    functions.append(("analytics", _resource(tf, "google_cloudfunctions2_function", "analytics")))
+    for name, fn in functions:
+        build = _block(fn, "build_config")
+        assert _expr(build["service_account"]) == "local.build_service_account", name
+        assert _expr(build["docker_repository"]) == "google_artifact_registry_repository.functions.id", name
+        # The build's grants exist before the first build.
+        depends = {_expr(d) for d in fn["depends_on"]}
+        assert {
+            "google_project_iam_member.build_writes_logs",
+            "google_storage_bucket_iam_member.build_reads_function_source",
+            "google_artifact_registry_repository_iam_member.build_pushes_function_images",
+        } <= depends, name
+    # The deploy script passes these to `gcloud builds submit` for the template images.
+    outputs = tf["output"]
+    assert _expr(outputs["build_service_account_id"]["value"]) == "google_service_account.build.id"
+    assert _expr(outputs["build_service_account"]["value"]) == "google_service_account.build.email"
+    assert _expr(outputs["build_bucket"]["value"]) == "google_storage_bucket.build.name"
 
 
 def test_every_subscription_lets_the_pipeline_pull(tf, routes):

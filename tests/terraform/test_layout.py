@@ -20,6 +20,8 @@ EXPECTED_FILES = {
     "bigquery.tf",
     "secrets.tf",
     "pipelines.tf",
+    "network.tf",
+    "monitoring.tf",
 }
 
 
@@ -44,9 +46,16 @@ def test_providers_are_pinned(tf):
 
 def test_needed_apis_enabled_and_never_disabled(tf):
     service = _resource(tf, "google_project_service", "enabled")
-    assert _expr(service["for_each"]) == "toset(local.apis)"
+    assert _expr(service["for_each"]) == "toset(concat(local.apis, local.budget_apis))"
     assert service["disable_on_destroy"] is False
+    # The budget's API only with a budget.
+    assert _expr(tf["locals"]["budget_apis"]) == 'var.billing_account == "" ? [] : ["billingbudgets.googleapis.com"]'
     assert {
+        "compute.googleapis.com",
+        "logging.googleapis.com",
+        "monitoring.googleapis.com",
+        "cloudresourcemanager.googleapis.com",
+        "iam.googleapis.com",
         "cloudfunctions.googleapis.com",
         "run.googleapis.com",
         "cloudbuild.googleapis.com",

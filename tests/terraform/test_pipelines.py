@@ -102,7 +102,8 @@ def test_scheduler_launches_each_template_hourly(tf, templates):
     assert job["time_zone"] == "Etc/UTC"
     assert _expr(job["region"]) == "var.region"
     assert _expr(job["paused"]) == "var.pipeline_schedules_paused"
-    assert tf["variable"]["pipeline_schedules_paused"]["default"] is False
+    # Paused until the deploy script resumes them: a first apply launches nothing.
+    assert tf["variable"]["pipeline_schedules_paused"]["default"] is True
 
     retry = _block(job, "retry_config")
     assert 1 <= retry["retry_count"] <= 5
@@ -123,8 +124,11 @@ def test_scheduler_launches_each_template_hourly(tf, templates):
     assert set(request) == {"launchParameter"}
     launch = request["launchParameter"]
     assert set(launch) == {"jobName", "containerSpecGcsPath", "parameters", "environment"}
-    # Fixed per template (never per run), so Dataflow refuses an overlapping run.
-    assert launch["jobName"] == "${each.key}-hourly"
+    # Fixed per template (never per run), so Dataflow never runs two of a template at once.
+    assert _expr(launch["jobName"]) == "local.pipeline_job_names[each.key]"
+    assert _squash(tf["locals"]["pipeline_job_names"]) == _squash(
+        '{for name in keys(local.templates) : name => "${name}-hourly"}'
+    )
     assert _expr(launch["containerSpecGcsPath"]) == "local.template_spec_paths[each.key]"
     assert _expr(launch["parameters"]) == "local.launch_parameters"
     # The workers run the template's own image.
@@ -133,11 +137,91 @@ def test_scheduler_launches_each_template_hourly(tf, templates):
     )
 
     environment = tf["locals"]["launch_environment"]
-    assert set(environment) == {"serviceAccountEmail", "tempLocation", "stagingLocation", "maxWorkers"}
+    # FlexTemplateRuntimeEnvironment's field names.
+    assert set(environment) == {
+        "serviceAccountEmail",
+        "tempLocation",
+        "stagingLocation",
+        "maxWorkers",
+        "network",
+        "subnetwork",
+        "ipConfiguration",
+        "additionalExperiments",
+    }
     assert environment["serviceAccountEmail"] == "${google_service_account.pipeline.email}"
     assert environment["tempLocation"] == "gs://${google_storage_bucket.dataflow_temp.name}/tmp"
     assert environment["stagingLocation"] == "gs://${google_storage_bucket.dataflow_temp.name}/staging"
     assert _expr(environment["maxWorkers"]) == "var.pipeline_max_workers"
+
+
+def test_runs_use_the_private_subnetwork_and_are_bounded_in_time(tf):
+    environment = tf["locals"]["launch_environment"]
+    # No external addresses on the launcher VM or the workers, in the stack's own subnetwork.
+    assert environment["ipConfiguration"] == "WORKER_IP_PRIVATE"
+    assert _expr(environment["network"]) == "google_compute_network.dataflow.name"
+    assert _expr(environment["subnetwork"]) == "google_compute_subnetwork.dataflow.self_link"
+    # Dataflow cancels a run before the next hour's launch of the same job name.
+    assert environment["additionalExperiments"] == [
+        "max_workflow_runtime_walltime_seconds=${var.pipeline_max_runtime_seconds}"
+    ]
+    bound = tf["variable"]["pipeline_max_runtime_seconds"]
+    assert 600 <= bound["default"] < 3600
+    assert "< 3600" in bound["validation"][0]["condition"]
+    # Every hourly schedule leaves at least that long between two launches of a template.
+    for name in ("tracking_schedule", "deactivation_schedule"):
+        minute, *rest = tf["variable"][name]["default"].split()
+        assert minute.isdigit() and rest == ["*", "*", "*", "*"], name
+    # The launches wait for the network they run in.
+    depends = {_expr(d) for d in _resource(tf, "google_cloud_scheduler_job", "pipeline")["depends_on"]}
+    assert {"google_compute_router_nat.dataflow", "google_compute_firewall.dataflow_workers"} <= depends
+    assert {
+        "google_storage_bucket_iam_member.scheduler_gets_templates_bucket",
+        "google_storage_bucket_iam_member.scheduler_gets_dataflow_temp_bucket",
+    } <= depends
+
+
+def test_subnetwork_has_private_google_access_and_no_default_network(tf):
+    network = _resource(tf, "google_compute_network", "dataflow")
+    assert network["auto_create_subnetworks"] is False
+    subnet = _resource(tf, "google_compute_subnetwork", "dataflow")
+    assert subnet["private_ip_google_access"] is True
+    assert _expr(subnet["region"]) == "var.region"
+    assert _expr(subnet["network"]) == "google_compute_network.dataflow.id"
+    # Nothing refers to a network called default.
+    for rtype, named in tf["resource"].items():
+        for name, body in named.items():
+            assert "default" not in {str(body.get(k)) for k in ("network", "subnetwork")}, f"{rtype}.{name}"
+
+
+def test_workers_leave_through_nat_with_one_reserved_address(tf):
+    address = _resource(tf, "google_compute_address", "nat")
+    assert address["address_type"] == "EXTERNAL"
+    assert _expr(address["region"]) == "var.region"
+    nat = _resource(tf, "google_compute_router_nat", "dataflow")
+    assert nat["nat_ip_allocate_option"] == "MANUAL_ONLY"
+    assert [_expr(ip) for ip in nat["nat_ips"]] == ["google_compute_address.nat.self_link"]
+    assert nat["source_subnetwork_ip_ranges_to_nat"] == "LIST_OF_SUBNETWORKS"
+    (subnetwork,) = nat["subnetwork"]
+    assert _expr(subnetwork["name"]) == "google_compute_subnetwork.dataflow.id"
+    assert _expr(nat["router"]) == "google_compute_router.dataflow.name"
+    router = _resource(tf, "google_compute_router", "dataflow")
+    assert _expr(router["network"]) == "google_compute_network.dataflow.id"
+    # The address Atlas must allow is an output.
+    assert _expr(tf["output"]["nat_ip_address"]["value"]) == "google_compute_address.nat.address"
+
+
+def test_the_only_firewall_rule_is_worker_to_worker(tf):
+    rules = tf["resource"]["google_compute_firewall"]
+    assert list(rules) == ["dataflow_workers"]
+    rule = rules["dataflow_workers"]
+    assert _expr(rule["network"]) == "google_compute_network.dataflow.name"
+    assert rule["direction"] == "INGRESS"
+    # Between VMs tagged dataflow only: no source range at all.
+    assert rule["source_tags"] == ["dataflow"]
+    assert rule["target_tags"] == ["dataflow"]
+    assert "source_ranges" not in rule
+    assert rule["allow"] == [{"protocol": "tcp", "ports": ["12345-12346"]}]
+    assert "deny" not in rule
 
 
 def _sample_refs(tf: dict[str, Any]) -> dict[str, str]:

@@ -63,3 +63,17 @@ def test_subscriptions_named_and_filtered_per_route(tf, routes):
     assert sub["message_retention_duration"] == "604800s"
     assert _block(sub, "expiration_policy")["ttl"] == ""
     assert "push_config" not in sub
+
+
+def test_pings_bucket_cannot_be_destroyed_by_a_plan(tf):
+    bucket = _resource(tf, "google_storage_bucket", "pings")
+    assert bucket["force_destroy"] is False
+    assert bucket["lifecycle"] == [{"prevent_destroy": True}]
+
+
+def test_build_bucket_is_private_and_expires(tf):
+    bucket = _resource(tf, "google_storage_bucket", "build")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    (rule,) = bucket["lifecycle_rule"]
+    assert _expr(rule["condition"][0]["age"]) == "var.build_bucket_retention_days"

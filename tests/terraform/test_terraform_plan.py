@@ -7,6 +7,7 @@ without a terraform binary, or before `make check-terraform` has installed the s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,77 @@ def test_plan_holds_every_resource(tmp_path):
             f'google_storage_bucket_object.template_spec["{template}"]',
             f'google_cloud_scheduler_job.pipeline["{template}"]',
         }
+    expected |= {
+        "google_service_account.build",
+        "google_storage_bucket.build",
+        "google_artifact_registry_repository.functions",
+        "google_compute_network.dataflow",
+        "google_compute_subnetwork.dataflow",
+        "google_compute_address.nat",
+        "google_compute_router_nat.dataflow",
+        "google_compute_firewall.dataflow_workers",
+        "google_logging_metric.unreconciled_runs",
+        # The example sets a billing account, so the budget and its API are planned.
+        "google_billing_budget.project[0]",
+        'google_project_service.enabled["billingbudgets.googleapis.com"]',
+    }
     assert expected <= planned, f"not planned: {sorted(expected - planned)}"
+
+
+@pytest.fixture(scope="module")
+def example_plan(tmp_path_factory):
+    result = check.validate_and_plan(TF_DIR, "terraform.tfvars.example", work=tmp_path_factory.mktemp("plan"))
+    assert result.ok, f"terraform {result.step} failed:\n{result.output}"
+    return result
+
+
+def _filters(values: dict) -> list[str]:
+    texts = []
+    for condition in values.get("conditions") or []:
+        for kind in ("condition_threshold", "condition_matched_log"):
+            for body in condition.get(kind) or []:
+                texts.append(body["filter"])
+    return texts
+
+
+def test_alert_filters_name_every_service_job_and_subscription(example_plan):
+    planned = example_plan.planned
+    policies = {a: v for a, v in planned.items() if a.startswith("google_monitoring_alert_policy.")}
+    assert len(policies) == 9
+    services = 'one_of("deactivate", "track", "tracking-skipped")'
+    for name in ("ingest_5xx", "ingest_latency", "ingest_saturation"):
+        (text,) = _filters(policies[f"google_monitoring_alert_policy.{name}"])
+        assert f"resource.label.service_name = {services}" in text, name
+    jobs = 'resource.label.job_name = one_of("deactivation-hourly", "tracking-hourly")'
+    for name in ("pipeline_failed", "pipeline_overrun"):
+        (text,) = _filters(policies[f"google_monitoring_alert_policy.{name}"])
+        assert jobs in text, name
+    # (The scheduler's body is unknown until apply; test_pipelines.py checks that it
+    # names its job from the same local.pipeline_job_names.)
+    (text,) = _filters(policies["google_monitoring_alert_policy.notifications_unacked"])
+    subscriptions = ", ".join(f'"ping-objects-{route}"' for route in sorted(wire.ROUTES))
+    assert f"resource.label.subscription_id = one_of({subscriptions})" in text
+    (text,) = _filters(policies["google_monitoring_alert_policy.scheduler_failed"])
+    for job_id in ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics"):
+        assert f'"{job_id}"' in text
+    for values in policies.values():
+        assert values["notification_channels"] == ["projects/my-telemetry-project/notificationChannels/1234567890"]
+    metric = planned["google_logging_metric.unreconciled_runs"]
+    assert 'jsonPayload.message:"run does not reconcile"' in metric["filter"]
+
+
+def test_budget_is_planned_only_with_a_billing_account(example_plan, tmp_path):
+    budget = example_plan.planned["google_billing_budget.project[0]"]
+    assert budget["billing_account"] == "000000-000000-000000"
+    assert [rule["threshold_percent"] for rule in budget["threshold_rules"]] == [0.5, 0.9, 1]
+
+    without = tmp_path / "without-billing.tfvars"
+    text = (TF_DIR / "terraform.tfvars.example").read_text(encoding="utf-8")
+    without.write_text(re.sub(r'(?m)^billing_account\s*=.*$', 'billing_account = ""', text), encoding="utf-8")
+    result = check.validate_and_plan(TF_DIR, str(without), work=tmp_path / "work")
+    assert result.ok, f"terraform {result.step} failed:\n{result.output}"
+    assert not [a for a in result.addresses if "billing_budget" in a or "billingbudgets" in a]
+    assert len(result.addresses) == len(example_plan.addresses) - 2
 
 
 RE2_MODULE = """
