@@ -39,7 +39,7 @@ SECRETS = {"mongodb-uri": "mongodb_uri_file", "mail-api-token": "mail_api_token_
 BOOTSTRAP_TARGETS = ("google_project_service.enabled", "google_artifact_registry_repository.pipelines")
 # Terraform outputs read (terraform/outputs.tf); build_service_account_email is expected
 # from the build service account's change (not in outputs.tf yet).
-OUT_IMAGES, OUT_BUILD_ACCOUNT = "template_images", "build_service_account_email"
+OUT_IMAGES, OUT_BUILD_ACCOUNT, OUT_BUILD_BUCKET = "template_images", "build_service_account", "build_bucket"
 OUT_BASE_URL, OUT_BUCKET, OUT_PARAMETERS = "ingest_base_url", "pings_bucket", "launch_parameters"
 # md5("deploy-smoke-test"), the form of a project hash; no project has it, so the smoke pings
 # end in BigQuery `rejected` (reason unknown_project).
@@ -92,7 +92,7 @@ class Deployer:
     def terraform(self, *args: str) -> list[str]:
         return ["terraform", f"-chdir={TERRAFORM_DIR.relative_to(ROOT)}", *args]
 
-    def variables(self) -> list[str]:
+    def variables(self, paused: bool) -> list[str]:
         a = self.args
         tfvars = Path(a.tfvars).resolve()
         return [
@@ -100,13 +100,18 @@ class Deployer:
             f"-var=project_id={a.project}",
             f"-var=region={a.region}",
             f"-var=template_image_tag={self.tag}",
-            # Created or kept paused until the secrets hold versions; step 7 resumes them.
-            "-var=pipeline_schedules_paused=true",
+            # Paused until the images and the secrets exist; the last apply unpauses them,
+            # so that Terraform's state and the schedules agree (no drift to undo).
+            f"-var=pipeline_schedules_paused={'true' if paused else 'false'}",
         ]
 
-    def apply(self, *extra: str) -> list[str]:
+    def apply(self, *extra: str, paused: bool = True) -> list[str]:
         return self.terraform(
-            "apply", "-input=false", *self.variables(), *extra, *(["-auto-approve"] if self.args.auto_approve else [])
+            "apply",
+            "-input=false",
+            *self.variables(paused),
+            *extra,
+            *(["-auto-approve"] if self.args.auto_approve else []),
         )
 
     def tf_output(self, name: str, raw: bool = True) -> str:
@@ -156,6 +161,7 @@ class Deployer:
             else {t: f"<{OUT_IMAGES}[{t}] from terraform output>" for t in TEMPLATES}
         )
         account = a.build_service_account or self.tf_output(OUT_BUILD_ACCOUNT)
+        build_bucket = self.tf_output(OUT_BUILD_BUCKET)
         for template in TEMPLATES:
             image = images[template]
             if self.succeeds(
@@ -172,6 +178,8 @@ class Deployer:
                     "--config=dataflow_templates/cloudbuild.yaml",
                     f"--region={a.region}",
                     f"--service-account=projects/{a.project}/serviceAccounts/{account}",
+                    f"--gcs-source-staging-dir=gs://{build_bucket}/source",
+                    f"--gcs-log-dir=gs://{build_bucket}/logs",
                     f"--substitutions=_TEMPLATE={template},_IMAGE={image}",
                 ),
                 note="unless it exists",
@@ -220,11 +228,11 @@ class Deployer:
                     raise SystemExit(f"secret {name} has no enabled version: pass --{option.replace('_', '-')}")
 
         self.heading(
-            "resume the schedules",
-            "the applies keep them paused (pipeline_schedules_paused=true) until the secrets hold versions",
+            "unpause the schedules",
+            f"the earlier applies kept {', '.join(SCHEDULER_JOBS)} paused until the images and secrets existed; "
+            "this apply changes only that",
         )
-        for job in SCHEDULER_JOBS:
-            self.run(self.gcloud("scheduler", "jobs", "resume", job, f"--location={a.region}"))
+        self.run(self.apply(paused=False))
 
         if a.skip_smoke_test:
             print("\n(smoke test skipped)")

@@ -94,7 +94,7 @@ output "build_bucket" {
 }
 
 output "scheduler_jobs" {
-  description = "Cloud Scheduler jobs (in region) that start paused: `gcloud scheduler jobs resume <name> --location=<region>` once the images and secrets exist."
+  description = "Cloud Scheduler jobs (in region); paused while pipeline_schedules_paused is true (scripts/deploy's last apply sets it to false)."
   value       = concat([for job in google_cloud_scheduler_job.pipeline : job.name], [google_cloud_scheduler_job.analytics.name])
 }
 

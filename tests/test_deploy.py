@@ -69,7 +69,8 @@ def test_dry_run_prints_the_whole_plan_in_order_and_runs_nothing(tmp_path):
     build_tracking = index(
         r"^gcloud builds submit \. --config=dataflow_templates/cloudbuild\.yaml .*_TEMPLATE=tracking", images
     )
-    assert "--service-account=projects/my-project/serviceAccounts/<build_service_account_email" in plan[build_tracking]
+    assert "--service-account=projects/my-project/serviceAccounts/<build_service_account from" in plan[build_tracking]
+    assert "--gcs-source-staging-dir=gs://<build_bucket from terraform output>/source" in plan[build_tracking]
     build_deactivation = index(r"^gcloud builds submit .*_TEMPLATE=deactivation", build_tracking)
     apply = index(r"^terraform -chdir=terraform apply ", build_deactivation)
     assert "-target" not in plan[apply] and "-var=template_image_tag=v1.2.3" in plan[apply]
@@ -78,11 +79,9 @@ def test_dry_run_prints_the_whole_plan_in_order_and_runs_nothing(tmp_path):
         r"^gcloud secrets versions add mongodb-uri --data-file=- --project=my-project < /secure/mongodb-uri$", apply
     )
     mail = index(r"^gcloud secrets versions list mail-api-token .*only if mail_api_url is set", secret)
-    resumed = [
-        index(rf"^gcloud scheduler jobs resume telemetry-{job} --location=europe-west1", mail)
-        for job in ("tracking", "deactivation", "analytics")
-    ]
-    base_url = index(r"^terraform -chdir=terraform output -raw ingest_base_url$", max(resumed))
+    assert "-var=pipeline_schedules_paused=true" in plan[apply]
+    unpause = index(r"^terraform -chdir=terraform apply .*-var=pipeline_schedules_paused=false", mail)
+    base_url = index(r"^terraform -chdir=terraform output -raw ingest_base_url$", unpause)
     last = base_url
     for route in ("track", "deactivate", "tracking-skipped"):
         post = index(rf"^POST .*/{route}'", last)

@@ -35,7 +35,9 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("BQ_DATASET", "telemetry", "BigQuery dataset of the history tables."),
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
-        Variable("MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites`, `deactivations` and `analytics`."),
+        Variable(
+            "MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites`, `deactivations` and `analytics`."
+        ),
         Variable(
             "MAIL_API_URL",
             None,
