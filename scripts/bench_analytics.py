@@ -60,6 +60,7 @@ def _as_sent(value):
 def load(bq, dataset: str, rows: dict[str, list[dict]]) -> None:
     warehouse.ensure_tables(bq, dataset)
     for table, table_rows in rows.items():
+        table_rows.sort(key=lambda row: row["received_at"])  # in the order the hourly runs append them
         columns = warehouse.columns(table)
         writer = warehouse.HistoryWriter(bq, dataset, warehouse.Table(table, "ping_id"), uuid.uuid4().hex[:8])
         writer.stage([records.bigquery_row(r, columns) for r in table_rows])

@@ -55,6 +55,7 @@ locals {
     ACTIVE_WINDOW_DAYS         = tostring(var.active_window_days)
     ANALYTICS_SETTLE_HOURS     = tostring(var.analytics_settle_hours)
     ANALYTICS_MAX_BYTES_BILLED = tostring(var.analytics_max_bytes_billed)
+    ANALYTICS_MAX_LABELS       = tostring(var.analytics_max_labels)
     LOG_LEVEL                  = var.log_level
   }
 }

@@ -358,6 +358,17 @@ variable "analytics_max_bytes_billed" {
   default     = 10737418240
 }
 
+variable "analytics_max_labels" {
+  description = "ANALYTICS_MAX_LABELS: labels kept per distribution and day; the rest are summed under `other`."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.analytics_max_labels >= 1 && floor(var.analytics_max_labels) == var.analytics_max_labels
+    error_message = "analytics_max_labels must be a whole number, at least 1."
+  }
+}
+
 variable "analytics_timeout_seconds" {
   description = "Longest analytics run; a first run over a long history may need the maximum."
   type        = number

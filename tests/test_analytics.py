@@ -69,3 +69,8 @@ def test_labels_that_cannot_be_field_names_get_look_alikes():
     assert serving.field_name("a\x00b") == "a\ufffdb"
     assert serving.field_name("10.6") == "10.6"
     assert serving.field_name("a$b") == "a$b"
+
+
+def test_a_mongodb_uri_mounted_with_its_trailing_newline_still_works():
+    settings = job.AnalyticsSettings.from_env({"MONGODB_URI": "mongodb://db.example.org:27017\n"})
+    assert settings.mongodb_uri == "mongodb://db.example.org:27017"

@@ -53,6 +53,11 @@ SCHEMA_DIR = HERE / "schemas"
 
 # site_days keeps 62 days of bits: the most a signed INT64 holds with room to shift.
 KEPT_DAYS = 62
+# Days of site_days rows kept behind the newest day a run computes. A day is
+# computed from the day before's rows, so `--since` can go back this far; further
+# back needs `--full`. Older rows are deleted at the end of each run: the state
+# stays the same size however long the history grows.
+STATE_DAYS = 35
 
 SITE_DAYS = tables.TableLayout("site_days", SCHEMA_DIR, partition_field="day")
 SITE_FIRST_SEEN = tables.TableLayout("site_first_seen", SCHEMA_DIR, partition_field=None)
@@ -67,6 +72,10 @@ HISTORY_TABLES = ("sites", "deactivations", "tracking_skipped")
 DAY_STEPS = ("site_days", "site_first_seen", "analytics_daily")
 
 log = get_logger(__name__)
+
+
+class SinceTooOld(ValueError):
+    """`--since` a day whose previous day's state is no longer kept."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,8 @@ class AnalyticsSettings:
         return cls(
             project=config.require("GCP_PROJECT", environ),
             dataset=config.require("BQ_DATASET", environ),
-            mongodb_uri=config.require("MONGODB_URI", environ),
+            # Mounted from Secret Manager in production: a version added with `echo` ends in a newline.
+            mongodb_uri=config.require("MONGODB_URI", environ).rstrip(),
             mongodb_db=config.require("MONGODB_DB", environ),
             window_days=window_days,
             settle_hours=config.get_int("ANALYTICS_SETTLE_HOURS", environ, minimum=0),
@@ -226,6 +236,12 @@ class AnalyticsJob:
         else:
             first = self.first_history_day()
         today = now.astimezone(UTC).date()
+        if since is not None and since < today - timedelta(days=STATE_DAYS - 1):
+            history_starts = self.first_history_day()
+            if history_starts is None or since > history_starts:
+                raise SinceTooOld(
+                    f"since {since}: the state is kept for {STATE_DAYS} days only; recompute with --full instead"
+                )
         days = days_between(first, today) if first is not None else []
         closed = last_final_day(now.astimezone(UTC), self.settings.settle_hours)
         documents = 0
@@ -234,6 +250,10 @@ class AnalyticsJob:
             if day <= closed and (final is None or day > final):
                 self._set_final_through(day)  # the next run starts after it
                 final = day
+        if days:
+            oldest_kept = today - timedelta(days=STATE_DAYS)
+            sql = f"DELETE FROM `{self.qualified}.site_days` WHERE day < @day"  # noqa: S608
+            self._query(sql, oldest_kept)
         summary = RunSummary(days, final, documents, time.monotonic() - started)
         log.info("analytics run", extra=summary.as_log())
         return summary
@@ -266,6 +286,8 @@ def handle(request) -> tuple[dict[str, Any], int]:
             summary = job.run(datetime.now(UTC), since=since)
         finally:
             job.db.client.close()
+    except SinceTooOld as e:
+        return {"error": "since_too_old", "detail": str(e)}, 400
     except Exception:
         log.exception("analytics run failed")
         return {"error": "run_failed"}, 500
@@ -292,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.ensure_tables:
             job.ensure_tables()
         summary = job.run(datetime.now(UTC), since=args.since, full=args.full)
+    except SinceTooOld as e:
+        parser.error(str(e))
     finally:
         job.db.client.close()
     print(

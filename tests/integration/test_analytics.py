@@ -276,3 +276,19 @@ def test_the_cloud_function_runs_the_job_and_answers_json(setup, monkeypatch):
     answer = client.post("/")
     assert answer.status_code == 500
     assert answer.get_json() == {"error": "run_failed"}
+
+
+def test_state_older_than_kept_is_deleted_and_since_cannot_reach_past_it(setup):
+    job, _project = setup
+    old_day = TODAY - timedelta(days=analytics.STATE_DAYS + 30)
+    job.client.query(
+        f"INSERT INTO `{job.qualified}.site_days` (day, hash, url, days_seen_bits) "
+        f"VALUES (DATE '{old_day.isoformat()}', 'stale', 'https://stale.example.org', 1)"
+    ).result()
+    job.run(at(DAY4, 15), since=DAY1)
+    rows = job.client.query(f"SELECT COUNT(*) AS n FROM `{job.qualified}.site_days` WHERE hash = 'stale'").result()
+    assert next(iter(rows))["n"] == 0
+    # Fifty days on, day 2's previous day is no longer kept; day 1 starts the history, so it needs none.
+    later = at(DAY1 + timedelta(days=50), 12)
+    with pytest.raises(analytics.SinceTooOld, match="--full"):
+        job.run(later, since=DAY2)
