@@ -170,6 +170,7 @@ def post_live(month: population.Month, ingest_url: str) -> Counter:
 
 def run_pipelines(mail_api_url: str, *hours: str) -> None:
     for name in build.PIPELINES:
+        print(f"    {name} pipeline running ...", flush=True)
         pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, "--mail_api_url", mail_api_url, *hours])
         print("    " + build.format_report(build.report_from_metrics(pipeline, result)).replace("\n", "\n    "))
 
