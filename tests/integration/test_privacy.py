@@ -8,6 +8,7 @@ the bucket's objects of the hour, and the log lines.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import os
@@ -27,8 +28,10 @@ from telemetry.pipelines import erase, mongodb
 from tests.integration.test_pipelines import FORM, bq, db, new_project  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import erase as erase_script  # noqa: E402  (scripts/erase.py, the command under test)
+# scripts/erase.py, the command under test, loaded from its file (scripts/ is not a package).
+_spec = importlib.util.spec_from_file_location("erase_script", ROOT / "scripts" / "erase.py")
+erase_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(erase_script)
 
 TABLES = ("sites", "deactivations", "tracking_skipped", "rejected")
 
