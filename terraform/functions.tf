@@ -49,6 +49,9 @@ locals {
     TRACKING_BUCKET = google_storage_bucket.pings.name
     LOG_LEVEL       = var.log_level
     MAX_BODY_BYTES  = tostring(var.max_body_bytes)
+    # The log line's client address is truncated like ip_address.
+    IP_PREFIX_V4 = tostring(var.ip_prefix_v4)
+    IP_PREFIX_V6 = tostring(var.ip_prefix_v6)
   }
 }
 

@@ -43,6 +43,11 @@ locals {
     bq_dataset      = google_bigquery_dataset.telemetry.dataset_id
     mongodb_uri     = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
     mongodb_db      = var.mongodb_db
+
+    # The personal-data policy (README "Privacy").
+    ip_prefix_v4         = "${var.ip_prefix_v4}"
+    ip_prefix_v6         = "${var.ip_prefix_v6}"
+    site_personal_fields = var.site_personal_fields
   }
 
   # Passed only when mail_api_url is set: no URL, no mail, and no token to read.

@@ -109,6 +109,41 @@ variable "max_body_bytes" {
   default     = 262144
 }
 
+# --- Personal data (README "Privacy") ------------------------------------------
+
+variable "ip_prefix_v4" {
+  description = "Bits of an IPv4 ip_address kept in MongoDB/BigQuery sites, and of the client address in ingest's log lines (IP_PREFIX_V4): 0 drops it, 32 keeps it whole."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.ip_prefix_v4 >= 0 && var.ip_prefix_v4 <= 32 && floor(var.ip_prefix_v4) == var.ip_prefix_v4
+    error_message = "ip_prefix_v4 must be a whole number from 0 to 32."
+  }
+}
+
+variable "ip_prefix_v6" {
+  description = "Bits of an IPv6 ip_address kept, likewise (IP_PREFIX_V6): 0 drops it, 128 keeps it whole."
+  type        = number
+  default     = 48
+
+  validation {
+    condition     = var.ip_prefix_v6 >= 0 && var.ip_prefix_v6 <= 128 && floor(var.ip_prefix_v6) == var.ip_prefix_v6
+    error_message = "ip_prefix_v6 must be a whole number from 0 to 128."
+  }
+}
+
+variable "site_personal_fields" {
+  description = "Which of admin_email, first_name, last_name MongoDB/BigQuery sites keep, comma-separated, or none (SITE_PERSONAL_FIELDS). The mail integration sends only what is kept."
+  type        = string
+  default     = "admin_email,first_name,last_name"
+
+  validation {
+    condition     = can(regex("^(none|(admin_email|first_name|last_name)(,(admin_email|first_name|last_name))*)$", var.site_personal_fields))
+    error_message = "site_personal_fields is a comma-separated list of admin_email, first_name, last_name, or none."
+  }
+}
+
 variable "log_level" {
   description = "Python log level of the functions' structured logs (LOG_LEVEL)."
   type        = string

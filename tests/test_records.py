@@ -195,11 +195,11 @@ def test_project_reason_labels():
     assert records.project_reason_labels({}) == {}
 
 
-def test_rejected_row_drops_ip_and_email():
-    body = {"hash": "abc", "admin_email": "a@b.org", "ip_address": "1.2.3.4", "first_name": "Zoë"}
+def test_rejected_row_drops_every_personal_field():
+    body = {"hash": "abc", "admin_email": "a@b.org", "ip_address": "1.2.3.4", "first_name": "Zoë", "last_name": "X"}
     row = records.rejected_row("track/2026/11/23/11/x.json", "unknown_project", "no project", WHEN, body)
     assert row["route"] == "track" and row["hash"] == "abc"
-    assert json.loads(row["payload"]) == {"hash": "abc", "first_name": "Zoë"}
+    assert json.loads(row["payload"]) == {"hash": "abc"}
     assert records.rejected_row("track/x.json", "invalid_object", "d", WHEN, None)["payload"] is None
 
 

@@ -50,6 +50,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour_to": "2026-11-23T23",
         "lease_seconds": "600",
         "max_run_seconds": "21600",
+        "ip_prefix_v4": "24",
+        "ip_prefix_v6": "128",
+        "site_personal_fields": "admin_email,last_name",
     }
     bad = {
         "tracking_bucket": "Bad_Bucket!",
@@ -60,6 +63,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour": "2026-11-23 11:00",
         "lease_seconds": "601",
         "max_run_seconds": "86401",
+        "ip_prefix_v4": "33",
+        "ip_prefix_v6": "129",
+        "site_personal_fields": "admin_email,phone",
     }
     for key, value in good.items():
         assert any(re.fullmatch(rx, value) for rx in parameters[key]["regexes"]), (key, value)
@@ -72,6 +78,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour_to",
         "lease_seconds",
         "max_run_seconds",
+        "ip_prefix_v4",
+        "ip_prefix_v6",
+        "site_personal_fields",
     }
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from telemetry.common import wire
+from telemetry.common import privacy, wire
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,24 @@ VARIABLES: dict[str, Variable] = {
         Variable("STORAGE_TIMEOUT_SECONDS", "10", "Timeout of one object-write try."),
         Variable("RETRY_AFTER_SECONDS", "30", "`Retry-After` sent with a 503."),
         Variable("LOG_LEVEL", "INFO", "Python log level of the structured JSON logs."),
+        # Personal data (telemetry/common/privacy.py; README "Privacy").
+        Variable(
+            "IP_PREFIX_V4",
+            "24",
+            "Bits of an IPv4 `ip_address` kept in MongoDB/BigQuery `sites` (and of the client address "
+            "in ingest's log lines); 0 drops it, 32 keeps it whole.",
+        ),
+        Variable(
+            "IP_PREFIX_V6",
+            "48",
+            "Bits of an IPv6 `ip_address` kept, likewise; 0 drops it, 128 keeps it whole.",
+        ),
+        Variable(
+            "SITE_PERSONAL_FIELDS",
+            "admin_email,first_name,last_name",
+            "Which of `admin_email`, `first_name`, `last_name` MongoDB/BigQuery `sites` keep "
+            "(comma-separated), or `none`; the mail integration sends only what is kept.",
+        ),
         # The analytics job (telemetry/analytics/job.py).
         Variable(
             "ACTIVE_WINDOW_DAYS",
@@ -148,6 +166,7 @@ class IngestSettings:
     storage_attempts: int
     storage_timeout_seconds: float
     retry_after_seconds: int
+    privacy: privacy.Policy = privacy.DEFAULT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -164,7 +183,15 @@ class IngestSettings:
             storage_attempts=get_int("STORAGE_ATTEMPTS", environ),
             storage_timeout_seconds=float(get_int("STORAGE_TIMEOUT_SECONDS", environ)),
             retry_after_seconds=get_int("RETRY_AFTER_SECONDS", environ),
+            privacy=privacy_policy(environ),
         )
+
+
+def privacy_policy(environ: Mapping[str, str] | None = None) -> privacy.Policy:
+    """The personal-data policy from IP_PREFIX_V4, IP_PREFIX_V6 and SITE_PERSONAL_FIELDS."""
+    return privacy.Policy.parse(
+        get("IP_PREFIX_V4", environ), get("IP_PREFIX_V6", environ), get("SITE_PERSONAL_FIELDS", environ)
+    )
 
 
 def subscription_name(topic: str, route: str) -> str:

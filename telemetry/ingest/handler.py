@@ -18,7 +18,7 @@ from typing import Any
 
 import flask
 
-from telemetry.common import config, wire
+from telemetry.common import config, privacy, wire
 from telemetry.common.logs import get_logger
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter, StorageUnavailable
@@ -132,6 +132,15 @@ def _accept(route: str, request: flask.Request, body: bytes, settings: config.In
     )
 
 
+def _log_ip(request: flask.Request) -> str | None:
+    """The client address as the log line keeps it: truncated like `ip_address` (privacy policy)."""
+    try:
+        policy = instance()[0].privacy
+    except Exception:  # the settings themselves failed: the default policy
+        policy = privacy.DEFAULT
+    return policy.ip(client_ip(request))
+
+
 def _log_request(
     route: str,
     request: flask.Request,
@@ -153,7 +162,7 @@ def _log_request(
             "status": status,
             "requestSize": str(size),
             "latency": f"{latency:.6f}s",
-            "remoteIp": client_ip(request),
+            "remoteIp": _log_ip(request),
             "userAgent": request.headers.get("User-Agent"),
         },
     }

@@ -100,7 +100,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
             names
             | f"{label}BatchNames" >> beam.BatchElements(**READ_BATCH)
             | f"{label}Read" >> beam.ParDo(connectors.ReadObjects(settings))
-            | f"{label}Process" >> ProcessRoute(route, projects)
+            | f"{label}Process" >> ProcessRoute(route, projects, settings.privacy)
         )
         rejected.append(out["rejected"])
         staged.append(_stage(out["history"], label, settings, route.history, run_id))

@@ -150,10 +150,17 @@ class MongoUnavailable(RuntimeError):
 
 @contextmanager
 def mongo_errors(step: str):
-    from pymongo.errors import PyMongoError
+    from pymongo.errors import BulkWriteError, PyMongoError
 
     try:
         yield
+    except BulkWriteError as e:
+        # Its text quotes the failed operations, documents and their personal fields included:
+        # keep only each write error's code and message (which quote the (hash, url) key at most).
+        errors = "; ".join(
+            f"{w.get('code')}: {str(w.get('errmsg'))[:200]}" for w in e.details.get("writeErrors", [])[:3]
+        )
+        raise MongoUnavailable(f"MongoDB failed during {step}: BulkWriteError: {errors}") from None
     except PyMongoError as e:
         raise MongoUnavailable(f"MongoDB failed during {step}: {e.__class__.__name__}: {str(e)[:300]}") from e
 
@@ -267,7 +274,7 @@ class SendMail(_MongoFn):
         except MailApiError as e:
             Metrics.counter(NAMESPACE, "mail_failed").inc(len(contacts))
             log.error(
-                "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": str(e)}
+                "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": e.summary}
             )
             with mongo_errors("marking mail failed"):
                 mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_FAILED, _now(), str(e))

@@ -30,7 +30,14 @@ RETRY = Retry(
 
 
 class MailApiError(RuntimeError):
-    """The batch was not accepted; its contacts were not subscribed."""
+    """The batch was not accepted; its contacts were not subscribed.
+
+    `summary` says why without the API's answer, which may quote the contacts: it is what gets logged.
+    """
+
+    def __init__(self, message: str, summary: str | None = None):
+        super().__init__(message)
+        self.summary = summary or message
 
 
 def contact(record: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +63,8 @@ class MailApi:
         try:
             response = self._http.request("POST", self._url, body=body.encode(), headers=self._headers)
         except urllib3.exceptions.HTTPError as e:
-            raise MailApiError(f"mail API unreachable: {e}") from e
+            raise MailApiError(f"mail API unreachable: {e}", f"mail API unreachable: {e.__class__.__name__}") from e
         if not 200 <= response.status < 300:
-            raise MailApiError(f"mail API answered {response.status}: {response.data[:200]!r}")
+            raise MailApiError(
+                f"mail API answered {response.status}: {response.data[:200]!r}", f"mail API answered {response.status}"
+            )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from telemetry.common import config, stored_ping
+from telemetry.common import config, privacy, stored_ping
 
 SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
 HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -52,6 +52,23 @@ class TelemetryOptions(PipelineOptions):
             "--mail_api_token",
             default=config.get("MAIL_API_TOKEN"),
             help="Bearer token for the mail API, or a Secret Manager version holding it.",
+        )
+        parser.add_argument(
+            "--ip_prefix_v4",
+            type=int,
+            default=config.get("IP_PREFIX_V4"),
+            help="Bits of an IPv4 ip_address kept in sites (0-32; 0 drops it, 32 keeps it whole).",
+        )
+        parser.add_argument(
+            "--ip_prefix_v6",
+            type=int,
+            default=config.get("IP_PREFIX_V6"),
+            help="Bits of an IPv6 ip_address kept in sites (0-128; 0 drops it, 128 keeps it whole).",
+        )
+        parser.add_argument(
+            "--site_personal_fields",
+            default=config.get("SITE_PERSONAL_FIELDS"),
+            help="Which of admin_email, first_name, last_name sites keep (comma-separated), or none.",
         )
         parser.add_argument(
             "--hour",
@@ -133,6 +150,7 @@ class PipelineSettings:
     hours: tuple[str, ...]  # empty: notification mode
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
+    privacy: privacy.Policy = privacy.DEFAULT
     started_at: float = field(default_factory=time.time)  # when the run was built (epoch seconds)
 
     @classmethod
@@ -170,6 +188,7 @@ class PipelineSettings:
             hours=tuple(hour_paths(opts.hour, opts.hour_to)) if opts.hour else (),
             lease_seconds=opts.lease_seconds,
             max_run_seconds=opts.max_run_seconds,
+            privacy=privacy.Policy.parse(opts.ip_prefix_v4, opts.ip_prefix_v6, opts.site_personal_fields),
         )
 
     def mongodb_uri(self) -> str:

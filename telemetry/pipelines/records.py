@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from telemetry.common import stored_ping, wire
+from telemetry.common import privacy, stored_ping, wire
 from telemetry.common.stored_ping import StoredPing
 
 ACTIVE = "active"
@@ -147,11 +147,13 @@ def custom_fields(body: dict[str, Any], whitelist: list[str] | tuple[str, ...]) 
 # --- records --------------------------------------------------------------------
 
 
-def site_record(ping: StoredPing, project: dict[str, Any], status: str = ACTIVE) -> dict[str, Any]:
-    """The site record shared by MongoDB `sites` and BigQuery `sites`."""
+def site_record(
+    ping: StoredPing, project: dict[str, Any], status: str = ACTIVE, policy: privacy.Policy = privacy.DEFAULT
+) -> dict[str, Any]:
+    """The site record shared by MongoDB `sites` and BigQuery `sites`, personal fields as `policy` keeps them."""
     body = ping.payload
     server, wp, users = _section(body, "server"), _section(body, "wp"), _section(body, "users")
-    return {
+    record = {
         "hash": body["hash"],
         "url": normalize_url(body["url"]),
         "site": display_text(body.get("site")),
@@ -184,6 +186,7 @@ def site_record(ping: StoredPing, project: dict[str, Any], status: str = ACTIVE)
         "ping_id": ping.id,
         "received_at": ping.received_at,
     }
+    return policy.site_record(record)
 
 
 def project_reason_labels(project: dict[str, Any]) -> dict[str, str]:
@@ -240,8 +243,8 @@ def tracking_skipped_row(ping: StoredPing) -> dict[str, Any]:
 def rejected_row(
     name: str, reason: str, detail: str, received_at: datetime, body: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """A rejected record, with `ip_address` and `admin_email` removed from its payload."""
-    kept = {k: v for k, v in body.items() if k not in ("ip_address", "admin_email")} if body else None
+    """A rejected record; its payload without any personal field (privacy.PERSONAL_FIELDS), whatever the policy."""
+    kept = privacy.scrub_payload(body) if body else None
     project_hash = body.get("hash") if body and isinstance(body.get("hash"), str) else None
     return {
         "route": stored_ping.route_of(name),

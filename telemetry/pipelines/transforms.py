@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry.common import stored_ping
+from telemetry.common import privacy, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import mongodb, records
 from telemetry.pipelines.records import Rejected
@@ -84,15 +84,16 @@ class AttachProject(beam.PTransform):
 
 
 class SiteRecords(beam.PTransform):
-    """(ping, project) -> site record (custom fields filtered, cleaned and cast)."""
+    """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`)."""
 
-    def __init__(self, status: str = records.ACTIVE):
+    def __init__(self, status: str = records.ACTIVE, policy: privacy.Policy = privacy.DEFAULT):
         super().__init__()
         self._status = status
+        self._policy = policy
 
     def expand(self, known):
-        status = self._status
-        return known | beam.MapTuple(lambda ping, project: records.site_record(ping, project, status))
+        status, policy = self._status, self._policy
+        return known | beam.MapTuple(lambda ping, project: records.site_record(ping, project, status, policy))
 
 
 class _HistoryRecordFn(beam.DoFn):
@@ -131,10 +132,11 @@ class ProcessRoute(beam.PTransform):
     "sites": site records (routes whose pings describe a site), "rejected": rows for
     BigQuery `rejected`}. What `route` describes decides every branch."""
 
-    def __init__(self, route: Route, projects: pvalue.AsSideInput):
+    def __init__(self, route: Route, projects: pvalue.AsSideInput, policy: privacy.Policy = privacy.DEFAULT):
         super().__init__()
         self._route = route
         self._projects = projects
+        self._policy = policy
 
     def expand(self, objects):
         route = self._route
@@ -149,7 +151,7 @@ class ProcessRoute(beam.PTransform):
             history, accepted = built.records, built[ACCEPTED]
         out = {}
         if route.site_status is not None:
-            out["sites"] = accepted | "Sites" >> SiteRecords(route.site_status)
+            out["sites"] = accepted | "Sites" >> SiteRecords(route.site_status, self._policy)
         out["history"] = history if history is not None else out["sites"]
         out["rejected"] = tuple(rejected) | "Rejected" >> beam.Flatten()
         return out

@@ -1,0 +1,68 @@
+"""Erase one site's personal data, or one project's, from MongoDB, BigQuery and the pings bucket.
+
+    python scripts/erase.py site --hash H --url https://example.org [--dry-run] [--recent-hours 2]
+    python scripts/erase.py project --hash H [--dry-run] [--recent-hours 2]
+
+Nulls the personal fields in MongoDB and BigQuery `sites`/`deactivations`, deletes
+the `rejected` rows and the stored ping objects; prints a count per store. What it
+does and does not do: telemetry/pipelines/erase.py and the README's "Privacy".
+Uses GCP_PROJECT, BQ_DATASET, MONGODB_URI (or a Secret Manager version of it),
+MONGODB_DB and TRACKING_BUCKET (see .local/env); exits 0 when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from telemetry.common import cloud, config
+from telemetry.common.wire import HASH_PATTERN
+from telemetry.pipelines import erase, mongodb, options
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("site", "project"):
+        p = sub.add_parser(name, help=f"erase one {name}'s personal data")
+        p.add_argument("--hash", required=True, help="the project's hash")
+        if name == "site":
+            p.add_argument("--url", required=True, help="the site's URL (normalised as the pipelines store it)")
+        p.add_argument("--dry-run", action="store_true", help="count what would be erased; change nothing")
+        p.add_argument(
+            "--recent-hours",
+            type=int,
+            default=2,
+            help="also read the stored pings of the last N hours, which the pipelines may not have processed yet",
+        )
+    args = parser.parse_args(argv)
+    if not HASH_PATTERN.fullmatch(args.hash):
+        parser.error(f"--hash is not a project hash: {args.hash!r}")
+    if args.recent_hours < 0:
+        parser.error("--recent-hours must be 0 or more")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    target = erase.Target.site(args.hash, args.url) if args.what == "site" else erase.Target(args.hash)
+    project = config.require("GCP_PROJECT")
+    mongodb_uri = options._resolve(config.require("MONGODB_URI"))
+    db = mongodb.database(mongodb_uri, config.require("MONGODB_DB"))
+    try:
+        eraser = erase.Eraser(
+            cloud.bigquery_client(project),
+            config.require("BQ_DATASET"),
+            db,
+            cloud.storage_client(project).bucket(config.require("TRACKING_BUCKET")),
+            recent_hours=args.recent_hours,
+        )
+        report = eraser.erase(target, dry_run=args.dry_run)
+    finally:
+        db.client.close()
+    print("\n".join(report.lines()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
