@@ -50,6 +50,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour_to": "2026-11-23T23",
         "lease_seconds": "600",
         "max_run_seconds": "21600",
+        "mongodb_timeout_seconds": "30",
+        "bigquery_timeout_seconds": "300",
+        "pubsub_timeout_seconds": "60",
     }
     bad = {
         "tracking_bucket": "Bad_Bucket!",
@@ -60,6 +63,8 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour": "2026-11-23 11:00",
         "lease_seconds": "601",
         "max_run_seconds": "86401",
+        "mongodb_timeout_seconds": "0",
+        "pubsub_timeout_seconds": "-1",
     }
     for key, value in good.items():
         assert any(re.fullmatch(rx, value) for rx in parameters[key]["regexes"]), (key, value)
@@ -72,6 +77,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "hour_to",
         "lease_seconds",
         "max_run_seconds",
+        "mongodb_timeout_seconds",
+        "bigquery_timeout_seconds",
+        "pubsub_timeout_seconds",
     }
 
 
