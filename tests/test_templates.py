@@ -53,6 +53,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "ip_prefix_v4": "24",
         "ip_prefix_v6": "128",
         "site_personal_fields": "admin_email,last_name",
+        "mongodb_timeout_seconds": "30",
+        "bigquery_timeout_seconds": "300",
+        "pubsub_timeout_seconds": "60",
     }
     bad = {
         "tracking_bucket": "Bad_Bucket!",
@@ -66,6 +69,8 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "ip_prefix_v4": "33",
         "ip_prefix_v6": "129",
         "site_personal_fields": "admin_email,phone",
+        "mongodb_timeout_seconds": "0",
+        "pubsub_timeout_seconds": "-1",
     }
     for key, value in good.items():
         assert any(re.fullmatch(rx, value) for rx in parameters[key]["regexes"]), (key, value)
@@ -81,6 +86,9 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "ip_prefix_v4",
         "ip_prefix_v6",
         "site_personal_fields",
+        "mongodb_timeout_seconds",
+        "bigquery_timeout_seconds",
+        "pubsub_timeout_seconds",
     }
 
 

@@ -81,3 +81,24 @@ def pubsub_publisher() -> pubsub_v1.PublisherClient:
     from google.cloud import pubsub_v1
 
     return pubsub_v1.PublisherClient()
+
+
+def pubsub_call_bounds(seconds: float) -> dict:
+    """`retry` and `timeout` for one Pub/Sub call, bounded by `seconds` in all: each try
+    waits at most `seconds`, and no try starts after `seconds` (so a call that never gets
+    an answer, e.g. from a frozen server, ends within about twice the bound). Retried:
+    what the library itself retries (unavailable, deadline exceeded and the like)."""
+    from google.api_core import exceptions, retry
+
+    predicate = retry.if_exception_type(
+        exceptions.Aborted,
+        exceptions.DeadlineExceeded,
+        exceptions.InternalServerError,
+        exceptions.ResourceExhausted,
+        exceptions.ServiceUnavailable,
+        exceptions.Unknown,
+    )
+    return {
+        "retry": retry.Retry(predicate=predicate, initial=0.1, maximum=min(10.0, seconds), timeout=seconds),
+        "timeout": seconds,
+    }

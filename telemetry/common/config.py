@@ -84,6 +84,23 @@ VARIABLES: dict[str, Variable] = {
             "Which of `admin_email`, `first_name`, `last_name` MongoDB/BigQuery `sites` keep "
             "(comma-separated), or `none`; the mail integration sends only what is kept.",
         ),
+        # Bounds on the pipelines' calls to services that stop answering (a frozen or
+        # unreachable server fails the run within a few of these instead of hanging it).
+        Variable(
+            "MONGODB_TIMEOUT_SECONDS",
+            "30",
+            "Bound of one MongoDB server selection, connection or socket read (a retried write may take two).",
+        ),
+        Variable(
+            "BIGQUERY_TIMEOUT_SECONDS",
+            "300",
+            "Bound of one BigQuery call (its retries included) and of the wait for a query job such as a MERGE.",
+        ),
+        Variable(
+            "PUBSUB_TIMEOUT_SECONDS",
+            "60",
+            "Bound of one Pub/Sub pull, lease extension or acknowledgement, its retries included.",
+        ),
         # The analytics job (telemetry/analytics/job.py).
         Variable(
             "ACTIVE_WINDOW_DAYS",

@@ -54,13 +54,14 @@ class DrainSubscription(beam.DoFn):
         self._subscriber.close()
 
     def process(self, subscription: str):
-        keeper = leases.keeper(self._run_id, self._settings.lease_seconds, self._settings.run_deadline)
+        bound = self._settings.pubsub_timeout_seconds
+        keeper = leases.keeper(self._run_id, self._settings.lease_seconds, self._settings.run_deadline, bound)
         ignored = Metrics.counter(NAMESPACE, f"notifications_ignored_{self._route}")
         empty_pulls = 0
         while empty_pulls < EMPTY_PULLS_TO_STOP:
             response = self._subscriber.pull(
                 request={"subscription": subscription, "max_messages": PULL_BATCH, "return_immediately": True},
-                timeout=60,
+                **cloud.pubsub_call_bounds(bound),
             )
             if not response.received_messages:
                 empty_pulls += 1
@@ -73,7 +74,8 @@ class DrainSubscription(beam.DoFn):
                     "subscription": subscription,
                     "ack_ids": ack_ids,
                     "ack_deadline_seconds": self._settings.lease_seconds,
-                }
+                },
+                **cloud.pubsub_call_bounds(bound),
             )
             keeper.hold(subscription, ack_ids)
             for received in response.received_messages:
@@ -172,7 +174,9 @@ class LoadProjects(beam.DoFn):
         self._settings = settings
 
     def process(self, _):
-        db = mongodb.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
+        db = mongodb.database(
+            self._settings.mongodb_uri(), self._settings.mongodb_db, self._settings.mongodb_timeout_seconds
+        )
         try:
             with mongo_errors("loading projects"):
                 mongodb.ensure_indexes(db)
@@ -187,7 +191,9 @@ class _MongoFn(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        self._db = mongodb.database(self._settings.mongodb_uri(), self._settings.mongodb_db)
+        self._db = mongodb.database(
+            self._settings.mongodb_uri(), self._settings.mongodb_db, self._settings.mongodb_timeout_seconds
+        )
 
     def teardown(self):
         self._db.client.close()
@@ -299,7 +305,9 @@ class StageHistory(beam.DoFn):
 
     def setup(self):
         client = cloud.bigquery_client(self._settings.project)
-        self._writer = warehouse.HistoryWriter(client, self._settings.bq_dataset, self._table, self._run_id)
+        self._writer = warehouse.HistoryWriter(
+            client, self._settings.bq_dataset, self._table, self._run_id, self._settings.bigquery_timeout_seconds
+        )
         self._columns = warehouse.columns(self._table.name)
 
     def process(self, batch: list[dict[str, Any]]):
@@ -320,7 +328,10 @@ class MergeHistory(beam.DoFn):
         writers = {}
         for table, route in self._merges:
             writer = writers.setdefault(
-                table.name, warehouse.HistoryWriter(client, self._settings.bq_dataset, table, self._run_id)
+                table.name,
+                warehouse.HistoryWriter(
+                    client, self._settings.bq_dataset, table, self._run_id, self._settings.bigquery_timeout_seconds
+                ),
             )
             result = writer.merge(route)
             name = f"{table.name}_{route or 'all'}"
@@ -365,7 +376,10 @@ class AckNotifications(beam.DoFn):
             for subscription, ack_ids in by_subscription.items():
                 for start in range(0, len(ack_ids), leases.ACK_IDS_PER_REQUEST):
                     chunk = ack_ids[start : start + leases.ACK_IDS_PER_REQUEST]
-                    subscriber.acknowledge(request={"subscription": subscription, "ack_ids": chunk})
+                    subscriber.acknowledge(
+                        request={"subscription": subscription, "ack_ids": chunk},
+                        **cloud.pubsub_call_bounds(self._settings.pubsub_timeout_seconds),
+                    )
                     if keeper is not None:
                         keeper.acknowledged(subscription, chunk)
                 Metrics.counter(NAMESPACE, "notifications_acked").inc(len(ack_ids))

@@ -40,6 +40,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from telemetry.common import cloud
+
 log = logging.getLogger("telemetry.pipelines")
 
 # Ack ids per modify_ack_deadline request: what google-cloud-pubsub itself sends
@@ -56,12 +58,14 @@ class LeaseKeeper:
         deadline: float,
         subscriber_factory: Callable[[], object],
         clock: Callable[[], float] = time.time,
+        call_timeout_seconds: float = 30,
     ):
         self.lease_seconds = lease_seconds
         self.deadline = deadline
         self.interval = max(1.0, lease_seconds / 3)
         self._subscriber_factory = subscriber_factory
         self._clock = clock
+        self.call_timeout_seconds = call_timeout_seconds
         self._held: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -90,7 +94,8 @@ class LeaseKeeper:
         """Stop, and end the leases of what is still held (deadline 0): the messages come back now."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=60)  # no extension may land after the release
+            # No extension may land after the release; a call in flight ends within its bound.
+            self._thread.join(timeout=2 * self.call_timeout_seconds + 5)
         with self._lock:
             held, self._held = self._held, {}
         released = sum(len(ids) for ids in held.values())
@@ -143,7 +148,7 @@ class LeaseKeeper:
                     "ack_ids": ack_ids[start : start + ACK_IDS_PER_REQUEST],
                     "ack_deadline_seconds": seconds,
                 },
-                timeout=30,
+                **cloud.pubsub_call_bounds(self.call_timeout_seconds),
             )
             if seconds:
                 self.extensions += 1
@@ -154,12 +159,12 @@ _keepers: dict[str, LeaseKeeper] = {}
 _keepers_lock = threading.Lock()
 
 
-def keeper(run_id: str, lease_seconds: int, deadline: float) -> LeaseKeeper:
-    from telemetry.common import cloud
-
+def keeper(run_id: str, lease_seconds: int, deadline: float, call_timeout_seconds: float = 30) -> LeaseKeeper:
     with _keepers_lock:
         if run_id not in _keepers:
-            _keepers[run_id] = LeaseKeeper(lease_seconds, deadline, cloud.pubsub_subscriber)
+            _keepers[run_id] = LeaseKeeper(
+                lease_seconds, deadline, cloud.pubsub_subscriber, call_timeout_seconds=call_timeout_seconds
+            )
         return _keepers[run_id]
 
 

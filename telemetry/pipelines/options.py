@@ -85,6 +85,15 @@ class TelemetryOptions(PipelineOptions):
             "the run works. The run acknowledges them when its sinks have committed; if it fails, they "
             "come back (at once where the runner sees the failure, otherwise after this).",
         )
+        for name, service in (("mongodb", "MongoDB"), ("bigquery", "BigQuery"), ("pubsub", "Pub/Sub")):
+            variable = f"{name.upper()}_TIMEOUT_SECONDS"
+            parser.add_argument(
+                f"--{name}_timeout_seconds",
+                type=int,
+                default=config.get_int(variable),
+                help=f"Bound of one {service} call, so that a service that stops answering fails the run "
+                f"instead of hanging it (default: {variable}).",
+            )
         parser.add_argument(
             "--max_run_seconds",
             type=int,
@@ -151,6 +160,9 @@ class PipelineSettings:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
     privacy: privacy.Policy = privacy.DEFAULT
+    mongodb_timeout_seconds: int = int(config.VARIABLES["MONGODB_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
+    bigquery_timeout_seconds: int = int(config.VARIABLES["BIGQUERY_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
+    pubsub_timeout_seconds: int = int(config.VARIABLES["PUBSUB_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
     started_at: float = field(default_factory=time.time)  # when the run was built (epoch seconds)
 
     @classmethod
@@ -173,6 +185,9 @@ class PipelineSettings:
             raise ValueError("--hour_to needs --hour")
         if not 10 <= opts.lease_seconds <= 600:
             raise ValueError(f"--lease_seconds must be 10 to 600, got {opts.lease_seconds}")
+        for name in ("mongodb", "bigquery", "pubsub"):
+            if getattr(opts, f"{name}_timeout_seconds") < 1:
+                raise ValueError(f"--{name}_timeout_seconds must be at least 1")
         low, high = MAX_RUN_SECONDS_RANGE
         if not low <= opts.max_run_seconds <= high:
             raise ValueError(f"--max_run_seconds must be {low} to {high}, got {opts.max_run_seconds}")
@@ -189,6 +204,9 @@ class PipelineSettings:
             lease_seconds=opts.lease_seconds,
             max_run_seconds=opts.max_run_seconds,
             privacy=privacy.Policy.parse(opts.ip_prefix_v4, opts.ip_prefix_v6, opts.site_personal_fields),
+            mongodb_timeout_seconds=opts.mongodb_timeout_seconds,
+            bigquery_timeout_seconds=opts.bigquery_timeout_seconds,
+            pubsub_timeout_seconds=opts.pubsub_timeout_seconds,
         )
 
     def mongodb_uri(self) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from telemetry.common import tables
 from telemetry.common.stored_ping import format_timestamp
@@ -81,8 +82,16 @@ class MergeResult:
 class HistoryWriter:
     """Appends rows to one history table through a per-run staging table."""
 
-    def __init__(self, client: bigquery.Client, dataset: str, table: Table, run_id: str):
+    def __init__(self, client: bigquery.Client, dataset: str, table: Table, run_id: str, timeout_seconds: float = 300):
         self.client = client
+        # Every call is bounded: the library's own retry runs for up to 600 s, each HTTP
+        # request without a timeout, and a job wait without one (a server that stops
+        # answering would hang the run). Here a call with its retries, or the wait for a
+        # query job, lasts at most about `timeout_seconds` (twice, if a try starts late).
+        self.timeout = timeout_seconds
+        self._bounds = {"retry": bigquery.DEFAULT_RETRY.with_timeout(timeout_seconds), "timeout": timeout_seconds}
+        # A job that failed for a retryable reason is started again (the library: for up to 2400 s).
+        self._job_bounds = {**self._bounds, "job_retry": DEFAULT_JOB_RETRY.with_timeout(timeout_seconds)}
         self.table = table
         self.target = f"{client.project}.{dataset}.{table.name}"
         self.staging = f"{client.project}.{dataset}._staging_{table.name}_{run_id}"
@@ -93,7 +102,7 @@ class HistoryWriter:
             return
         definition = tables.definition(self.staging, _layout(self.table.name))
         definition.expires = datetime.now(UTC) + STAGING_EXPIRY
-        self.client.create_table(definition, exists_ok=True)
+        self.client.create_table(definition, exists_ok=True, **self._bounds)
         self._staging_ready = True
 
     def stage(self, rows: list[dict[str, Any]]) -> int:
@@ -104,7 +113,7 @@ class HistoryWriter:
         for start in range(0, len(rows), INSERT_CHUNK_ROWS):
             chunk = rows[start : start + INSERT_CHUNK_ROWS]
             errors = self.client.insert_rows_json(
-                self.staging, chunk, row_ids=[str(row[self.table.key]) for row in chunk]
+                self.staging, chunk, row_ids=[str(row[self.table.key]) for row in chunk], **self._bounds
             )
             if errors:
                 raise RuntimeError(f"BigQuery refused rows for {self.staging}: {errors[:3]}")
@@ -122,7 +131,7 @@ class HistoryWriter:
         where = f"WHERE route = '{route}'" if route else ""
         key = self.table.key
         summary = f"SELECT COUNT(DISTINCT {key}), MIN(received_at), MAX(received_at) FROM `{self.staging}` {where}"  # noqa: S608
-        staged, low, high = next(iter(self.client.query(summary).result()))
+        staged, low, high = next(iter(self._query(summary).result(**self._job_bounds)))
         if not staged:
             return MergeResult(self.table.name, scope, 0, 0)
         cols = columns(self.table.name)
@@ -138,18 +147,21 @@ class HistoryWriter:
             f"AND T.received_at BETWEEN TIMESTAMP('{format_timestamp(low)}') AND TIMESTAMP('{format_timestamp(high)}') "
             f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('S.' + c for c in cols)})"
         )
-        job = self.client.query(statement)
-        job.result()
+        job = self._query(statement)
+        job.result(**self._job_bounds)
         return MergeResult(self.table.name, scope, staged, job.num_dml_affected_rows or 0)
 
     def _staging_exists(self) -> bool:
         from google.api_core.exceptions import NotFound
 
         try:
-            self.client.get_table(self.staging)
+            self.client.get_table(self.staging, **self._bounds)
             return True
         except NotFound:
             return False
 
     def drop_staging(self) -> None:
-        self.client.delete_table(self.staging, not_found_ok=True)
+        self.client.delete_table(self.staging, not_found_ok=True, **self._bounds)
+
+    def _query(self, sql: str) -> bigquery.QueryJob:
+        return self.client.query(sql, **self._job_bounds)
