@@ -88,6 +88,8 @@ class AnalyticsSettings:
     settle_hours: int
     max_bytes_billed: int
     max_labels: int
+    bigquery_timeout_seconds: int
+    mongodb_timeout_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnalyticsSettings:
@@ -104,6 +106,8 @@ class AnalyticsSettings:
             settle_hours=config.get_int("ANALYTICS_SETTLE_HOURS", environ, minimum=0),
             max_bytes_billed=config.get_int("ANALYTICS_MAX_BYTES_BILLED", environ),
             max_labels=config.get_int("ANALYTICS_MAX_LABELS", environ),
+            bigquery_timeout_seconds=config.get_int("BIGQUERY_TIMEOUT_SECONDS", environ),
+            mongodb_timeout_seconds=config.get_int("MONGODB_TIMEOUT_SECONDS", environ),
         )
 
 
@@ -156,6 +160,7 @@ class AnalyticsJob:
 
     def _query(self, sql: str, day: date | None = None) -> bigquery.QueryJob:
         from google.cloud import bigquery
+        from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
         parameters = [
             bigquery.ScalarQueryParameter("kept_days_mask", "INT64", (1 << KEPT_DAYS) - 1),
@@ -169,8 +174,16 @@ class AnalyticsJob:
             parameters.append(bigquery.ScalarQueryParameter("day", "DATE", day))
         used = [p for p in parameters if f"@{p.name}" in sql]
         job_config = bigquery.QueryJobConfig(query_parameters=used, maximum_bytes_billed=self.settings.max_bytes_billed)
-        job = self.client.query(sql, job_config=job_config)
-        job.result()
+        # Bounded as the pipelines' calls are (warehouse.HistoryWriter): the library's own
+        # retries run for up to 600 s (2400 s for a failed job), each request and wait untimed.
+        seconds = self.settings.bigquery_timeout_seconds
+        bounds = {
+            "retry": bigquery.DEFAULT_RETRY.with_timeout(seconds),
+            "timeout": seconds,
+            "job_retry": DEFAULT_JOB_RETRY.with_timeout(seconds),
+        }
+        job = self.client.query(sql, job_config=job_config, **bounds)
+        job.result(**bounds)
         return job
 
     def ensure_tables(self) -> None:
@@ -264,7 +277,14 @@ def job_from_env(environ: Mapping[str, str] | None = None) -> AnalyticsJob:
 
     settings = AnalyticsSettings.from_env(environ)
     client = cloud.bigquery_client(settings.project)
-    db = pymongo.MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)[settings.mongodb_db]
+    ms = settings.mongodb_timeout_seconds * 1000  # as telemetry.pipelines.mongodb.database bounds its client
+    db = pymongo.MongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=min(ms, 10_000),
+        connectTimeoutMS=ms,
+        socketTimeoutMS=ms,
+    )[settings.mongodb_db]
     return AnalyticsJob(client, db, settings)
 
 
