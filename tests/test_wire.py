@@ -260,3 +260,12 @@ def test_form_pairs_match_parse_qsl():
         except PayloadError as e:
             ours = ("error", e.code)
         assert ours == expected, text
+
+
+def test_a_lone_surrogate_escape_in_json_is_an_encoding_error():
+    """Found by tests/test_wire_properties.py: json.loads turns `\\ud800` into half a surrogate
+    pair, which the stored ping could not encode as UTF-8 (a 500 instead of a 400)."""
+    assert _code(b'{"hash": "abc", "site": "\\ud800"}', "application/json") == "invalid_encoding"
+    assert _code(b'{"hash": "abc", "\\udfff": 1}', "application/json") == "invalid_encoding"
+    body = parse_body(b'{"hash": "abc", "site": "\\ud83d\\ude00"}', "application/json", None, DEFAULT_LIMITS)
+    assert body["site"] == "\U0001f600"  # a whole pair is one character, and fine

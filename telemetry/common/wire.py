@@ -131,6 +131,15 @@ def _parse_json(text: str) -> dict[str, Any]:
         raise PayloadError("invalid_json", f"body is not valid JSON: {e}") from e
     if not isinstance(payload, dict):
         raise PayloadError("invalid_json", "JSON body must be an object")
+    # A `\u` escape can name half a surrogate pair, which is no character: the text
+    # decodes, but cannot be stored as UTF-8. Only escapes make one, so only then look.
+    if "\\u" in text:
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise PayloadError("invalid_encoding", "a \\u escape in the JSON body is a lone surrogate") from e
+        except RecursionError as e:
+            raise PayloadError("too_deep", "JSON body is nested too deeply") from e
     return payload
 
 
