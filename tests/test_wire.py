@@ -202,6 +202,15 @@ def test_check_keys_applies_the_key_rules_only():
         ("track", {"hash": "abc", "url": "https://ex ample.org"}, "invalid_url"),
         ("track", {"hash": "abc", "url": "https://-x-.org"}, "invalid_url"),
         ("track", {"hash": "abc", "url": "https://a..b.org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://user:pw@x.org"}, "invalid_url"),  # credentials
+        ("track", {"hash": "abc", "url": "https://bank.example@evil.example"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://999.1.1.1"}, "invalid_url"),  # ends in a number: no IPv4
+        ("track", {"hash": "abc", "url": "https://1.2.3"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://0x7f.0.0.1"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://x.org:0"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://ex\nample.org"}, "invalid_url"),  # urlsplit drops it silently
+        ("track", {"hash": "abc", "url": "javascript:alert(1)"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "data:text/html,<b>x</b>"}, "invalid_url"),
         ("tracking-skipped", {"previously_skipped": "0"}, "missing_hash"),
     ],
 )
