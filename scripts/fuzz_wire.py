@@ -164,6 +164,8 @@ def seed(corpus: Path) -> None:
         )
     small = b"hash=abc&url=https%3A%2F%2Fx.org&users[total]=3&plugins[a][name]=A&reason_id=other&wp[multisite]=0"
     (corpus / "seed-small-form").write_bytes(make_input(wire.FORM, None, small))
+    small_json = b'{"hash": "abc", "url": "https://x.org", "users": {"total": 3}, "extra": {"license": 1}}'
+    (corpus / "seed-small-json").write_bytes(make_input(wire.JSON, None, small_json))
 
 
 def main() -> None:
@@ -183,7 +185,8 @@ def main() -> None:
     import atexit
 
     atexit.register(recorder.write)
-    argv = [sys.argv[0], str(corpus), f"-max_total_time={args.seconds}", f"-max_len={args.max_len}", *libfuzzer_args]
+    argv = [sys.argv[0], str(corpus), f"-max_total_time={args.seconds}", f"-max_len={args.max_len}"]
+    argv += [f"-dict={Path(__file__).with_suffix('.dict')}", *libfuzzer_args]
     atheris.Setup(argv, recorder)
     atheris.Fuzz()
 

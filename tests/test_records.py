@@ -250,7 +250,6 @@ def _form_ping(route: str, text: str):
         ("is_local=2", "is_local"),
         ("plugins=akismet", "plugins"),
         ("plugins[]=akismet", "plugins"),
-        ("url=https%3A%2F%2F%26lbrack%3B%40x.org", "url"),  # crashed: `https://[@x.org` is no URL to urlsplit
     ],
 )
 def test_values_that_cannot_be_cast_are_rejected_with_the_field_named(extra, field):
@@ -258,6 +257,17 @@ def test_values_that_cannot_be_cast_are_rejected_with_the_field_named(extra, fie
     with pytest.raises(Rejected) as caught:
         records.site_record(ping, {})
     assert caught.value.reason == records.INVALID_VALUE and caught.value.detail.startswith(field)
+
+
+def test_a_url_that_entity_decoding_breaks_is_rejected():
+    """Crashed the run: `https://&lbrack;@x.org` passed ingest (its host is x.org) until ingest
+    refused credentials in URLs; decoded, `https://[@x.org` is no URL to urlsplit."""
+    with pytest.raises(Rejected) as caught:
+        records.url_field("https://&lbrack;@x.org")
+    assert caught.value.reason == records.INVALID_VALUE
+    with pytest.raises(Rejected) as caught:  # stored before the rule: the pipelines' re-check sets it aside
+        records.read_stored_ping(*stored(body={"hash": "abc", "url": "https://&lbrack;@x.org"}), now=WHEN)
+    assert caught.value.reason == records.INVALID_PAYLOAD
 
 
 def test_values_that_are_absent_or_empty_stay_null():

@@ -82,7 +82,7 @@ def test_every_hostile_request_gets_a_json_4xx_and_stores_nothing(ingest_url, st
             )
             answer = response.json() if response.headers.get("Content-Type") == "application/json" else None
             got = (response.status_code, answer and answer.get("error"))
-            if got != (case["status"], case["error"]) or answer.get("ok") is not False:
+            if got != (case["status"], case["error"]) or not answer or answer.get("ok") is not False:
                 wrong.append(
                     f"{case['name']}: expected {case['status']} {case['error']}, got {got} {response.text[:200]}"
                 )
