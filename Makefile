@@ -16,7 +16,7 @@ TF_STANDIN := .local/terraform-standin
 TF_SCHEMA_PACKAGES := cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-archive==11.0.1
 
 .PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics report project \
-	bench bench-ingest bench-pipeline bench-analytics clean
+	bench bench-ingest bench-pipeline bench-analytics fuzz clean
 
 help:
 	@echo "make demo           run the product end to end on the local stack"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
 	@echo "make bench-analytics one hourly analytics run on 30 and on 180 days of history, against a full recompute"
+	@echo "make fuzz           fuzz the wire format with atheris for FUZZ_SECONDS (600); finds in .local/fuzz/"
 
 venv: $(STAMP)
 
@@ -129,6 +130,16 @@ bench-pipeline: venv
 
 bench-analytics: venv
 	LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/bench_analytics.py
+
+# Coverage-guided fuzzing of the body parser and everything an accepted ping goes
+# through (scripts/fuzz_wire.py). atheris installs as a wheel: no compiler needed.
+# Records executions and every distinct crash under .local/fuzz/; fails if it found one.
+FUZZ_SECONDS ?= 600
+fuzz: venv
+	mkdir -p .local/fuzz
+	$(PY) scripts/fuzz_wire.py --seconds $(FUZZ_SECONDS) --dir .local/fuzz 2>&1 | tee .local/fuzz/fuzz.log | grep -E "^(CRASH|Done|#[0-9]+ +(pulse|DONE))"
+	@cat .local/fuzz/summary.json
+	@if [ -s .local/fuzz/crashes.jsonl ]; then cat .local/fuzz/crashes.jsonl; echo "fuzz: crashes found (.local/fuzz/crashes/)" >&2; exit 1; fi
 
 clean: down
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info out

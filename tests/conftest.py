@@ -10,14 +10,23 @@ touching the stack, or Google Cloud.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from telemetry.ingest import handler
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+# Property-based tests (hypothesis): a few hundred examples each, no deadline (the
+# machine is shared and timings are noisy). CI is derandomized, so a red CI reproduces;
+# a developer's run draws new examples and keeps failing ones in .hypothesis/.
+settings.register_profile("dev", max_examples=300, deadline=None)
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def pytest_collection_modifyitems(items):

@@ -78,7 +78,7 @@ def test_site_records_filter_custom_fields_and_cast():
             p
             | beam.Create([(ping("a", users={"total": "7"}, extra={"license_type": "pro", "secret": "x"}), PROJECT)])
             | SiteRecords(records.DEACTIVATED)
-        )
+        ).records
         assert_that(
             rows | beam.Map(lambda r: (r["url"], r["users_total"], r["custom_fields"], r["status"])),
             equal_to([("https://site.example.org", 7, {"license_type": "pro"}, "deactivated")]),

@@ -202,6 +202,15 @@ def test_check_keys_applies_the_key_rules_only():
         ("track", {"hash": "abc", "url": "https://ex ample.org"}, "invalid_url"),
         ("track", {"hash": "abc", "url": "https://-x-.org"}, "invalid_url"),
         ("track", {"hash": "abc", "url": "https://a..b.org"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://user:pw@x.org"}, "invalid_url"),  # credentials
+        ("track", {"hash": "abc", "url": "https://bank.example@evil.example"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://999.1.1.1"}, "invalid_url"),  # ends in a number: no IPv4
+        ("track", {"hash": "abc", "url": "https://1.2.3"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://0x7f.0.0.1"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://x.org:0"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "https://ex\nample.org"}, "invalid_url"),  # urlsplit drops it silently
+        ("track", {"hash": "abc", "url": "javascript:alert(1)"}, "invalid_url"),
+        ("track", {"hash": "abc", "url": "data:text/html,<b>x</b>"}, "invalid_url"),
         ("tracking-skipped", {"previously_skipped": "0"}, "missing_hash"),
     ],
 )
@@ -260,3 +269,12 @@ def test_form_pairs_match_parse_qsl():
         except PayloadError as e:
             ours = ("error", e.code)
         assert ours == expected, text
+
+
+def test_a_lone_surrogate_escape_in_json_is_an_encoding_error():
+    """Found by tests/test_wire_properties.py: json.loads turns `\\ud800` into half a surrogate
+    pair, which the stored ping could not encode as UTF-8 (a 500 instead of a 400)."""
+    assert _code(b'{"hash": "abc", "site": "\\ud800"}', "application/json") == "invalid_encoding"
+    assert _code(b'{"hash": "abc", "\\udfff": 1}', "application/json") == "invalid_encoding"
+    body = parse_body(b'{"hash": "abc", "site": "\\ud83d\\ude00"}', "application/json", None, DEFAULT_LIMITS)
+    assert body["site"] == "\U0001f600"  # a whole pair is one character, and fine

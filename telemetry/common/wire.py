@@ -55,6 +55,7 @@ HASH_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_URL_CHARS = 2048
 MAX_HOST_CHARS = 253
 MAX_LABEL_CHARS = 63
+_ENDS_IN_A_NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 _ASCII_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
 
 FORM = "application/x-www-form-urlencoded"
@@ -131,6 +132,15 @@ def _parse_json(text: str) -> dict[str, Any]:
         raise PayloadError("invalid_json", f"body is not valid JSON: {e}") from e
     if not isinstance(payload, dict):
         raise PayloadError("invalid_json", "JSON body must be an object")
+    # A `\u` escape can name half a surrogate pair, which is no character: the text
+    # decodes, but cannot be stored as UTF-8. Only escapes make one, so only then look.
+    if "\\u" in text:
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise PayloadError("invalid_encoding", "a \\u escape in the JSON body is a lone surrogate") from e
+        except RecursionError as e:
+            raise PayloadError("too_deep", "JSON body is nested too deeply") from e
     return payload
 
 
@@ -323,23 +333,35 @@ def is_site_url(url: str) -> bool:
     DNS name (internationalised names too) within DNS's length limits."""
     if len(url) > MAX_URL_CHARS:
         return False
+    url = url.strip()
+    # urlsplit silently drops tabs and newlines; a site's URL has no control characters.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return False
     try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError past 65535
     except ValueError:
+        return False
+    # No credentials in a site's home URL (`https://bank.example@evil.example`), no port 0.
+    if "@" in parts.netloc or port == 0:
         return False
     return parts.scheme.lower() in ("http", "https") and is_host_name(parts.hostname or "")
 
 
 def is_host_name(host: str) -> bool:
     """An IP address, or labels of letters, digits, `-` and `_`, each at most 63
-    characters and all of them at most 253, in the punycode form DNS carries."""
+    characters and all of them at most 253, in the punycode form DNS carries, the
+    last of them not a number."""
     try:
         ipaddress.ip_address(host)
         return True
     except ValueError:
         pass
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    # A name ending in a number (`999.1.1.1`, `1.2.3`, `0x7f.1`) is an IPv4 address to a
+    # browser (WHATWG URL), and not a valid one: no top-level domain is numeric.
+    if _ENDS_IN_A_NUMBER.fullmatch(labels[-1]):
+        return False
     ascii_labels = []
     for label in labels:
         if not label.isascii():

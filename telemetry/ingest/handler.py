@@ -61,12 +61,33 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return _json_response(status, {"ok": False, "error": code, "message": message}, headers)
 
 
+class IncompleteBody(wire.PayloadError):
+    """The body ended before its Content-Length, or its chunked framing is broken."""
+
+
 def _read_body(request: flask.Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than `limit` bytes."""
+    """The body, or None when it is larger than `limit` bytes; raises IncompleteBody.
+
+    A body shorter than its Content-Length is one the client did not finish (it hung
+    up, or lied): a truncated form can still parse as a ping, so it is refused, never
+    stored. An error while reading is the client's framing, whatever the server
+    names it (gunicorn: NoMoreData, an OSError, for a connection that ends early,
+    InvalidChunkSize, a plain ParseException, for a bad chunk; werkzeug:
+    ClientDisconnected), so any error of the read is a 400, not a 500.
+    """
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = request.stream.read(limit + 1)
-    return None if len(body) > limit else body
+    try:
+        body = request.stream.read(limit + 1)
+    except Exception as e:  # see above: the server's reader only fails on the client's bytes
+        raise IncompleteBody("incomplete_body", f"the body could not be read to its end: {e}") from e
+    if len(body) > limit:
+        return None
+    if request.content_length is not None and len(body) < request.content_length:
+        raise IncompleteBody(
+            "incomplete_body", f"the body ended after {len(body)} of its {request.content_length} bytes"
+        )
+    return body
 
 
 def _retry_after() -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,7 +32,32 @@ INVALID_PAYLOAD = stored_ping.INVALID_PAYLOAD  # breaks a key rule or lacks a re
 UNKNOWN_PROJECT = "unknown_project"
 INVALID_REASON = "invalid_reason"  # a reason_id that is not a slug
 MISSING_OBJECT = "missing_object"  # notified, but gone from the bucket
-REJECTION_REASONS = (INVALID_OBJECT, INVALID_PAYLOAD, UNKNOWN_PROJECT, INVALID_REASON, MISSING_OBJECT)
+# A field whose value cannot become its column's type: a count that is not an integer
+# within INT64, a flag that is not a yes/no word, `plugins` that is not an object,
+# a `url` that stops being a URL once its HTML entities are decoded. Values the
+# sinks cannot hold would fail the whole run; ones that mean nothing are set aside
+# with the field named rather than stored as a silent NULL.
+INVALID_VALUE = "invalid_value"
+# BigQuery refuses streamed rows whose partition (the `received_at` day) is more than
+# five years back or one year ahead; such a ping is set aside before it fails the run.
+RECEIVED_AT_OUT_OF_RANGE = "received_at_out_of_range"
+REJECTION_REASONS = (
+    INVALID_OBJECT,
+    INVALID_PAYLOAD,
+    UNKNOWN_PROJECT,
+    INVALID_REASON,
+    MISSING_OBJECT,
+    INVALID_VALUE,
+    RECEIVED_AT_OUT_OF_RANGE,
+)
+
+# BigQuery INTEGER and MongoDB's largest integer: both are 64-bit.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The streaming window, a day inside BigQuery's own bounds on each side (5 years are
+# at least 1,826 days): what `received_at` may be, relative to the run's clock.
+STREAMING_PAST = timedelta(days=1825)
+STREAMING_FUTURE = timedelta(days=364)
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 # A deactivation reason id, as the client's `appsero_custom_deactivation_reasons`
 # filter lets plugin authors add them: a slug.
@@ -51,30 +76,48 @@ class Rejected(ValueError):
         self.detail = detail
 
 
-def read_stored_ping(name: str, data: bytes) -> StoredPing:
-    """`StoredPing.parse`, its failures as Rejected (INVALID_OBJECT or INVALID_PAYLOAD)."""
+def read_stored_ping(name: str, data: bytes, now: datetime | None = None) -> StoredPing:
+    """`StoredPing.parse`, its failures as Rejected (INVALID_OBJECT or INVALID_PAYLOAD), and
+    RECEIVED_AT_OUT_OF_RANGE for a ping BigQuery would not take (see `in_streaming_window`)."""
     try:
-        return StoredPing.parse(name, data)
+        ping = StoredPing.parse(name, data)
     except stored_ping.StoredPingError as e:
         raise Rejected(e.reason, e.detail) from e
+    now = now or datetime.now(UTC)
+    if not in_streaming_window(ping.received_at, now):
+        raise Rejected(
+            RECEIVED_AT_OUT_OF_RANGE,
+            f"received_at {stored_ping.format_timestamp(ping.received_at)} is more than "
+            f"{STREAMING_PAST.days} days before or {STREAMING_FUTURE.days} days after this run "
+            f"({stored_ping.format_timestamp(now)}): BigQuery refuses such partitions",
+        )
+    return ping
+
+
+def in_streaming_window(received_at: datetime, now: datetime) -> bool:
+    """Whether BigQuery takes a streamed row dated `received_at` at `now`."""
+    return now - STREAMING_PAST <= received_at <= now + STREAMING_FUTURE
 
 
 # --- casting --------------------------------------------------------------------
 
 
 def to_int(value: Any) -> int | None:
-    """Counts arrive as strings (form bodies) or numbers (JSON); anything else is None."""
+    """Counts arrive as strings (form bodies) or numbers (JSON); anything else, and any
+    integer outside INT64 (what BigQuery and MongoDB hold), is None."""
     if isinstance(value, bool):
         return int(value)
+    number = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit() and text.isascii():
-            return int(text)
-    return None
+        # At most 19 digits: never more than int() parses, and INT64 is checked below.
+        if _INTEGER.fullmatch(text):
+            number = int(text)
+    return number if number is not None and INT64_MIN <= number <= INT64_MAX else None
 
 
 def to_bool(value: Any) -> bool | None:
@@ -120,6 +163,45 @@ def normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, ""))
 
 
+def _absent(value: Any) -> bool:
+    """No value at all: missing, null, an empty string or an empty array/object."""
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _invalid(field: str, value: Any, wanted: str) -> Rejected:
+    shown = repr(value)
+    return Rejected(INVALID_VALUE, f"{field} {shown[:100]}{'…' if len(shown) > 100 else ''} is not {wanted}")
+
+
+def int_field(field: str, value: Any) -> int | None:
+    """`to_int`, None when absent; Rejected(INVALID_VALUE) for a value that is not an INT64."""
+    if _absent(value):
+        return None
+    number = to_int(value)
+    if number is None:
+        raise _invalid(field, value, "an integer within INT64")
+    return number
+
+
+def bool_field(field: str, value: Any) -> bool | None:
+    """`to_bool`, None when absent (`""` is False, as WordPress sends it); Rejected(INVALID_VALUE) otherwise."""
+    if value is None or value == [] or value == {}:
+        return None
+    flag = to_bool(value)
+    if flag is None:
+        raise _invalid(field, value, "yes/no, 1/0, true/false or on/off")
+    return flag
+
+
+def url_field(url: str) -> str:
+    """`normalize_url`; Rejected(INVALID_VALUE) when decoding its HTML entities breaks the URL
+    (`https://&lbrack;@x.org` passes ingest, `https://[@x.org` is no URL)."""
+    try:
+        return normalize_url(url)
+    except ValueError as e:
+        raise _invalid("url", url, f"a URL once its HTML entities are decoded ({e})") from e
+
+
 def _section(body: dict[str, Any], key: str) -> dict[str, Any]:
     value = body.get(key)
     return value if isinstance(value, dict) else {}
@@ -138,10 +220,29 @@ def plugins_list(value: Any) -> list[dict[str, str | None]]:
     return plugins
 
 
+def plugins_field(value: Any) -> list[dict[str, str | None]]:
+    """`plugins_list`; none when absent; Rejected(INVALID_VALUE) when `plugins` is not an object."""
+    if _absent(value):
+        return []
+    if not isinstance(value, dict):
+        raise _invalid("plugins", value, "an object of slug -> {name, version}")
+    return plugins_list(value)
+
+
 def custom_fields(body: dict[str, Any], whitelist: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Only the `extra` keys the project whitelisted, values as sent."""
+    """Only the `extra` keys the project whitelisted, values as sent; Rejected(INVALID_VALUE)
+    for an integer MongoDB cannot hold (JSON bodies carry integers of any size)."""
     extra = _section(body, "extra")
-    return {key: extra[key] for key in whitelist if key in extra}
+    kept = {key: extra[key] for key in whitelist if key in extra}
+    stack: list[Any] = [kept]
+    while stack:
+        node = stack.pop()
+        for value in node.values() if isinstance(node, dict) else node:
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+            elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                raise _invalid("extra", value, "an integer within INT64")
+    return kept
 
 
 # --- records --------------------------------------------------------------------
@@ -155,7 +256,7 @@ def site_record(
     server, wp, users = _section(body, "server"), _section(body, "wp"), _section(body, "users")
     record = {
         "hash": body["hash"],
-        "url": normalize_url(body["url"]),
+        "url": url_field(body["url"]),
         "site": display_text(body.get("site")),
         "admin_email": to_text(body.get("admin_email")),
         "first_name": display_text(body.get("first_name")),
@@ -165,22 +266,22 @@ def site_record(
         "mysql_version": to_text(server.get("mysql_version")),
         "server_software": to_text(server.get("software")),
         "locale": to_text(wp.get("locale")),
-        "multisite": to_bool(wp.get("multisite")),
-        "debug_mode": to_bool(wp.get("debug_mode")),
+        "multisite": bool_field("wp[multisite]", wp.get("multisite")),
+        "debug_mode": bool_field("wp[debug_mode]", wp.get("debug_mode")),
         "memory_limit": to_text(wp.get("memory_limit")),
         "theme_slug": display_text(wp.get("theme_slug")),
         "theme_name": display_text(wp.get("theme_name")),
         "theme_version": display_text(wp.get("theme_version")),
         "theme_uri": display_text(wp.get("theme_uri")),
         "theme_author": display_text(wp.get("theme_author")),
-        "users_total": to_int(users.get("total")),
-        "active_plugins": to_int(body.get("active_plugins")),
-        "inactive_plugins": to_int(body.get("inactive_plugins")),
-        "plugins": plugins_list(body.get("plugins")),
+        "users_total": int_field("users[total]", users.get("total")),
+        "active_plugins": int_field("active_plugins", body.get("active_plugins")),
+        "inactive_plugins": int_field("inactive_plugins", body.get("inactive_plugins")),
+        "plugins": plugins_field(body.get("plugins")),
         "project_version": to_text(body.get("project_version")),
         "ip_address": to_text(body.get("ip_address")),
-        "is_local": to_bool(body.get("is_local")),
-        "tracking_skipped": to_bool(body.get("tracking_skipped")),
+        "is_local": bool_field("is_local", body.get("is_local")),
+        "tracking_skipped": bool_field("tracking_skipped", body.get("tracking_skipped")),
         "custom_fields": custom_fields(body, project.get("custom_fields") or []),
         "status": status,
         "ping_id": ping.id,
@@ -219,7 +320,7 @@ def deactivation_record(ping: StoredPing, project: dict[str, Any]) -> dict[str, 
         raise Rejected(INVALID_REASON, f"reason_id {reason[:100]!r} is not a slug of at most 64 of A-Z a-z 0-9 _ -")
     return {
         "hash": body["hash"],
-        "url": normalize_url(body["url"]),
+        "url": url_field(body["url"]),
         "site": display_text(body.get("site")),
         "reason_id": reason,
         "reason_known": None if reason is None else is_known_reason(reason, project),
@@ -234,16 +335,31 @@ def tracking_skipped_row(ping: StoredPing) -> dict[str, Any]:
     """The opt-out row: no personal data."""
     return {
         "hash": ping.payload["hash"],
-        "previously_skipped": to_bool(ping.payload.get("previously_skipped")),
+        "previously_skipped": bool_field("previously_skipped", ping.payload.get("previously_skipped")),
         "ping_id": ping.id,
         "received_at": ping.received_at,
     }
 
 
 def rejected_row(
-    name: str, reason: str, detail: str, received_at: datetime, body: dict[str, Any] | None
+    name: str,
+    reason: str,
+    detail: str,
+    received_at: datetime,
+    body: dict[str, Any] | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A rejected record; its payload without any personal field (privacy.PERSONAL_FIELDS), whatever the policy."""
+    """A rejected record; its payload without any personal field (privacy.PERSONAL_FIELDS), whatever the policy.
+
+    A `received_at` BigQuery would refuse (see `in_streaming_window`) is kept in
+    `detail`, and the row is dated by the start of the day it is set aside on: in
+    the window, and the same for every run of that day, so a re-run the same day
+    stores it once (a re-run on a later day dates it anew: a second row).
+    """
+    now = now or datetime.now(UTC)
+    if not in_streaming_window(received_at, now):
+        detail = f"[received_at {stored_ping.format_timestamp(received_at)}] {detail}"
+        received_at = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     kept = privacy.scrub_payload(body) if body else None
     project_hash = body.get("hash") if body and isinstance(body.get("hash"), str) else None
     return {

@@ -9,6 +9,7 @@ reading its objects and writing to the sinks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -83,8 +84,22 @@ class AttachProject(beam.PTransform):
         return pings | beam.ParDo(_AttachProjectFn(), self._projects).with_outputs(REJECTED, main="known")
 
 
+class _SiteRecordFn(beam.DoFn):
+    def __init__(self, status: str, policy: privacy.Policy):
+        self._status = status
+        self._policy = policy
+
+    def process(self, element: tuple[StoredPing, dict[str, Any]]):
+        ping, project = element
+        try:
+            yield records.site_record(ping, project, self._status, self._policy)
+        except Rejected as e:
+            yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
+
+
 class SiteRecords(beam.PTransform):
-    """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`)."""
+    """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`)
+    as `records`; a ping whose values cannot be cast -> `rejected`."""
 
     def __init__(self, status: str = records.ACTIVE, policy: privacy.Policy = privacy.DEFAULT):
         super().__init__()
@@ -92,19 +107,26 @@ class SiteRecords(beam.PTransform):
         self._policy = policy
 
     def expand(self, known):
-        status, policy = self._status, self._policy
-        return known | beam.MapTuple(lambda ping, project: records.site_record(ping, project, status, policy))
+        return known | beam.ParDo(_SiteRecordFn(self._status, self._policy)).with_outputs(REJECTED, main="records")
 
 
 class _HistoryRecordFn(beam.DoFn):
-    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]], emit_accepted: bool):
+    def __init__(
+        self,
+        record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]],
+        emit_accepted: bool,
+        also: Callable[[StoredPing, dict[str, Any]], Any] | None,
+    ):
         self._record = record
         self._emit_accepted = emit_accepted
+        self._also = also
 
     def process(self, element: tuple[StoredPing, dict[str, Any]]):
         ping, project = element
         try:
             record = self._record(ping, project)
+            if self._also is not None:
+                self._also(ping, project)
         except Rejected as e:
             yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
             return
@@ -114,16 +136,24 @@ class _HistoryRecordFn(beam.DoFn):
 
 
 class HistoryRecords(beam.PTransform):
-    """(ping, project) -> the route's history row; a ping its builder rejects -> `rejected`,
-    and, with `emit_accepted`, every other one, as (ping, project), -> `accepted`."""
+    """(ping, project) -> the route's history row; a ping its builder (or `also`, another
+    record the ping must make: its site record) rejects -> `rejected`, and, with
+    `emit_accepted`, every other one, as (ping, project), -> `accepted`. A ping is
+    rejected whole or not at all, so it is never both a history row and a rejection."""
 
-    def __init__(self, record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]], emit_accepted: bool = True):
+    def __init__(
+        self,
+        record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]],
+        emit_accepted: bool = True,
+        also: Callable[[StoredPing, dict[str, Any]], Any] | None = None,
+    ):
         super().__init__()
         self._record = record
         self._emit_accepted = emit_accepted
+        self._also = also
 
     def expand(self, known):
-        fn = _HistoryRecordFn(self._record, self._emit_accepted)
+        fn = _HistoryRecordFn(self._record, self._emit_accepted, self._also)
         return known | beam.ParDo(fn).with_outputs(REJECTED, ACCEPTED, main="records")
 
 
@@ -146,12 +176,16 @@ class ProcessRoute(beam.PTransform):
         accepted = known.known
         history = None
         if route.record is not None:
-            built = accepted | "History" >> HistoryRecords(route.record, emit_accepted=route.site_status is not None)
+            has_site = route.site_status is not None
+            also = functools.partial(records.site_record, status=route.site_status) if has_site else None
+            built = accepted | "History" >> HistoryRecords(route.record, emit_accepted=has_site, also=also)
             rejected.append(built[REJECTED])
             history, accepted = built.records, built[ACCEPTED]
         out = {}
         if route.site_status is not None:
-            out["sites"] = accepted | "Sites" >> SiteRecords(route.site_status, self._policy)
+            sites = accepted | "Sites" >> SiteRecords(route.site_status, self._policy)
+            out["sites"] = sites.records
+            rejected.append(sites[REJECTED])
         out["history"] = history if history is not None else out["sites"]
         out["rejected"] = tuple(rejected) | "Rejected" >> beam.Flatten()
         return out

@@ -555,3 +555,60 @@ def test_a_run_past_its_bound_fails_and_its_notifications_come_back_for_the_next
     rows = bq_rows(bq, "sites", f"hash = '{project}'")
     assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once, whichever run wrote it
     assert db[mongodb.SITES].count_documents({"hash": project}) == 5
+
+
+def test_pings_that_pass_ingest_but_not_the_sinks_are_rejected_with_reasons_and_the_runs_balance(bucket, db, bq):
+    """Values that cannot be cast, INT64 overflows, `plugins` that is a string, a url that
+    entity decoding breaks, and receipt times BigQuery refuses (over five years back, over
+    one ahead): each lands in `rejected` with its reason, and no run fails."""
+    project = new_project(db, custom_fields=["license"])
+    now = datetime.now(UTC)
+    hour = (now - timedelta(days=random.randint(40, 300))).replace(minute=0, second=0, microsecond=0)
+    site = {"hash": project, "url": "https://hostile.example.org"}
+    invalid_values = [
+        {**site, "users": {"total": "abc"}},
+        {**site, "active_plugins": "1e999"},
+        {**site, "inactive_plugins": "9" * 25},
+        {**site, "wp": {"multisite": "maybe"}},
+        {**site, "plugins": "akismet"},
+        {**site, "extra": {"license": 2**64}},
+    ]
+    for body in invalid_values:
+        put_ping(bucket, "track", hour + timedelta(minutes=1), body)
+    # Ingest now refuses credentials in a url; an object stored before is set aside on reading.
+    put_ping(bucket, "track", hour + timedelta(minutes=1), {**site, "url": "https://&lbrack;@x.org"})
+    put_ping(bucket, "track", hour + timedelta(minutes=2), {**site, "users": {"total": "3"}})  # a good one
+    put_ping(bucket, "deactivate", hour + timedelta(minutes=3), {**site, "reason_id": "other", "is_local": "perhaps"})
+    put_ping(bucket, "tracking-skipped", hour + timedelta(minutes=4), {"hash": project, "previously_skipped": "x"})
+    too_old, too_new = now - timedelta(days=6 * 366), now + timedelta(days=2 * 366)
+    old_name = put_ping(bucket, "track", too_old, site)
+    put_ping(bucket, "track", too_new, site)
+
+    def hour_arg(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H")
+
+    reports = [run("tracking", "--hour", hour_arg(h)) for h in (hour, too_old, too_new)]
+    reports.append(run("deactivation", "--hour", hour_arg(hour)))
+    assert reports[0]["routes"]["track"]["rejected"] >= len(invalid_values) + 1
+
+    rejected = bq_rows(bq, "rejected", f"hash = '{project}'")
+    reasons = sorted((r["route"], r["reason"]) for r in rejected)
+    assert reasons == sorted(
+        [("track", records.INVALID_VALUE)] * len(invalid_values)
+        + [("deactivate", records.INVALID_VALUE), ("tracking-skipped", records.INVALID_VALUE)]
+        + [("track", records.RECEIVED_AT_OUT_OF_RANGE)] * 2
+        + [("track", records.INVALID_PAYLOAD)]
+    ), reasons
+    details = {r["detail"].split(" ")[0] for r in rejected if r["reason"] == records.INVALID_VALUE}
+    assert details == {"users[total]", "active_plugins", "inactive_plugins", "wp[multisite]", "plugins", "extra",
+                       "is_local", "previously_skipped"}  # fmt: skip
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for row in (r for r in rejected if r["reason"] == records.RECEIVED_AT_OUT_OF_RANGE):
+        assert row["received_at"] in (today, today + timedelta(days=1))  # dated by the day it was set aside
+        assert row["detail"].startswith("[received_at ")
+    assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 1
+    assert db[mongodb.SITES].count_documents({"hash": project}) == 1
+
+    # The same day, a re-run stores the out-of-range rejection once.
+    run("tracking", "--hour", hour_arg(too_old))
+    assert len(bq_rows(bq, "rejected", f"source = '{old_name}'")) == 1
