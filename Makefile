@@ -16,7 +16,7 @@ TF_STANDIN := .local/terraform-standin
 TF_SCHEMA_PACKAGES := cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-archive==11.0.1
 
 .PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics report project \
-	bench bench-ingest bench-pipeline bench-analytics fuzz clean
+	bench bench-ingest bench-pipeline bench-analytics fuzz soak clean
 
 help:
 	@echo "make demo           run the product end to end on the local stack"
@@ -27,6 +27,7 @@ help:
 	@echo "make report         the vendor's offline report from the stack from make up: out/report.html and .png"
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
+	@echo "make soak           10 minutes of steady traffic while the pipelines run (one killed), then a count (SOAK_SECONDS=60: quick)"
 	@echo "make bench-analytics one hourly analytics run on 30 and on 180 days of history, against a full recompute"
 	@echo "make fuzz           fuzz the wire format with atheris for FUZZ_SECONDS (600); finds in .local/fuzz/"
 
@@ -140,6 +141,13 @@ fuzz: venv
 	$(PY) scripts/fuzz_wire.py --seconds $(FUZZ_SECONDS) --dir .local/fuzz 2>&1 | tee .local/fuzz/fuzz.log | grep -E "^(CRASH|Done|#[0-9]+ +(pulse|DONE))"
 	@cat .local/fuzz/summary.json
 	@if [ -s .local/fuzz/crashes.jsonl ]; then cat .local/fuzz/crashes.jsonl; echo "fuzz: crashes found (.local/fuzz/crashes/)" >&2; exit 1; fi
+
+# The soak runs a stack of its own in .local/soak, wiped first (like the demo), so that its
+# counts are exact; not part of `make test`. SOAK_SECONDS=60 for a quick run.
+soak: venv
+	$(STACK) down
+	rm -rf .local/soak
+	LOCAL_STACK_DIR=.local/soak LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/soak.py
 
 clean: down
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache terraform/.build *.egg-info out

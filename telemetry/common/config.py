@@ -138,6 +138,9 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("INGEST_WORKERS", "2", "Local ingest server: gunicorn worker processes."),
         Variable("INGEST_THREADS", "8", "Local ingest server: threads per worker."),
+        # The soak (scripts/soak.py, `make soak`).
+        Variable("SOAK_SECONDS", "600", "`make soak`: seconds of steady traffic (60 for a quick run)."),
+        Variable("SOAK_RATE", "150", "`make soak`: requests a second, sent open loop."),
     )
 }
 

@@ -35,8 +35,11 @@ MAIL_CONTACTS_PER_CALL = 100
 class DrainSubscription(beam.DoFn):
     """Subscription path -> the names of the newly finalized ping objects it announces.
 
-    Pulls until the subscription is empty. Every pulled message's ack id goes to
-    the `acks` output, to be acknowledged only after the sinks commit, and is
+    Pulls until the subscription is empty, or until a pull brings a message published
+    after the run started: under steady traffic a pull is never empty, and a run that
+    drained until a lull would not end while the traffic lasts (scripts/soak.py found
+    it); what is left is the next run's. Every pulled message's ack id goes to the
+    `acks` output, to be acknowledged only after the sinks commit, and is
     kept leased meanwhile by this process's lease keeper (leases.py). Messages
     about other buckets, other prefixes (the emulator does not apply subscription
     filters) or other events are acknowledged as well, and counted as ignored.
@@ -78,7 +81,9 @@ class DrainSubscription(beam.DoFn):
                 **cloud.pubsub_call_bounds(bound),
             )
             keeper.hold(subscription, ack_ids)
+            caught_up = False
             for received in response.received_messages:
+                caught_up |= received.message.publish_time.timestamp() >= self._settings.started_at
                 attributes = received.message.attributes
                 name = attributes.get("objectId", "")
                 if (
@@ -90,6 +95,8 @@ class DrainSubscription(beam.DoFn):
                 else:
                     ignored.inc()
                 yield pvalue.TaggedOutput(ACKS, (subscription, received.ack_id))
+            if caught_up:
+                return
 
 
 class ListHourObjects(beam.DoFn):
