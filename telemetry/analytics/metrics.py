@@ -70,14 +70,4 @@ BY_NAME = {metric.name: metric for metric in METRICS}
 # Scalars that count something, served as integers.
 COUNTS = (ACTIVE_SITES, NEW_SITES, DEACTIVATIONS)
 # Distributions among the sites active that day (the rest are per-day events).
-DISTRIBUTIONS = (
-    PROJECT_VERSION,
-    WP_VERSION,
-    PHP_VERSION,
-    MYSQL_VERSION,
-    SERVER_SOFTWARE,
-    LOCALE,
-    MULTISITE,
-    THEME,
-    PLUGINS,
-)
+DISTRIBUTIONS = tuple(m for m in METRICS if m.kind is Kind.BREAKDOWN and m is not DEACTIVATION_REASONS)
