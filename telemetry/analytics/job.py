@@ -231,7 +231,7 @@ class AnalyticsJob:
 
     def reset(self) -> None:
         """Forget every derived row, before a full recompute."""
-        for layout in (SITE_DAYS, SITE_FIRST_SEEN, ANALYTICS_DAILY, ANALYTICS_PROGRESS):
+        for layout in TABLES:
             self._query(f"DELETE FROM `{self.qualified}.{layout.name}` WHERE TRUE")  # noqa: S608
 
     # -- a run ---------------------------------------------------------------------
