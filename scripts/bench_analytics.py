@@ -24,10 +24,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from telemetry.analytics import job as analytics
-from telemetry.common import cloud, config
+from telemetry.common import cloud, config, mongo
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import population
-from telemetry.pipelines import mongodb, records, warehouse
+from telemetry.pipelines import records, warehouse
 
 TARGET_RATIO = 1.3
 SEED = 7
@@ -83,7 +83,7 @@ def main() -> int:
     project = config.require("GCP_PROJECT")
     bq = cloud.bigquery_client(project)
     tag = uuid.uuid4().hex[:6]
-    db = mongodb.database(config.require("MONGODB_URI"), f"bench_analytics_{tag}")
+    db = mongo.database(config.require("MONGODB_URI"), f"bench_analytics_{tag}")
     # The history ends at noon today; the hourly run is the one at half past, when
     # yesterday has settled and only today is open.
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)

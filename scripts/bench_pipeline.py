@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from telemetry.common import cloud, config, stored_ping
+from telemetry.common import cloud, config, mongo, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
 from telemetry.ingest.object_writer import ObjectWriter
@@ -86,7 +86,7 @@ def generate(count: int, bucket: str) -> dict[str, int]:
 
 
 def add_projects(db_name: str) -> None:
-    db = mongodb.database(config.require("MONGODB_URI"), db_name)
+    db = mongo.database(config.require("MONGODB_URI"), db_name)
     mongodb.ensure_indexes(db)
     for index, project in enumerate(PROJECTS):
         db[mongodb.PROJECTS].replace_one(
@@ -153,7 +153,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     """The plain loop: list, read one by one, parse, and bulk-write the same documents and rows."""
     project = config.require("GCP_PROJECT")
     bucket = cloud.storage_client(project).bucket(bucket_name)
-    db = mongodb.database(config.require("MONGODB_URI"), db_name)
+    db = mongo.database(config.require("MONGODB_URI"), db_name)
     projects = mongodb.load_projects(db)
     bq = cloud.bigquery_client(project)
     run_id = uuid.uuid4().hex[:12]
@@ -240,7 +240,7 @@ def main() -> int:
         finally:
             shutil.rmtree(stack.GCS_ROOT / bucket, ignore_errors=True)
             (stack.GCS_ROOT / f"{bucket}.bucketMetadata").unlink(missing_ok=True)
-            db = mongodb.database(config.require("MONGODB_URI"), "admin")
+            db = mongo.database(config.require("MONGODB_URI"), "admin")
             for db_name, dataset in sides.values():
                 db.client.drop_database(db_name)
                 bq.delete_dataset(dataset, delete_contents=True, not_found_ok=True)

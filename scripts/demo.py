@@ -39,7 +39,7 @@ import requests
 
 from telemetry.analytics import job as analytics
 from telemetry.analytics import metrics
-from telemetry.common import cloud, config, wire
+from telemetry.common import cloud, config, mongo, wire
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter
 from telemetry.local import population
@@ -215,7 +215,7 @@ def summary(db, today: str) -> list[str]:
 
 def main() -> int:
     ingest_url = config.require("INGEST_URL")
-    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from telemetry.common import cloud, config
+from telemetry.common import cloud, config, mongo
 from telemetry.common.wire import HASH_PATTERN
-from telemetry.pipelines import erase, mongodb, options
+from telemetry.pipelines import erase, options
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     target = erase.Target.site(args.hash, args.url) if args.what == "site" else erase.Target(args.hash)
     project = config.require("GCP_PROJECT")
     mongodb_uri = options._resolve(config.require("MONGODB_URI"))
-    db = mongodb.database(mongodb_uri, config.require("MONGODB_DB"))
+    db = mongo.database(mongodb_uri, config.require("MONGODB_DB"))
     try:
         eraser = erase.Eraser(
             cloud.bigquery_client(project),

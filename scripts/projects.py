@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from telemetry.common import config
+from telemetry.common import config, mongo
 from telemetry.common.wire import HASH_PATTERN
 from telemetry.pipelines import mongodb
 from telemetry.pipelines.records import REASON_SLUG
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
     commands.add_parser("list", help="print every project")
     args = parser.parse_args(argv)
 
-    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     mongodb.ensure_indexes(db)
     if args.command == "add":
         document = project_document(args)

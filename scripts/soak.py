@@ -48,7 +48,7 @@ from pathlib import Path
 
 import aiohttp
 
-from telemetry.common import cloud, config, stored_ping
+from telemetry.common import cloud, config, mongo, stored_ping
 from telemetry.local import stack
 from telemetry.local.samples import (
     deactivate_payload,
@@ -338,7 +338,7 @@ def as_utc(moment: datetime) -> datetime:
 
 def close(plan: list[Request], outcomes: list[Outcome], loop: PipelineLoop) -> int:
     project, bucket, dataset = (config.require(n) for n in ("GCP_PROJECT", "TRACKING_BUCKET", "BQ_DATASET"))
-    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     bq = cloud.bigquery_client(project)
     table = f"`{project}.{dataset}.%s`"
     history_table = {"track": "sites", "deactivate": "deactivations", "tracking-skipped": "tracking_skipped"}
@@ -481,7 +481,7 @@ def main() -> int:
     seconds, rate = config.get_int("SOAK_SECONDS"), config.get_int("SOAK_RATE")
     ingest_url = config.require("INGEST_URL")
     interval = min(120.0, max(10.0, seconds / 5))
-    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     hashes = [project_hash(f"soak-{name}") for name, _ in PROJECTS]
     for (name, kind), h in zip(PROJECTS, hashes, strict=True):
         db[mongodb.PROJECTS].replace_one(

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from telemetry.analytics import metrics, serving
-from telemetry.common import cloud, config, tables
+from telemetry.common import cloud, config, mongo, tables
 from telemetry.common.logs import get_logger
 
 if TYPE_CHECKING:
@@ -273,18 +273,9 @@ class AnalyticsJob:
 
 
 def job_from_env(environ: Mapping[str, str] | None = None) -> AnalyticsJob:
-    import pymongo
-
     settings = AnalyticsSettings.from_env(environ)
     client = cloud.bigquery_client(settings.project)
-    ms = settings.mongodb_timeout_seconds * 1000  # as telemetry.pipelines.mongodb.database bounds its client
-    db = pymongo.MongoClient(
-        settings.mongodb_uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=min(ms, 10_000),
-        connectTimeoutMS=ms,
-        socketTimeoutMS=ms,
-    )[settings.mongodb_db]
+    db = mongo.database(settings.mongodb_uri, settings.mongodb_db, settings.mongodb_timeout_seconds)
     return AnalyticsJob(client, db, settings)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from telemetry.common import cloud, config
+from telemetry.common import cloud, config, mongo
 from telemetry.common.wire import ROUTES
 
 # The checkout this package is installed from (editable, `make venv`): the stack
@@ -252,7 +252,7 @@ def _mongo_provision() -> None:
     from telemetry.analytics import serving
     from telemetry.pipelines import mongodb
 
-    db = mongodb.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
+    db = mongo.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
     try:
         mongodb.ensure_indexes(db)
         serving.ensure_indexes(db)

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry.common import cloud, stored_ping
+from telemetry.common import cloud, mongo, stored_ping
 from telemetry.pipelines import leases, mongodb, records, warehouse
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.transforms import NAMESPACE
@@ -181,7 +181,7 @@ class LoadProjects(beam.DoFn):
         self._settings = settings
 
     def process(self, _):
-        db = mongodb.database(
+        db = mongo.database(
             self._settings.mongodb_uri(), self._settings.mongodb_db, self._settings.mongodb_timeout_seconds
         )
         try:
@@ -198,7 +198,7 @@ class _MongoFn(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        self._db = mongodb.database(
+        self._db = mongo.database(
             self._settings.mongodb_uri(), self._settings.mongodb_db, self._settings.mongodb_timeout_seconds
         )
 

@@ -20,8 +20,6 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from telemetry.common import config
-
 PROJECTS = "projects"
 SITES = "sites"
 DEACTIVATIONS = "deactivations"
@@ -30,27 +28,6 @@ MAIL_PENDING = "pending"
 MAIL_SENDING = "sending"
 MAIL_SENT = "sent"
 MAIL_FAILED = "failed"
-
-
-SERVER_SELECTION_SECONDS = 10  # a server that is down fails a call this soon (within the timeout)
-
-
-def database(uri: str, name: str, timeout_seconds: float | None = None) -> Database:
-    """A client bounded in time: `timeout_seconds` (default MONGODB_TIMEOUT_SECONDS) caps each
-    connection attempt and each socket read, so a server that accepts connections but stops
-    answering (frozen, or a dead peer behind a live load balancer) fails a call instead of
-    hanging it; pymongo's own default reads without a timeout. A retryable write that times out
-    is tried once more, so one call takes at most about twice the bound (plus server selection)."""
-    seconds = float(config.get_int("MONGODB_TIMEOUT_SECONDS")) if timeout_seconds is None else timeout_seconds
-    ms = int(seconds * 1000)
-    client: pymongo.MongoClient = pymongo.MongoClient(
-        uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=min(ms, SERVER_SELECTION_SECONDS * 1000),
-        connectTimeoutMS=ms,
-        socketTimeoutMS=ms,
-    )
-    return client[name]
 
 
 def ensure_indexes(db: Database) -> None:

@@ -36,7 +36,7 @@ import altair as alt
 import vl_convert
 
 from telemetry.analytics import metrics
-from telemetry.common import config
+from telemetry.common import config, mongo
 from telemetry.pipelines import mongodb
 from telemetry.pipelines.records import project_reason_labels
 
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.days < 1:
         parser.error("--days must be at least 1")
-    db = mongodb.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     out = write(db, args.out, args.days, args.project)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     if args.png is None:

@@ -7,7 +7,7 @@ import os
 import pytest
 from google.cloud import storage
 
-from telemetry.common import cloud
+from telemetry.common import cloud, mongo
 
 STACK_VARIABLES = ("INGEST_URL", "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "TRACKING_BUCKET", "GCP_PROJECT")
 
@@ -31,3 +31,16 @@ def bucket(stack_env) -> storage.Bucket:
 @pytest.fixture(scope="session")
 def ingest_url(stack_env) -> str:
     return stack_env["INGEST_URL"]
+
+
+@pytest.fixture(scope="module")
+def db():
+    """The stack's MongoDB database (tests keep to project hashes of their own)."""
+    database = mongo.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
+    yield database
+    database.client.close()
+
+
+@pytest.fixture(scope="module")
+def bq():
+    return cloud.bigquery_client(os.environ["GCP_PROJECT"])

@@ -28,7 +28,7 @@ import pytest
 
 from telemetry.analytics import job as analytics
 from telemetry.analytics import metrics, serving
-from telemetry.common import cloud, stored_ping
+from telemetry.common import cloud, mongo, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import build, mongodb, warehouse
 
@@ -150,7 +150,7 @@ def setup():
     settings = analytics.AnalyticsSettings.from_env(environ)
     client = cloud.bigquery_client(settings.project)
     warehouse.ensure_tables(client, name)
-    db = mongodb.database(settings.mongodb_uri, name)
+    db = mongo.database(settings.mongodb_uri, name)
     mongodb.ensure_indexes(db)
     project = uuid.uuid4().hex
     db[mongodb.PROJECTS].insert_one(

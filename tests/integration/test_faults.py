@@ -184,18 +184,6 @@ BOUND = 2  # seconds: each service's call bound in the runs below (the *_TIMEOUT
 BOUNDS = [f"--{name}_timeout_seconds={BOUND}" for name in ("mongodb", "bigquery", "pubsub")]
 
 
-@pytest.fixture(scope="module")
-def db():
-    database = mongodb.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
-    yield database
-    database.client.close()
-
-
-@pytest.fixture(scope="module")
-def bq():
-    return cloud.bigquery_client(os.environ["GCP_PROJECT"])
-
-
 def _run(*args: str) -> dict:
     pipeline, result, waited = build.run(["tracking", "--runner", build.LOCAL_RUNNER, *BOUNDS, *args])
     assert waited

@@ -37,18 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
 
 
-@pytest.fixture(scope="module")
-def db():
-    database = mongodb.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
-    yield database
-    database.client.close()
-
-
-@pytest.fixture(scope="module")
-def bq():
-    return cloud.bigquery_client(os.environ["GCP_PROJECT"])
-
-
 def new_project(db, **fields) -> str:
     project_hash = uuid.uuid4().hex
     db[mongodb.PROJECTS].insert_one(

@@ -25,7 +25,7 @@ import requests
 from telemetry.common import stored_ping
 from telemetry.local import samples, stack
 from telemetry.pipelines import erase, mongodb
-from tests.integration.test_pipelines import FORM, bq, db, new_project  # noqa: F401  (fixtures)
+from tests.integration.test_pipelines import FORM, new_project
 
 ROOT = Path(__file__).resolve().parents[2]
 # scripts/erase.py, the command under test, loaded from its file (scripts/ is not a package).
@@ -87,7 +87,7 @@ def run_pipeline_logged(name: str) -> str:
     return done.stdout + done.stderr
 
 
-def everything(db, bq, bucket, prefixes: list[str]) -> str:  # noqa: F811
+def everything(db, bq, bucket, prefixes: list[str]) -> str:
     """All that the stores hold that a test's pings could have reached, as one text."""
     parts = [repr(list(db[c].find({}, {"_id": 0}))) for c in (mongodb.SITES, mongodb.DEACTIVATIONS, "analytics")]
     for table in TABLES:
@@ -99,7 +99,7 @@ def everything(db, bq, bucket, prefixes: list[str]) -> str:  # noqa: F811
     return "\n".join(parts)
 
 
-def state_of(db, bq, project_hash: str, url: str) -> dict:  # noqa: F811
+def state_of(db, bq, project_hash: str, url: str) -> dict:
     def rows(table):
         sql = (
             f"SELECT TO_JSON_STRING(t) AS j FROM `{bq.project}.{os.environ['BQ_DATASET']}.{table}` t "
@@ -125,7 +125,7 @@ def counts(output: str) -> dict[str, int]:
     return {line.split()[0]: int(line.split()[1]) for line in output.splitlines()[1:]}
 
 
-def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):  # noqa: F811
+def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
     rng = random.Random(11)
     one, two = new_project(db), new_project(db)
     people = {key: person(rng) for key in ("gone", "kept", "p2a", "p2b", "stranger")}

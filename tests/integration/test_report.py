@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from telemetry.analytics import metrics
+from telemetry.common import mongo
 from telemetry.pipelines import mongodb
 from telemetry.report import browser
 from telemetry.report import page as report
@@ -29,7 +30,7 @@ def chromium():
 @pytest.fixture
 def seeded(stack_env):
     """Two projects of their own (one with data, one without) and the first one's serving documents."""
-    db = mongodb.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
+    db = mongo.database(os.environ["MONGODB_URI"], os.environ["MONGODB_DB"])
     run = uuid.uuid4().hex[:12]
     full, empty = f"report-full-{run}", f"report-empty-{run}"
     projects = [
