@@ -68,3 +68,21 @@ resource "google_bigquery_table" "history" {
 
   #checkov:skip=CKV_GCP_80:Google-managed encryption; add encryption_configuration here if policy requires CMEK.
 }
+
+# The pipelines' per-run staging tables `_staging_<table>_<runid>`: created by a
+# load job, MERGEd into the history, then dropped; a day's expiry removes those of
+# runs that died first. A dataset of their own, so that the pipeline account can
+# create and delete tables here and not in the history dataset.
+resource "google_bigquery_dataset" "staging" {
+  project     = var.project_id
+  dataset_id  = var.bq_staging_dataset
+  location    = var.bq_location
+  description = "Scratch: the telemetry pipelines' per-run staging tables."
+
+  default_table_expiration_ms = 86400000
+  delete_contents_on_destroy  = true
+
+  depends_on = [google_project_service.enabled]
+
+  #checkov:skip=CKV_GCP_81:Google-managed encryption; add default_encryption_configuration here if policy requires CMEK.
+}

@@ -103,6 +103,14 @@ resource "google_bigquery_dataset_iam_member" "pipeline_edits_telemetry" {
   member     = "serviceAccount:${google_service_account.pipeline.email}"
 }
 
+# Create, load, read and drop the runs' staging tables in the scratch dataset.
+resource "google_bigquery_dataset_iam_member" "pipeline_edits_staging" {
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.staging.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
 # Read (and, in hour mode, list) the raw pings.
 resource "google_storage_bucket_iam_member" "pipeline_reads_pings" {
   bucket = google_storage_bucket.pings.name

@@ -38,11 +38,13 @@ locals {
   # metadata.json declare the same ones). Secrets are passed by version name and
   # read on the worker, so no secret value is in Terraform state or in the job.
   pipeline_parameters = {
-    tracking_bucket = google_storage_bucket.pings.name
-    pings_topic     = google_pubsub_topic.pings.name
-    bq_dataset      = google_bigquery_dataset.telemetry.dataset_id
-    mongodb_uri     = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
-    mongodb_db      = var.mongodb_db
+    tracking_bucket    = google_storage_bucket.pings.name
+    pings_topic        = google_pubsub_topic.pings.name
+    bq_dataset         = google_bigquery_dataset.telemetry.dataset_id
+    bq_staging_dataset = google_bigquery_dataset.staging.dataset_id
+    work_bucket        = google_storage_bucket.dataflow_temp.name
+    mongodb_uri        = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
+    mongodb_db         = var.mongodb_db
 
     # The personal-data policy (README "Privacy").
     ip_prefix_v4         = "${var.ip_prefix_v4}"

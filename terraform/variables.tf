@@ -204,6 +204,17 @@ variable "bq_dataset" {
   }
 }
 
+variable "bq_staging_dataset" {
+  description = "BigQuery scratch dataset of the pipelines' per-run staging tables (BQ_STAGING_DATASET); passed to the pipelines as bq_staging_dataset."
+  type        = string
+  default     = "telemetry_staging"
+
+  validation {
+    condition     = length(var.bq_staging_dataset) <= 1024 && can(regex("^[A-Za-z0-9_]+$", var.bq_staging_dataset))
+    error_message = "bq_staging_dataset may hold only letters, digits and underscores."
+  }
+}
+
 variable "rejected_retention_days" {
   description = "Partitions (days of received_at) of the rejected table are deleted this many days after their day. The history tables never expire."
   type        = number

@@ -34,6 +34,18 @@ VARIABLES: dict[str, Variable] = {
             "one pull subscription per route is named `<topic>-<route>`.",
         ),
         Variable("BQ_DATASET", "telemetry", "BigQuery dataset of the history tables."),
+        Variable(
+            "BQ_STAGING_DATASET",
+            "telemetry_staging",
+            "BigQuery scratch dataset of the pipelines' per-run staging tables (`_staging_<table>_<run id>`, "
+            "expiring after a day); kept apart so that the history dataset grants no table deletion.",
+        ),
+        Variable(
+            "WORK_BUCKET",
+            "wp-telemetry-work",
+            "Bucket of the pipelines' working objects: the NDJSON files of their BigQuery load jobs "
+            "(`staging/<run id>/`) and their run locks (`locks/`).",
+        ),
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
         Variable(
             "MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites`, `deactivations` and `analytics`."

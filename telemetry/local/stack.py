@@ -81,6 +81,8 @@ def stack_env() -> dict[str, str]:
         "TRACKING_BUCKET": config.get("TRACKING_BUCKET"),
         "PINGS_TOPIC": config.get("PINGS_TOPIC"),
         "BQ_DATASET": config.get("BQ_DATASET"),
+        "BQ_STAGING_DATASET": config.get("BQ_STAGING_DATASET"),
+        "WORK_BUCKET": config.get("WORK_BUCKET"),
         "MONGODB_DB": config.get("MONGODB_DB"),
         "STORAGE_EMULATOR_HOST": f"http://{HOST}:{config.get_int('GCS_PORT')}",
         "PUBSUB_EMULATOR_HOST": f"{HOST}:{config.get_int('PUBSUB_PORT')}",
@@ -196,6 +198,7 @@ def _gcs_command() -> list[str]:
 
 def _gcs_provision() -> None:
     create_bucket(config.get("TRACKING_BUCKET"))
+    create_bucket(config.get("WORK_BUCKET"))
 
 
 def create_bucket(name: str) -> None:
@@ -234,6 +237,7 @@ def _bq_provision() -> None:
     os.environ["BIGQUERY_EMULATOR_HOST"] = stack_env()["BIGQUERY_EMULATOR_HOST"]
     client = cloud.bigquery_client(config.get("GCP_PROJECT"))
     warehouse.ensure_tables(client, config.get("BQ_DATASET"))
+    client.create_dataset(config.get("BQ_STAGING_DATASET"), exists_ok=True)
     for layout in job.TABLES:
         tables.ensure_table(client, config.get("BQ_DATASET"), layout)
 

@@ -38,6 +38,16 @@ class TelemetryOptions(PipelineOptions):
         )
         parser.add_argument("--bq_dataset", default=config.get("BQ_DATASET"), help="BigQuery dataset of the history.")
         parser.add_argument(
+            "--bq_staging_dataset",
+            default=config.get("BQ_STAGING_DATASET"),
+            help="BigQuery scratch dataset of the per-run staging tables.",
+        )
+        parser.add_argument(
+            "--work_bucket",
+            default=config.get("WORK_BUCKET"),
+            help="Bucket of the pipelines' working objects (load-job files under staging/, run locks under locks/).",
+        )
+        parser.add_argument(
             "--mongodb_uri",
             default=config.get("MONGODB_URI"),
             help="MongoDB URI, or a Secret Manager version holding it.",
@@ -152,6 +162,8 @@ class PipelineSettings:
     bucket: str
     topic: str
     bq_dataset: str
+    bq_staging_dataset: str
+    work_bucket: str
     mongodb_uri_value: str
     mongodb_db: str
     mail_api_url: str | None
@@ -174,6 +186,8 @@ class PipelineSettings:
             for name, value in (
                 ("--tracking_bucket", opts.tracking_bucket),
                 ("--bq_dataset", opts.bq_dataset),
+                ("--bq_staging_dataset", opts.bq_staging_dataset),
+                ("--work_bucket", opts.work_bucket),
                 ("--mongodb_uri", opts.mongodb_uri),
                 ("--mongodb_db", opts.mongodb_db),
             )
@@ -196,6 +210,8 @@ class PipelineSettings:
             bucket=opts.tracking_bucket,
             topic=opts.pings_topic,
             bq_dataset=opts.bq_dataset,
+            bq_staging_dataset=opts.bq_staging_dataset,
+            work_bucket=opts.work_bucket,
             mongodb_uri_value=opts.mongodb_uri,
             mongodb_db=opts.mongodb_db,
             mail_api_url=opts.mail_api_url or None,

@@ -37,6 +37,7 @@ PIPELINE_GRANTS = {
     ("google_project_iam_member", "roles/dataflow.worker", "var.project_id"),
     ("google_project_iam_member", "roles/bigquery.jobUser", "var.project_id"),
     ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor", "google_bigquery_dataset.telemetry.dataset_id"),
+    ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor", "google_bigquery_dataset.staging.dataset_id"),
     ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.pings.name"),
     ("google_storage_bucket_iam_member", "roles/storage.objectAdmin", "google_storage_bucket.dataflow_temp.name"),
     ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.templates.name"),

@@ -231,11 +231,14 @@ def _sample_refs(tf: dict[str, Any]) -> dict[str, str]:
         "google_storage_bucket.pings.name": SAMPLE_VARS["tracking_bucket"],
         "google_pubsub_topic.pings.name": variables["pings_topic"]["default"],
         "google_bigquery_dataset.telemetry.dataset_id": variables["bq_dataset"]["default"],
+        "google_bigquery_dataset.staging.dataset_id": variables["bq_staging_dataset"]["default"],
+        "google_storage_bucket.dataflow_temp.name": "sample-project-telemetry-dataflow-temp",
     }
     # ... each of which is what it claims to be.
     assert _expr(_resource(tf, "google_storage_bucket", "pings")["name"]) == "var.tracking_bucket"
     assert _expr(_resource(tf, "google_pubsub_topic", "pings")["name"]) == "var.pings_topic"
     assert _expr(_resource(tf, "google_bigquery_dataset", "telemetry")["dataset_id"]) == "var.bq_dataset"
+    assert _expr(_resource(tf, "google_bigquery_dataset", "staging")["dataset_id"]) == "var.bq_staging_dataset"
     for secret in tf["locals"]["secrets"]:
         refs[f'google_secret_manager_secret.pipeline["{secret}"].id'] = f"projects/sample-project/secrets/{secret}"
     return refs
