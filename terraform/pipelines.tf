@@ -46,6 +46,9 @@ locals {
     mongodb_uri        = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
     mongodb_db         = var.mongodb_db
 
+    # The bound on what forged pings can subscribe (README "Privacy").
+    mail_contacts_per_project_hour = "${var.mail_contacts_per_project_hour}"
+
     # The personal-data policy (README "Privacy").
     ip_prefix_v4         = "${var.ip_prefix_v4}"
     ip_prefix_v6         = "${var.ip_prefix_v6}"

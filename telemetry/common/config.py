@@ -58,6 +58,12 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("MAIL_API_TOKEN", None, "Bearer token for MAIL_API_URL, or a Secret Manager version name holding it."),
         Variable(
+            "MAIL_CONTACTS_PER_PROJECT_HOUR",
+            "500",
+            "Most contacts the pipelines send to the mail API per project and UTC hour (retries included); "
+            "the rest wait for a later hour. Bounds what forged pings can subscribe.",
+        ),
+        Variable(
             "INGEST_URL",
             None,
             "Base URL (ending in `/`) that serves `track`, `deactivate` and "
