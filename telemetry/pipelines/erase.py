@@ -297,11 +297,13 @@ class Eraser:
             return set(self._rejected_sources(target, dataset, table_id or table))
         return set()
 
-    def _rejected_sources(self, target: Target, dataset: str | None = None, table: str = "rejected") -> list[str]:
-        """`rejected` rows of the target: by hash, and for a site by its payload's URL (any variant)."""
-        _, rows = self._query(
-            f"SELECT source, hash, payload FROM {self._table(table, dataset)} WHERE hash = @hash", target
-        )
+    def _rejected_sources(
+        self, target: Target, dataset: str | None = None, table: str = "rejected", with_payload: bool = False
+    ) -> list[str]:
+        """`rejected` rows of the target: by hash, and for a site by its payload's URL (any variant);
+        with `with_payload`, only rows whose payload is not nulled yet."""
+        where = "hash = @hash" + (" AND payload IS NOT NULL" if with_payload else "")
+        _, rows = self._query(f"SELECT source, hash, payload FROM {self._table(table, dataset)} WHERE {where}", target)
         return [row["source"] for row in rows if target.matches_rejected(dict(row.items()))]
 
     def _null(self, table: str, fields: tuple[str, ...], target: Target, dry_run: bool, ref: str | None = None) -> int:
@@ -345,7 +347,7 @@ class Eraser:
         """Null the target's rows of one staging table in place (DML: row count and keys unchanged)."""
         ref = self._table(table_id, dataset)
         if staged == "rejected":
-            sources = self._rejected_sources(target, dataset, table_id)
+            sources = self._rejected_sources(target, dataset, table_id, with_payload=True)
             if not sources or dry_run:
                 return len(sources)
             job, _ = self._query(

@@ -373,3 +373,11 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
     kept_site = db[mongodb.SITES].find_one({"hash": project, "url": samples.site_url(2)})
     assert kept_site["custom_fields"] == {"billing_email": kept["billing_email"]}
     assert "error" not in kept_site["mail"] and kept_site["mail"]["status"] == "failed"
+
+    # The whole project: the kept site's copies too, staging included; a second erase finds nothing.
+    first = counts(erase_cli(capsys, "project", "--hash", project))
+    assert first["bigquery.staging"] == 1 and first["storage.staging"] == 1, first  # the kept site's staged row
+    assert counts(erase_cli(capsys, "project", "--hash", project)) == dict.fromkeys(expected, 0)
+    left = everything(db, bq, bucket, prefixes)
+    for value in values(kept):
+        assert value not in left, value
