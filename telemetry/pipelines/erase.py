@@ -31,7 +31,9 @@ What it does (README "Privacy"):
   reconciliation still balances, only without the personal values. Files are
   rewritten first and tables updated after, each file only if its generation is
   still the one read (`if_generation_match`), so a run writing at the same time
-  is never overwritten.
+  is never overwritten. (A load job reading a file at the moment it is replaced
+  may fail, and its run with it: the run's notifications come back, nothing is
+  lost.)
 - Cloud Storage: the stored pings deleted (they hold the raw body and the client
   address). They are found through the history and the staging data
   (`ping_id`, `received_at` -> `stored_ping.object_name`), `rejected.source`,
@@ -382,7 +384,12 @@ class Eraser:
             blob = self._work_bucket.get_blob(name)
             if blob is None:
                 return 0, set()  # its run deleted it meanwhile
-            data = blob.download_as_bytes(if_generation_match=blob.generation)
+            try:
+                data = blob.download_as_bytes(if_generation_match=blob.generation)
+            except PreconditionFailed:
+                continue  # written meanwhile: read it again
+            except NotFound:
+                return 0, set()
             if target.hash.encode() not in data:
                 return 0, set()
             lines, nulled, names = [], 0, set()
