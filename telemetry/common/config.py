@@ -48,7 +48,9 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
         Variable(
-            "MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites`, `deactivations` and `analytics`."
+            "MONGODB_DB",
+            "telemetry",
+            "MongoDB database of `projects`, `sites`, `deactivations`, `analytics` and `mail_quota`.",
         ),
         Variable(
             "MAIL_API_URL",
