@@ -41,6 +41,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not HASH_PATTERN.fullmatch(args.hash):
         parser.error(f"--hash is not a project hash: {args.hash!r}")
+    if args.what == "site":
+        try:
+            erase.site_urls(args.url)
+        except ValueError as e:
+            parser.error(f"--url is not a URL the pipelines could store: {e}")
     if args.recent_hours < 0:
         parser.error("--recent-hours must be 0 or more")
     return args

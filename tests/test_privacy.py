@@ -117,6 +117,14 @@ def test_site_urls_are_every_form_the_pipelines_store():
         assert records.normalize_url(form) in forms
     assert "https://example.org/shop" not in forms  # another query is another page
     assert erase.site_key("https://example.org") != erase.site_key("https://wwwexample.org")
+    assert erase.site_urls("https://example.org:8443") == (
+        "http://example.org:8443",
+        "http://www.example.org:8443",
+        "https://example.org:8443",
+        "https://www.example.org:8443",
+    )
+    with pytest.raises(ValueError):
+        erase.site_urls("https://[@x.org")
 
 
 def test_rejected_rows_match_by_payload_url_even_cut_short():

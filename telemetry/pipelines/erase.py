@@ -108,12 +108,13 @@ def site_urls(url: str) -> tuple[str, ...]:
     scheme, host, path, query = key
     if scheme:  # neither http nor https: only the www. variants
         return tuple(sorted({urlunsplit((scheme, h, path, query, "")) for h in (host, f"www.{host}")}))
+    own_port = urlsplit(f"//{host}").port is not None  # a port of its own: no default port to add
     return tuple(
         sorted(
             urlunsplit((s, h + p, path, query, ""))
             for s, default in DEFAULT_PORTS.items()
             for h in (host, f"www.{host}")
-            for p in ("", f":{default}")
+            for p in (("",) if own_port else ("", f":{default}"))
         )
     )
 

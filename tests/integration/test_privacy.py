@@ -381,3 +381,9 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
     left = everything(db, bq, bucket, prefixes)
     for value in values(kept):
         assert value not in left, value
+
+
+def test_erase_refuses_a_url_it_could_not_match(capsys):
+    with pytest.raises(SystemExit):
+        erase_script.parse(["site", "--hash", "0" * 32, "--url", "https://[@x.org"])
+    assert "--url is not a URL" in capsys.readouterr().err
