@@ -267,7 +267,7 @@ variable "dataflow_temp_bucket" {
 }
 
 variable "dataflow_temp_retention_days" {
-  description = "Staging and temp files of Dataflow jobs are deleted this many days after they were written."
+  description = "Temp files of Dataflow jobs (tmp/ in the Dataflow temp bucket) are deleted this many days after they were written; staging/ after one day."
   type        = number
   default     = 7
 
