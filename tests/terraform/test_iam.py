@@ -36,6 +36,8 @@ PROJECT_GRANTS = {
     ("roles/dataflow.developer", "serviceAccount:${google_service_account.scheduler.email}"),
     ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.analytics.email}"),
     ("roles/logging.logWriter", "serviceAccount:${google_service_account.build.email}"),
+    ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.audit.email}"),
+    ("roles/dataflow.developer", "serviceAccount:${google_service_account.audit.email}"),
 }
 
 
@@ -101,14 +103,25 @@ def test_pipeline_account_has_exactly_its_roles(tf):
 
 def test_scheduler_account_has_exactly_its_roles(tf):
     assert _grants_to(tf, "scheduler") == SCHEDULER_GRANTS
-    # Nobody else may act as (launch jobs as) any account.
-    acting = [(n, b["role"], _members(b)) for t, n, b in _iam_grants(tf) if t.startswith("google_service_account_iam")]
-    assert acting == [
+    # Nobody else may act as (launch jobs as) any account, but the audit (its reprocessing).
+    acting = [
+        (n, b["role"], _members(b), _expr(b["service_account_id"]))
+        for t, n, b in _iam_grants(tf)
+        if t.startswith("google_service_account_iam")
+    ]
+    assert sorted(acting) == [
+        (
+            "audit_acts_as_pipeline",
+            "roles/iam.serviceAccountUser",
+            ["serviceAccount:${google_service_account.audit.email}"],
+            "google_service_account.pipeline.name",
+        ),
         (
             "scheduler_acts_as_pipeline",
             "roles/iam.serviceAccountUser",
             ["serviceAccount:${google_service_account.scheduler.email}"],
-        )
+            "google_service_account.pipeline.name",
+        ),
     ]
 
 
