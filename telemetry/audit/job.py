@@ -314,18 +314,20 @@ class Audit:
             f"FROM `{self.qualified}.{table}` WHERE received_at >= @start AND received_at < @end"
             for route, table in HISTORY_TABLE.items()
         ]
-        # A row set aside on a later day than its ping is dated by that day (records.rejected_row),
-        # so `rejected` is read from the day on, and matched by the day folder in its source.
+        # A row whose received_at BigQuery would refuse is dated by the start of the day it is set
+        # aside on (records.rejected_row), never before the ping's day: `rejected` is read from the
+        # day's start on, and matched by the day folder in its source.
         prefixes = [f"@prefix_{n}" for n in range(len(wire.ROUTES))]
         parts.append(
             f"SELECT 'rejected' AS kind, source AS id, CAST(NULL AS TIMESTAMP) AS hour "  # noqa: S608
-            f"FROM `{self.qualified}.{REJECTED_TABLE}` WHERE received_at >= @start AND "
+            f"FROM `{self.qualified}.{REJECTED_TABLE}` WHERE received_at >= @day AND "
             f"({' OR '.join(f'STARTS_WITH(source, {p})' for p in prefixes)})"
         )
         day_folder = start.strftime("%Y/%m/%d/")
         parameters = [
             bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
             bigquery.ScalarQueryParameter("end", "TIMESTAMP", end),
+            bigquery.ScalarQueryParameter("day", "TIMESTAMP", floor_hour(start).replace(hour=0)),
             *(
                 bigquery.ScalarQueryParameter(p[1:], "STRING", f"{route}/{day_folder}")
                 for p, route in zip(prefixes, wire.ROUTES, strict=True)
@@ -428,6 +430,10 @@ def handle(request) -> tuple[dict[str, Any], int]:
     body = request.get_json(silent=True) or {}
     try:
         audit = audit_from_env(deployed=True)
+    except Exception:
+        log.exception(FAILED_MESSAGE)
+        return {"error": "audit_failed"}, 500
+    try:
         hours = hours_asked(audit.settings, datetime.now(UTC), body.get("hour"), body.get("hour_to"))
     except ValueError as e:
         return {"error": "invalid_request", "detail": str(e)}, 400

@@ -11,6 +11,7 @@ hours from the bucket and BigQuery alone.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from datetime import UTC, datetime, timedelta
@@ -153,3 +154,44 @@ def test_the_cli_reports_and_exits_non_zero_when_an_hour_does_not_balance(bucket
     assert audit.main(["--hour", hour]) == 0
     assert "after reprocessing: every hour balances" in capsys.readouterr().out
     assert audit.main(["--hour", hour, "--report-only"]) == 0
+
+
+class Request:
+    """What the function's handler reads of a Flask request."""
+
+    def __init__(self, body: dict):
+        self.body = body
+
+    def get_json(self, silent: bool = False):
+        return self.body
+
+
+def test_the_function_answers_its_report_as_json(bucket, db, monkeypatch):
+    """The deployed handler on the local stack, finding only (report_only): launching needs
+    the Dataflow API, which has no local stand-in (tests/test_audit.py, test_audit.py under
+    tests/terraform)."""
+    rng = random.Random(16)
+    project = new_project(db)
+    at = own_hours_back()
+    put_ping(bucket, wire.DEACTIVATE, at + timedelta(minutes=3), samples.deactivate_payload(rng, project, 0))
+    launches = {"project": "p", "region": "europe-west1", "templates": {}}
+    monkeypatch.setenv("AUDIT_LAUNCH", json.dumps(launches))
+    answer, status = audit.handle(Request({"hour": f"{at:%Y-%m-%dT%H}", "report_only": True}))
+    assert status == 200
+    assert answer["unbalanced"] == [
+        {
+            "route": "deactivate",
+            "hour": f"{at:%Y-%m-%dT%H}",
+            "objects": 1,
+            "rows": 0,
+            "rejected": 0,
+            "missing": 1,
+            "without_object": 0,
+        }
+    ]
+    assert answer["reprocessed"] == [] and answer["repaired"] is None
+    assert json.loads(json.dumps(answer)) == answer  # what the function framework sends
+    assert audit.handle(Request({"hour": "yesterday"}))[1] == 400
+    assert audit.handle(Request({"hour_to": f"{at:%Y-%m-%dT%H}"}))[1] == 400
+    monkeypatch.delenv("AUDIT_LAUNCH")
+    assert audit.handle(Request({"report_only": True})) == ({"error": "audit_failed"}, 500)
