@@ -304,8 +304,8 @@ class Audit:
         )
         return [blob.name for blob in blobs]
 
-    def day_rows(self, start: datetime, end: datetime) -> tuple[dict[str, dict[str, datetime]], set[str]]:
-        """({route: {ping_id: hour}}, rejected sources) of the hours [start, end) of one day."""
+    def day_rows(self, start: datetime, end: datetime) -> tuple[dict[str, dict[datetime, set[str]]], set[str]]:
+        """({route: {hour: ping_ids}}, rejected sources) of the hours [start, end) of one day."""
         from google.cloud import bigquery
         from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
@@ -343,13 +343,13 @@ class Audit:
             "job_retry": DEFAULT_JOB_RETRY.with_timeout(seconds),
         }
         job = self.client.query(" UNION ALL ".join(parts), job_config=job_config, **bounds)
-        history: dict[str, dict[str, datetime]] = {route: {} for route in HISTORY_TABLE}
+        history: dict[str, dict[datetime, set[str]]] = {route: defaultdict(set) for route in HISTORY_TABLE}
         rejected: set[str] = set()
         for row in job.result(**bounds):
             if row["kind"] == "rejected":
                 rejected.add(row["id"])
             else:
-                history[row["kind"]][row["id"]] = row["hour"]
+                history[row["kind"]][floor_hour(row["hour"])].add(row["id"])
         return history, rejected
 
     def check(self, hours: list[datetime]) -> list[HourBalance]:
@@ -360,6 +360,7 @@ class Audit:
         balances = []
         for _, day_hours in sorted(by_day.items()):
             history, rejected = self.day_rows(day_hours[0], day_hours[-1] + timedelta(hours=1))
+            day_ids = {route: set().union(*by_hour.values()) for route, by_hour in history.items()}
             for hour in day_hours:
                 names = {route: self.list_hour(route, hour) for route in wire.ROUTES}
                 ids_of = {
@@ -367,10 +368,9 @@ class Audit:
                     for route, route_names in names.items()
                 }
                 for route in wire.ROUTES:
-                    ids = history[route]
-                    in_hour = {ping_id for ping_id, at in ids.items() if floor_hour(at) == hour}
+                    in_hour = history[route].get(hour, set())
                     others = set().union(*(ids_of[other] for other in wire.ROUTES if other != route))
-                    balances.append(balance(route, hour, names[route], set(ids), in_hour, rejected, others))
+                    balances.append(balance(route, hour, names[route], day_ids[route], in_hour, rejected, others))
         return balances
 
     # -- a run ---------------------------------------------------------------------------
