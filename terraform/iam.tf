@@ -1,9 +1,12 @@
 # Identities and grants, each on the narrowest resource Google lets it be granted
 # on. No basic role is granted anywhere. Project-level roles are granted only
 # where no narrower scope exists: running Dataflow workers and BigQuery jobs
-# (pipeline account), launching Dataflow jobs (scheduler account), writing build
-# logs (build account). Predefined roles carry more than each holder uses; where
-# that matters it is said at the grant (roles/dataflow.worker below).
+# (pipeline account), launching Dataflow jobs (scheduler account; the audit's
+# account, audit.tf, also runs BigQuery jobs), writing build logs (build
+# account), and BigQuery jobs of the analytics account (analytics.tf). Predefined
+# roles carry more than each holder uses; where that matters it is said at the
+# grant (roles/dataflow.worker below). Where a predefined role would let an
+# account drop a table Terraform protects, a custom role stands in (table_writer).
 
 # --- Ingest -------------------------------------------------------------------
 
