@@ -267,7 +267,7 @@ variable "dataflow_temp_bucket" {
 }
 
 variable "dataflow_temp_retention_days" {
-  description = "Staging and temp files of Dataflow jobs are deleted this many days after they were written."
+  description = "Temp files of Dataflow jobs (tmp/ in the Dataflow temp bucket) are deleted this many days after they were written; staging/ after one day."
   type        = number
   default     = 7
 
@@ -501,5 +501,53 @@ variable "budget_amount" {
   validation {
     condition     = var.budget_amount > 0 && floor(var.budget_amount) == var.budget_amount
     error_message = "budget_amount must be a whole, positive amount."
+  }
+}
+
+# --- The audit ------------------------------------------------------------------------
+
+variable "audit_schedule" {
+  description = "When the daily audit runs (cron, UTC)."
+  type        = string
+  default     = "40 3 * * *"
+}
+
+variable "audit_days" {
+  description = "AUDIT_DAYS: days of hour folders each audit checks; less than raw_ping_retention_days."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.audit_days >= 1 && floor(var.audit_days) == var.audit_days
+    error_message = "audit_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "audit_settle_hours" {
+  description = "AUDIT_SETTLE_HOURS: the audit leaves alone the hours that ended less than this long ago."
+  type        = number
+  default     = 3
+}
+
+variable "audit_max_bytes_billed" {
+  description = "AUDIT_MAX_BYTES_BILLED: each audit query fails rather than bill more."
+  type        = number
+  default     = 10737418240
+}
+
+variable "audit_max_reprocess_runs" {
+  description = "AUDIT_MAX_REPROCESS_RUNS: reprocessing jobs one audit launches at most (each a contiguous range of hours of one pipeline)."
+  type        = number
+  default     = 12
+}
+
+variable "audit_timeout_seconds" {
+  description = "Longest audit run."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.audit_timeout_seconds >= 60 && var.audit_timeout_seconds <= 3600
+    error_message = "audit_timeout_seconds must be from 60 to 3600 (an HTTP function's limit)."
   }
 }

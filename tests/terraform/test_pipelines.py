@@ -83,9 +83,15 @@ def test_dataflow_buckets_are_private_and_temp_files_expire(tf):
         assert bucket["public_access_prevention"] == "enforced"
         assert _expr(bucket["location"]) == "var.region"
     temp = _resource(tf, "google_storage_bucket", "dataflow_temp")
-    rule = _block(temp, "lifecycle_rule")
-    assert _block(rule, "action")["type"] == "Delete"
-    assert _expr(_block(rule, "condition")["age"]) == "var.dataflow_temp_retention_days"
+    rules = {}
+    for rule in temp["lifecycle_rule"]:
+        assert _block(rule, "action")["type"] == "Delete"
+        condition = _block(rule, "condition")
+        (prefix,) = condition["matches_prefix"]
+        rules[prefix] = _expr(condition["age"])
+    # Dataflow's temp files after the retention; staging/ (Dataflow's staged files and
+    # the pipelines' load-job files) after a day; nothing under locks/ or elsewhere.
+    assert rules == {"tmp/": "var.dataflow_temp_retention_days", "staging/": "1"}
 
 
 # --- Pipelines: the hourly launches ---------------------------------------------------
