@@ -133,7 +133,8 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         | "AfterStaging" >> beam.Create([None])
         | "Merge"
         >> beam.ParDo(
-            connectors.MergeHistory(settings, run_id, merges(pipeline)), *[beam.pvalue.AsList(s) for s in staged]
+            connectors.MergeHistory(settings, run_id, merges(pipeline), pipeline.name),
+            *[beam.pvalue.AsList(s) for s in staged],
         )
     )
     if acks:
