@@ -249,9 +249,10 @@ class RunLock:
         holder, expires_at = ("", now) if release else (self.holder, now + self.ttl)
         token = uuid.uuid4().hex
         blob = self._bucket.blob(self.name)
-        blob.metadata = {"holder": holder, "expires_at": _iso(expires_at), "write": token}
+        metadata = {"holder": holder, "expires_at": _iso(expires_at), "write": token}
         if release:
-            blob.metadata["released_by"] = self.holder
+            metadata["released_by"] = self.holder
+        blob.metadata = metadata
         try:
             blob.upload_from_string(
                 b"",
