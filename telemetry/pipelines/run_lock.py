@@ -31,11 +31,11 @@ is conditional on the generation the writer last saw (Cloud Storage answers
   generation. After a failure, which may have left a job of ours running,
   the lock is left to expire instead.
 
-Every step is a conditional upload, never a conditional delete: both are
-documented by Cloud Storage, but fake-gcs-server ignores `ifGenerationMatch`
-on a delete (and `ifMetagenerationMatch` on an upload), while it applies it
-on an upload, atomically under races (tests/integration/test_run_lock.py
-checks both). So the local tests exercise the very calls production makes.
+Every step is a conditional upload, never a conditional delete or metadata
+patch: Cloud Storage applies preconditions to all three, but fake-gcs-server
+ignores them on deletes and patches, while it applies `ifGenerationMatch` to
+uploads, atomically under races (tests/integration/test_run_lock.py checks
+both). So the local tests exercise the very calls production makes.
 
 The TTL outlives every job a holder may still have running (`ttl_seconds`):
 each query job is created after a renewal, and bounded on the server by

@@ -58,14 +58,20 @@ def test_fake_gcs_server_applies_generation_preconditions_on_uploads_atomically(
             assert sum(pool.map(lambda _, g=current: _create(work_bucket, name, g), range(16))) == 1
 
 
-def test_fake_gcs_server_ignores_preconditions_on_deletes_which_is_why_the_lock_never_deletes(work_bucket):
-    """Cloud Storage answers 412 to a delete whose ifGenerationMatch fails; fake-gcs-server
-    deletes anyway. The lock therefore releases by a conditional upload, which both apply.
-    If this test starts failing, the emulator has learnt the precondition."""
+def test_fake_gcs_server_ignores_preconditions_on_deletes_and_patches_so_the_lock_only_uploads(work_bucket):
+    """Cloud Storage answers 412 to a delete or a metadata patch whose ifGenerationMatch or
+    ifMetagenerationMatch fails; fake-gcs-server carries them out anyway (and a patch does not
+    even bump the metageneration). The lock therefore changes its object only by conditional
+    uploads, which both apply. If this test starts failing, the emulator has learnt them."""
     name = run_lock.LOCKS_PREFIX + _lock_name()
     work_bucket.blob(name).upload_from_string(b"", if_generation_match=0)
-    generation = work_bucket.get_blob(name).generation
-    work_bucket.blob(name).delete(if_generation_match=generation + 1)  # Cloud Storage: 412
+    blob = work_bucket.get_blob(name)
+    blob.metadata = {"holder": "x"}
+    blob.patch(if_metageneration_match=blob.metageneration + 1)  # Cloud Storage: 412
+    blob.metadata = {"holder": "y"}
+    blob.patch(if_generation_match=blob.generation + 1)  # Cloud Storage: 412
+    assert work_bucket.get_blob(name).metadata == {"holder": "y"}
+    work_bucket.blob(name).delete(if_generation_match=blob.generation + 1)  # Cloud Storage: 412
     assert work_bucket.get_blob(name) is None
 
 
