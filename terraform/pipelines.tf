@@ -46,6 +46,9 @@ locals {
     mongodb_uri        = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
     mongodb_db         = var.mongodb_db
 
+    # How much one run takes on (README "Catching up after an outage").
+    max_messages_per_run = "${var.pipeline_max_messages_per_run}"
+
     # The personal-data policy (README "Privacy").
     ip_prefix_v4         = "${var.ip_prefix_v4}"
     ip_prefix_v6         = "${var.ip_prefix_v6}"

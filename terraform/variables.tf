@@ -349,6 +349,25 @@ variable "pipeline_max_runtime_seconds" {
   }
 }
 
+variable "pipeline_max_messages_per_run" {
+  description = <<-EOT
+    Most notifications one hourly run pulls from each of its subscriptions
+    (MAX_MESSAGES_PER_RUN); the rest stays for the next run, so a backlog after
+    an outage drains over hourly runs that each end within
+    pipeline_max_runtime_seconds, instead of every run being cancelled with
+    nothing acknowledged. README "Catching up after an outage" derives the
+    default from the measured pipeline rate; raise it with the workers, after
+    measuring, if the hourly ingest comes near it.
+  EOT
+  type        = number
+  default     = 30000
+
+  validation {
+    condition     = var.pipeline_max_messages_per_run >= 1 && var.pipeline_max_messages_per_run <= 999999999 && floor(var.pipeline_max_messages_per_run) == var.pipeline_max_messages_per_run
+    error_message = "pipeline_max_messages_per_run must be a whole number from 1 to 999999999."
+  }
+}
+
 # --- Network of the Dataflow workers ---------------------------------------------------
 
 variable "network_name" {

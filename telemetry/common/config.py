@@ -113,6 +113,14 @@ VARIABLES: dict[str, Variable] = {
             "60",
             "Bound of one Pub/Sub pull, lease extension or acknowledgement, its retries included.",
         ),
+        # How much one pipeline run takes on (README "Catching up after an outage").
+        Variable(
+            "MAX_MESSAGES_PER_RUN",
+            "30000",
+            "Most notifications one notification-mode pipeline run pulls from each of its subscriptions; "
+            "the rest stays for the next run, so a backlog drains over hourly runs that each end well "
+            "within Dataflow's runtime bound.",
+        ),
         # The analytics job (telemetry/analytics/job.py).
         Variable(
             "ACTIVE_WINDOW_DAYS",

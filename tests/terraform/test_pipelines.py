@@ -283,3 +283,8 @@ def test_scheduler_passes_exactly_what_the_template_declares(tf, template):
     variables = tf["variable"]
     assert variables["mongodb_db"]["default"] == config.VARIABLES["MONGODB_DB"].default
     assert variables["mail_api_url"]["default"] == "", "no mail unless asked for"
+    # A run's bound on what it drains: the same default here and locally, and one the template accepts.
+    assert _expr(always["max_messages_per_run"]) == "var.pipeline_max_messages_per_run"
+    bound = variables["pipeline_max_messages_per_run"]
+    assert str(bound["default"]) == config.VARIABLES["MAX_MESSAGES_PER_RUN"].default
+    assert "floor(var.pipeline_max_messages_per_run)" in bound["validation"][0]["condition"]
