@@ -17,14 +17,14 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from telemetry.common import cloud, mongo, stored_ping
-from telemetry.pipelines import leases, mongodb, records, warehouse
+from telemetry.pipelines import leases, mongodb, records, run_lock, warehouse
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.transforms import NAMESPACE
 
 log = logging.getLogger("telemetry.pipelines")
 
 ACKS = "acks"
-PULL_BATCH = 1000
+PULL_BATCH = 1000  # Pub/Sub returns at most 1,000 messages per pull
 # An empty answer to a pull that returns immediately can hide messages on the real
 # service; a few in a row mean drained. What a run misses stays for the next one.
 EMPTY_PULLS_TO_STOP = 3
@@ -38,9 +38,12 @@ class DrainSubscription(beam.DoFn):
     Pulls until the subscription is empty, or until a pull brings a message published
     after the run started: under steady traffic a pull is never empty, and a run that
     drained until a lull would not end while the traffic lasts (scripts/soak.py found
-    it); what is left is the next run's. Every pulled message's ack id goes to the
-    `acks` output, to be acknowledged only after the sinks commit, and is
-    kept leased meanwhile by this process's lease keeper (leases.py). Messages
+    it); or until it has pulled --max_messages_per_run, so that a backlog (after an
+    outage) drains over successive runs, each within Dataflow's runtime bound, instead
+    of every run being cancelled with nothing acknowledged (no pull asks for more than
+    what is left of the bound). What is left is the next run's. Every pulled message's
+    ack id goes to the `acks` output, to be acknowledged only after the sinks commit, and
+    is kept leased meanwhile by this process's lease keeper (leases.py). Messages
     about other buckets, other prefixes (the emulator does not apply subscription
     filters) or other events are acknowledged as well, and counted as ignored.
     """
@@ -60,10 +63,22 @@ class DrainSubscription(beam.DoFn):
         bound = self._settings.pubsub_timeout_seconds
         keeper = leases.keeper(self._run_id, self._settings.lease_seconds, self._settings.run_deadline, bound)
         ignored = Metrics.counter(NAMESPACE, f"notifications_ignored_{self._route}")
+        left = self._settings.max_messages_per_run
         empty_pulls = 0
         while empty_pulls < EMPTY_PULLS_TO_STOP:
+            if left <= 0:
+                Metrics.counter(NAMESPACE, f"drains_stopped_at_bound_{self._route}").inc()
+                log.info(
+                    "drain stopped at its bound: the rest is the next run's",
+                    extra={"route": self._route, "max_messages_per_run": self._settings.max_messages_per_run},
+                )
+                return
             response = self._subscriber.pull(
-                request={"subscription": subscription, "max_messages": PULL_BATCH, "return_immediately": True},
+                request={
+                    "subscription": subscription,
+                    "max_messages": min(PULL_BATCH, left),
+                    "return_immediately": True,
+                },
                 **cloud.pubsub_call_bounds(bound),
             )
             if not response.received_messages:
@@ -71,6 +86,7 @@ class DrainSubscription(beam.DoFn):
                 time.sleep(0.2)
                 continue
             empty_pulls = 0
+            left -= len(response.received_messages)
             ack_ids = [m.ack_id for m in response.received_messages]
             self._subscriber.modify_ack_deadline(
                 request={
@@ -378,15 +394,26 @@ class StageHistory(beam.DoFn):
 
 class MergeHistory(beam.DoFn):
     """Runs once, after every StageHistory bundle (its side inputs): MERGE each
-    staging table into its history table, per route where asked, then drop it."""
+    staging table into its history table, per route where asked, then drop it.
 
-    def __init__(self, settings: PipelineSettings, run_id: str, merges: list[tuple[warehouse.Table, str | None]]):
+    Under the pipeline's run lock (run_lock.py): acquired before the first MERGE
+    (a run that finds it held waits, bounded, and counts `run_lock_waits`),
+    renewed before each statement by the fenced client, released after the last."""
+
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        run_id: str,
+        merges: list[tuple[warehouse.Table, str | None]],
+        pipeline: str,
+    ):
         self._settings = settings
         self._run_id = run_id
         self._merges = merges
+        self._pipeline = pipeline
 
     def process(self, _, *staged_counts):
-        client = cloud.bigquery_client(self._settings.project)
+        client = self._acquire_run_lock()
         writers = {}
         for table, route in self._merges:
             writer = writers.setdefault(
@@ -402,6 +429,31 @@ class MergeHistory(beam.DoFn):
             yield result
         for writer in writers.values():
             writer.drop_staging()
+        client.lock.release()
+
+    def _acquire_run_lock(self) -> run_lock.FencedBigQuery:
+        """The pipeline's run lock, and the BigQuery client fenced by it. If the step fails, the
+        lock is left to expire: a job of ours may still run on the server, and the TTL outlives it."""
+        timeout = self._settings.bigquery_timeout_seconds
+        ttl = run_lock.ttl_seconds(timeout)
+        lock = run_lock.RunLock(
+            cloud.storage_client(self._settings.project).bucket(self._settings.work_bucket),
+            self._pipeline,
+            self._run_id,
+            ttl=ttl,
+            wait=run_lock.wait_seconds(ttl),
+            call_timeout_seconds=min(timeout, 60),
+        )
+        try:
+            acquired = lock.acquire()
+        except run_lock.RunLockTimeout:
+            Metrics.counter(NAMESPACE, "run_lock_wait_timeouts").inc()
+            raise
+        if acquired.waited_seconds:
+            Metrics.counter(NAMESPACE, "run_lock_waits").inc()
+        if acquired.took_over_from:
+            Metrics.counter(NAMESPACE, "run_lock_takeovers").inc()
+        return run_lock.FencedBigQuery(cloud.bigquery_client(self._settings.project), lock, timeout)
 
 
 class RunTooLong(RuntimeError):

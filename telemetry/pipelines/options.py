@@ -112,6 +112,13 @@ class TelemetryOptions(PipelineOptions):
                 f"instead of hanging it (default: {variable}).",
             )
         parser.add_argument(
+            "--max_messages_per_run",
+            type=int,
+            default=config.get_int("MAX_MESSAGES_PER_RUN"),
+            help="Notification mode: most notifications a run pulls from each of its subscriptions; the "
+            "rest stays for the next run, so a backlog drains over successive runs (default: MAX_MESSAGES_PER_RUN).",
+        )
+        parser.add_argument(
             "--max_run_seconds",
             type=int,
             default=DEFAULT_MAX_RUN_SECONDS,
@@ -179,6 +186,7 @@ class PipelineSettings:
     mail_contacts_per_project_hour: int = int(config.VARIABLES["MAIL_CONTACTS_PER_PROJECT_HOUR"].default)  # type: ignore[arg-type]
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
+    max_messages_per_run: int = int(config.VARIABLES["MAX_MESSAGES_PER_RUN"].default)  # type: ignore[arg-type]
     privacy: privacy.Policy = privacy.DEFAULT
     mongodb_timeout_seconds: int = int(config.VARIABLES["MONGODB_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
     bigquery_timeout_seconds: int = int(config.VARIABLES["BIGQUERY_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
@@ -214,6 +222,8 @@ class PipelineSettings:
             raise ValueError(
                 f"--mail_contacts_per_project_hour must be at least 1, got {opts.mail_contacts_per_project_hour}"
             )
+        if opts.max_messages_per_run < 1:
+            raise ValueError(f"--max_messages_per_run must be at least 1, got {opts.max_messages_per_run}")
         low, high = MAX_RUN_SECONDS_RANGE
         if not low <= opts.max_run_seconds <= high:
             raise ValueError(f"--max_run_seconds must be {low} to {high}, got {opts.max_run_seconds}")
@@ -232,6 +242,7 @@ class PipelineSettings:
             mail_contacts_per_project_hour=opts.mail_contacts_per_project_hour,
             lease_seconds=opts.lease_seconds,
             max_run_seconds=opts.max_run_seconds,
+            max_messages_per_run=opts.max_messages_per_run,
             privacy=privacy.Policy.parse(opts.ip_prefix_v4, opts.ip_prefix_v6, opts.site_personal_fields),
             mongodb_timeout_seconds=opts.mongodb_timeout_seconds,
             bigquery_timeout_seconds=opts.bigquery_timeout_seconds,
