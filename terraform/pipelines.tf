@@ -46,6 +46,9 @@ locals {
     mongodb_uri        = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
     mongodb_db         = var.mongodb_db
 
+    # The bound on what forged pings can subscribe (README "Privacy").
+    mail_contacts_per_project_hour = "${var.mail_contacts_per_project_hour}"
+
     # How much one run takes on (README "Catching up after an outage").
     max_messages_per_run = "${var.pipeline_max_messages_per_run}"
 

@@ -133,6 +133,17 @@ variable "ip_prefix_v6" {
   }
 }
 
+variable "mail_contacts_per_project_hour" {
+  description = "Most contacts the pipelines send to the mail API per project and UTC hour, retries included (MAIL_CONTACTS_PER_PROJECT_HOUR); the rest wait for a later hour."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.mail_contacts_per_project_hour >= 1 && var.mail_contacts_per_project_hour <= 9999999 && floor(var.mail_contacts_per_project_hour) == var.mail_contacts_per_project_hour
+    error_message = "mail_contacts_per_project_hour must be a whole number from 1 to 9999999."
+  }
+}
+
 variable "site_personal_fields" {
   description = "Which of admin_email, first_name, last_name MongoDB/BigQuery sites keep, comma-separated, or none (SITE_PERSONAL_FIELDS). The mail integration sends only what is kept."
   type        = string

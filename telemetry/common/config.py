@@ -48,7 +48,9 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
         Variable(
-            "MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites`, `deactivations` and `analytics`."
+            "MONGODB_DB",
+            "telemetry",
+            "MongoDB database of `projects`, `sites`, `deactivations`, `analytics` and `mail_quota`.",
         ),
         Variable(
             "MAIL_API_URL",
@@ -57,6 +59,12 @@ VARIABLES: dict[str, Variable] = {
             "unset: no mail is sent.",
         ),
         Variable("MAIL_API_TOKEN", None, "Bearer token for MAIL_API_URL, or a Secret Manager version name holding it."),
+        Variable(
+            "MAIL_CONTACTS_PER_PROJECT_HOUR",
+            "500",
+            "Most contacts the pipelines send to the mail API per project and UTC hour (retries included); "
+            "the rest wait for a later hour. Bounds what forged pings can subscribe.",
+        ),
         Variable(
             "INGEST_URL",
             None,

@@ -9,7 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apache_beam as beam
@@ -258,12 +258,17 @@ class UpsertDeactivations(_MongoFn):
 
 
 class SendMail(_MongoFn):
-    """Site records of projects with a mail integration -> contacts of the new ones sent, once.
+    """Site records of projects with a mail integration -> the due contacts among them sent, once per attempt.
 
-    Per project, up to MAIL_CONTACTS_PER_CALL sites are claimed (atomically, only
-    those still `pending`) and sent in one call, so a retried bundle, a site seen
-    in two batches or a re-run never sends a contact twice. A failed call is
-    logged and counted and its sites are marked `failed`; it never fails the job.
+    Per project and chunk of MAIL_CONTACTS_PER_CALL sites: the sites whose mail
+    is due (new and pending, failed and past their backoff, or `sending` under a
+    lost claim) take a share of the project's hourly bound (the rest are deferred
+    to the next hour, counted), are claimed atomically (mongodb.claim_mail) and
+    sent in one call with the contacts as MongoDB holds them. A failed call is
+    logged and counted and its sites become `failed` (due again after a backoff)
+    or `abandoned`; it never fails the job. Each transition has a counter:
+    `mail_claimed_<state it left>`, `mail_sent`, `mail_failed`, `mail_abandoned`,
+    `mail_deferred_over_bound`.
     """
 
     def setup(self):
@@ -277,41 +282,91 @@ class SendMail(_MongoFn):
         if self._api is None:  # the sites stay pending until a run has a mail API
             Metrics.counter(NAMESPACE, "mail_skipped_not_configured").inc(len(site_records))
             return
-        by_project: dict[str, dict[str, dict[str, Any]]] = {}
+        by_project: dict[str, set[str]] = {}
         for record in site_records:
-            by_project.setdefault(record["hash"], {})[record["url"]] = record
-        for project_hash, by_url in by_project.items():
-            urls = sorted(by_url)
-            for start in range(0, len(urls), MAIL_CONTACTS_PER_CALL):
-                chunk = {url: by_url[url] for url in urls[start : start + MAIL_CONTACTS_PER_CALL]}
-                sent = self._send(project_hash, chunk, projects[project_hash])
+            by_project.setdefault(record["hash"], set()).add(record["url"])
+        for project_hash, urls in by_project.items():
+            ordered = sorted(urls)
+            for start in range(0, len(ordered), MAIL_CONTACTS_PER_CALL):
+                chunk = ordered[start : start + MAIL_CONTACTS_PER_CALL]
+                with mongo_errors("finding due mail"):
+                    due = mongodb.due_mail(self._db[mongodb.SITES], project_hash, _now(), len(chunk), chunk)
+                sent = self._send(project_hash, due, projects[project_hash])
                 if sent:
                     yield sent
 
-    def _send(self, project_hash: str, by_url: dict[str, dict[str, Any]], project: dict[str, Any]) -> int:
+    def _send(self, project_hash: str, due: list[str], project: dict[str, Any]) -> int:
+        """Send the due sites' contacts within the project's hourly bound; returns how many were accepted."""
         from telemetry.pipelines.mail import MailApiError, contact
 
-        sites = self._db[mongodb.SITES]
-        claim = uuid.uuid4().hex
-        with mongo_errors("the mail claim"):
-            claimed = mongodb.claim_pending_mail(sites, project_hash, list(by_url), claim)
+        if not due:
+            return 0
+        sites, quota = self._db[mongodb.SITES], self._db[mongodb.MAIL_QUOTA]
+        now = _now()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        bound = self._settings.mail_contacts_per_project_hour
+        with mongo_errors("reserving mail contacts"):
+            granted = mongodb.reserve_mail_contacts(quota, project_hash, hour, len(due), bound)
+            if granted < len(due):
+                Metrics.counter(NAMESPACE, "mail_deferred_over_bound").inc(len(due) - granted)
+                mongodb.defer_mail(sites, project_hash, due[granted:], hour + timedelta(hours=1))
+            if not granted:
+                return 0
+            claim = uuid.uuid4().hex
+            taken, claimed = mongodb.claim_mail(sites, project_hash, due[:granted], claim, now)
+            mongodb.release_mail_contacts(quota, project_hash, hour, granted - len(claimed))
+        for state, count in taken.items():
+            Metrics.counter(NAMESPACE, f"mail_claimed_{state}").inc(count)
         if not claimed:
             return 0
-        contacts = [contact(by_url[url]) for url in claimed]
+        contacts = [contact(doc) for doc in claimed]
         try:
-            self._api.subscribe(project_hash, mongodb.enabled_mail_integrations(project), contacts)
+            self._api.subscribe(
+                project_hash,
+                mongodb.enabled_mail_integrations(project),
+                contacts,
+                double_opt_in=mongodb.mail_double_opt_in(project),
+            )
         except MailApiError as e:
-            Metrics.counter(NAMESPACE, "mail_failed").inc(len(contacts))
             log.error(
                 "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": e.summary}
             )
             with mongo_errors("marking mail failed"):
-                mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_FAILED, _now(), str(e))
+                finished = mongodb.finish_mail(sites, project_hash, claimed, claim, False, _now(), e.summary)
+            for state, count in finished.items():
+                Metrics.counter(NAMESPACE, f"mail_{state}").inc(count)
             return 0
-        Metrics.counter(NAMESPACE, "mail_sent").inc(len(contacts))
         with mongo_errors("marking mail sent"):
-            mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_SENT, _now())
+            finished = mongodb.finish_mail(sites, project_hash, claimed, claim, True, _now())
+        Metrics.counter(NAMESPACE, "mail_sent").inc(finished[mongodb.MAIL_SENT])
         return len(contacts)
+
+
+class SweepMail(SendMail):
+    """Runs once per run: the due mail of sites that did not ping in it.
+
+    A run sees only the sites that pinged in it, and a site pings about weekly:
+    a contact that failed, was deferred over the hourly bound or was left
+    `sending` by a crash would wait that long. So every run also asks, per project
+    with an enabled integration, for the sites whose mail is due (an index range
+    per state, mongodb.due_mail), at most the hourly bound of them, and sends
+    them as SendMail does.
+    """
+
+    def process(self, _, projects: dict[str, dict]):
+        if self._api is None:
+            return
+        bound = self._settings.mail_contacts_per_project_hour
+        for project_hash, project in sorted(projects.items()):
+            if not mongodb.enabled_mail_integrations(project):
+                continue
+            with mongo_errors("finding due mail"):
+                due = mongodb.due_mail(self._db[mongodb.SITES], project_hash, _now(), bound)
+            Metrics.counter(NAMESPACE, "mail_swept").inc(len(due))
+            for start in range(0, len(due), MAIL_CONTACTS_PER_CALL):
+                sent = self._send(project_hash, due[start : start + MAIL_CONTACTS_PER_CALL], project)
+                if sent:
+                    yield sent
 
 
 def _now() -> datetime:
