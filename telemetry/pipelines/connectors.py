@@ -319,8 +319,9 @@ def history_writer(
 
 class StageHistory(beam.DoFn):
     """A batch of records -> one part (NDJSON object) of this run's rows of `table` in the
-    work bucket; emits the row count. Rows were checked against warehouse.MAX_ROW_BYTES
-    (transforms.check_fits); `rejected` rows are bounded by construction."""
+    work bucket; emits the row count. History rows were checked against
+    warehouse.MAX_ROW_BYTES (transforms.check_fits); `rejected` rows are bounded by
+    construction (records.rejected_row), and checked here."""
 
     def __init__(self, settings: PipelineSettings, table: warehouse.Table, run_id: str):
         self._settings = settings
@@ -333,8 +334,21 @@ class StageHistory(beam.DoFn):
 
     def process(self, batch: list[dict[str, Any]]):
         rows = [records.bigquery_row(r, self._columns) for r in batch]
+        if self._table.name == warehouse.REJECTED.name:
+            rows = [self._fit_rejected(row) for row in rows]
         self._writer.stage(rows)
         yield len(rows)
+
+    @staticmethod
+    def _fit_rejected(row: dict[str, Any]) -> dict[str, Any]:
+        """A `rejected` row over warehouse.MAX_ROW_BYTES keeps its reason and detail, not its payload.
+        (Its payload is capped far below the bound: this holds only if the bound is set lower.)"""
+        try:
+            warehouse.check_row(warehouse.REJECTED.name, row)
+            return row
+        except warehouse.RowTooLarge:
+            Metrics.counter(NAMESPACE, "rejected_payload_dropped_row_too_large").inc()
+            return {**row, "payload": None, "payload_truncated": True}
 
 
 class MergeHistory(beam.DoFn):
