@@ -192,6 +192,9 @@ def _gcs_command() -> list[str]:
         "-event.pubsub-project-id", config.get("GCP_PROJECT"),
         "-event.pubsub-topic", config.get("PINGS_TOPIC"),
         "-event.list", "finalize",
+        # Only the pings bucket notifies, as Terraform configures it: not the work
+        # bucket's staging files, nor the benchmarks' buckets.
+        "-event.bucket", config.get("TRACKING_BUCKET"),
         "-log-level", "warn",
     ]  # fmt: skip
 
