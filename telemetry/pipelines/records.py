@@ -446,7 +446,7 @@ def refused_row(table: str, row: dict[str, Any], errors: str) -> dict[str, Any]:
 
 
 def bigquery_row(record: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    """`record` as a row for `insert_rows_json`: only the table's columns, JSON-safe values."""
+    """`record` as a BigQuery row (a line of a load job's NDJSON file): only the table's columns, JSON-safe values."""
     row = {}
     for column in columns:
         value = record.get(column)
