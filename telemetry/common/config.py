@@ -114,7 +114,8 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "BIGQUERY_TIMEOUT_SECONDS",
             "300",
-            "Bound of one BigQuery call (its retries included) and of the wait for a query job such as a MERGE.",
+            "Bound of one BigQuery call (its retries included), of the wait for a job (a load, a MERGE), "
+            "and of one write or delete of a load job's file.",
         ),
         Variable(
             "PUBSUB_TIMEOUT_SECONDS",

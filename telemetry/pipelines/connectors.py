@@ -373,8 +373,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def history_writer(
+    settings: PipelineSettings, table: warehouse.Table, run_id: str, bigquery_client=None, work_bucket=None
+) -> warehouse.HistoryWriter:
+    """The run's writer of one history table, on the settings' datasets and work bucket."""
+    return warehouse.HistoryWriter(
+        bigquery_client or cloud.bigquery_client(settings.project),
+        work_bucket or cloud.storage_client(settings.project).bucket(settings.work_bucket),
+        settings.bq_dataset,
+        settings.bq_staging_dataset,
+        table,
+        run_id,
+        settings.bigquery_timeout_seconds,
+    )
+
+
 class StageHistory(beam.DoFn):
-    """A batch of records -> streamed into this run's staging table of `table`; emits the row count."""
+    """A batch of records -> one part (NDJSON object) of this run's rows of `table` in the
+    work bucket; emits the row count. History rows were checked against
+    warehouse.MAX_ROW_BYTES (transforms.check_fits); `rejected` rows are bounded by
+    construction (records.rejected_row), and checked here."""
 
     def __init__(self, settings: PipelineSettings, table: warehouse.Table, run_id: str):
         self._settings = settings
@@ -382,21 +400,39 @@ class StageHistory(beam.DoFn):
         self._run_id = run_id
 
     def setup(self):
-        client = cloud.bigquery_client(self._settings.project)
-        self._writer = warehouse.HistoryWriter(
-            client, self._settings.bq_dataset, self._table, self._run_id, self._settings.bigquery_timeout_seconds
-        )
+        self._writer = history_writer(self._settings, self._table, self._run_id)
         self._columns = warehouse.columns(self._table.name)
 
     def process(self, batch: list[dict[str, Any]]):
-        yield self._writer.stage([records.bigquery_row(r, self._columns) for r in batch])
+        rows = [records.bigquery_row(r, self._columns) for r in batch]
+        if self._table.name == warehouse.REJECTED.name:
+            rows = [self._fit_rejected(row) for row in rows]
+        self._writer.stage(rows)
+        yield len(rows)
+
+    @staticmethod
+    def _fit_rejected(row: dict[str, Any]) -> dict[str, Any]:
+        """A `rejected` row over warehouse.MAX_ROW_BYTES keeps its reason and detail, not its payload.
+        (Its payload is capped far below the bound: this holds only if the bound is set lower.)"""
+        try:
+            warehouse.check_row(warehouse.REJECTED.name, row)
+            return row
+        except warehouse.RowTooLarge:
+            Metrics.counter(NAMESPACE, "rejected_payload_dropped_row_too_large").inc()
+            return {**row, "payload": None, "payload_truncated": True}
 
 
 class MergeHistory(beam.DoFn):
-    """Runs once, after every StageHistory bundle (its side inputs): MERGE each
-    staging table into its history table, per route where asked, then drop it.
+    """Runs once, after every StageHistory bundle (its side inputs): load each table's
+    parts into its staging table (one load job), MERGE each staging table into its
+    history table, per route where asked, then drop it and its parts.
 
-    Under the pipeline's run lock (run_lock.py): acquired before the first MERGE
+    Rows a load job refused (warehouse.Refusal) are set aside: as `rejected` rows of
+    their pings, staged with `rejected`'s parts before its load, which is why that
+    table loads last; a refused `rejected` row is loaded again without its payload.
+
+    The loads fill this run's own staging tables and need no lock. The MERGEs run
+    under the pipeline's run lock (run_lock.py): acquired before the first MERGE
     (a run that finds it held waits, bounded, and counts `run_lock_waits`),
     renewed before each statement by the fenced client, released after the last."""
 
@@ -413,15 +449,18 @@ class MergeHistory(beam.DoFn):
         self._pipeline = pipeline
 
     def process(self, _, *staged_counts):
-        client = self._acquire_run_lock()
-        writers = {}
+        work_bucket = cloud.storage_client(self._settings.project).bucket(self._settings.work_bucket)
+        tables = {table.name: table for table, _ in self._merges}
+        client = cloud.bigquery_client(self._settings.project)
+        self._load(
+            {name: history_writer(self._settings, t, self._run_id, client, work_bucket) for name, t in tables.items()}
+        )
+        fenced = self._acquire_run_lock(client)
+        writers = {
+            name: history_writer(self._settings, t, self._run_id, fenced, work_bucket) for name, t in tables.items()
+        }
         for table, route in self._merges:
-            writer = writers.setdefault(
-                table.name,
-                warehouse.HistoryWriter(
-                    client, self._settings.bq_dataset, table, self._run_id, self._settings.bigquery_timeout_seconds
-                ),
-            )
+            writer = writers[table.name]
             result = writer.merge(route)
             name = f"{table.name}_{route or 'all'}"
             Metrics.counter(NAMESPACE, f"staged_{name}").inc(result.staged)
@@ -429,9 +468,9 @@ class MergeHistory(beam.DoFn):
             yield result
         for writer in writers.values():
             writer.drop_staging()
-        client.lock.release()
+        fenced.lock.release()
 
-    def _acquire_run_lock(self) -> run_lock.FencedBigQuery:
+    def _acquire_run_lock(self, client) -> run_lock.FencedBigQuery:
         """The pipeline's run lock, and the BigQuery client fenced by it. If the step fails, the
         lock is left to expire: a job of ours may still run on the server, and the TTL outlives it."""
         timeout = self._settings.bigquery_timeout_seconds
@@ -453,7 +492,45 @@ class MergeHistory(beam.DoFn):
             Metrics.counter(NAMESPACE, "run_lock_waits").inc()
         if acquired.took_over_from:
             Metrics.counter(NAMESPACE, "run_lock_takeovers").inc()
-        return run_lock.FencedBigQuery(cloud.bigquery_client(self._settings.project), lock, timeout)
+        return run_lock.FencedBigQuery(client, lock, timeout)
+
+    def _load(self, writers: dict[str, warehouse.HistoryWriter]) -> None:
+        rejected_columns = warehouse.columns(warehouse.REJECTED.name)
+        set_aside: list[dict[str, Any]] = []
+        for name in sorted(writers, key=lambda n: n == warehouse.REJECTED.name):  # `rejected` last
+            writer = writers[name]
+            if name == warehouse.REJECTED.name and set_aside:
+                writer.stage(set_aside)
+            refusal = writer.load()
+            if refusal is None:
+                continue
+            self._count_refused(name, refusal)
+            if name != warehouse.REJECTED.name:
+                set_aside += [
+                    records.bigquery_row(records.refused_row(name, row, refusal.errors), rejected_columns)
+                    for row in refusal.rows
+                ]
+                continue
+            # Refused `rejected` rows, again without their payloads: what is left is ours alone.
+            again = [
+                records.bigquery_row(records.refused_row(name, row, refusal.errors), rejected_columns)
+                for row in refusal.rows
+            ]
+            second = writer.load(writer.stage(again))
+            if second is not None:
+                raise RuntimeError(
+                    f"BigQuery refused {len(second.rows)} rejected rows even without their payloads: {second.errors}"
+                )
+        if set_aside and warehouse.REJECTED.name not in writers:
+            raise RuntimeError("rows were refused but this run merges no `rejected` table")
+
+    @staticmethod
+    def _count_refused(table: str, refusal: warehouse.Refusal) -> None:
+        Metrics.counter(NAMESPACE, f"bigquery_refused_{table}").inc(len(refusal.rows))
+        log.error(
+            "BigQuery refused staged rows; set aside in rejected",
+            extra={"table": table, "rows": len(refusal.rows), "errors": refusal.errors},
+        )
 
 
 class RunTooLong(RuntimeError):
