@@ -95,7 +95,7 @@ resource "google_storage_bucket" "templates" {
 
 # Staging (gs://<bucket>/staging) and temp (gs://<bucket>/tmp) files of the
 # Dataflow jobs, and the pipelines' working objects (WORK_BUCKET: load-job files
-# under staging/, run locks under locks/).
+# under loads/, run locks under locks/).
 resource "google_storage_bucket" "dataflow_temp" {
   project  = var.project_id
   name     = coalesce(var.dataflow_temp_bucket, "${var.project_id}-telemetry-dataflow-temp")
@@ -125,15 +125,15 @@ resource "google_storage_bucket" "dataflow_temp" {
     }
   }
 
-  # staging/: Dataflow's staged job files (stagingLocation) and the pipelines'
-  # load-job files (staging/<run id>/, WORK_BUCKET): each is read within its run,
+  # staging/: Dataflow's staged job files (stagingLocation), and loads/: the
+  # pipelines' load-job files (loads/<run id>/, WORK_BUCKET): each is read within its run,
   # which a run bound ends within hours, and a file left by a run that died is
   # raw ping data that nothing reads again. Deleted a day after it was written
   # (Cloud Storage applies a rule within a day of its condition being met).
   lifecycle_rule {
     condition {
       age            = 1
-      matches_prefix = ["staging/"]
+      matches_prefix = ["staging/", "loads/"]
     }
     action {
       type = "Delete"

@@ -278,7 +278,7 @@ variable "dataflow_temp_bucket" {
 }
 
 variable "dataflow_temp_retention_days" {
-  description = "Temp files of Dataflow jobs (tmp/ in the Dataflow temp bucket) are deleted this many days after they were written; staging/ after one day."
+  description = "Temp files of Dataflow jobs (tmp/ in the Dataflow temp bucket) are deleted this many days after they were written; staging/ and loads/ after one day."
   type        = number
   default     = 7
 

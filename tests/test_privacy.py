@@ -148,5 +148,5 @@ def test_erase_row_nulls_the_targets_staged_rows_only():
     assert not erase.erase_row("tracking_skipped", {"hash": "h"}, erase.Target("h"))  # nothing personal
     assert erase.staged_table_of("_staging_tracking_skipped_abc123") == "tracking_skipped"
     assert erase.staged_table_of("sites") is None
-    assert erase.staged_table_of("staging/abc/rejected/part-0.ndjson", erase.STAGING_OBJECT_PREFIX) == "rejected"
-    assert erase.staged_table_of("staging/abc/rejected/part-0.json", erase.STAGING_OBJECT_PREFIX) is None
+    assert erase.staged_table_of("loads/abc/rejected/part-0.ndjson", erase.STAGING_OBJECT_PREFIX) == "rejected"
+    assert erase.staged_table_of("loads/abc/rejected/part-0.json", erase.STAGING_OBJECT_PREFIX) is None

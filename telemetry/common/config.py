@@ -44,7 +44,7 @@ VARIABLES: dict[str, Variable] = {
             "WORK_BUCKET",
             "wp-telemetry-work",
             "Bucket of the pipelines' working objects: the NDJSON files of their BigQuery load jobs "
-            "(`staging/<run id>/`) and their run locks (`locks/`).",
+            "(`loads/<run id>/`) and their run locks (`locks/`).",
         ),
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
         Variable(

@@ -24,7 +24,7 @@ What it does (README "Privacy"):
 - Staging data of runs that failed, or are still running: the per-run staging
   tables (`_staging_<table>_<run id>` in the staging dataset, and in the history
   dataset where older runs left them) and the load jobs' files in the work
-  bucket (`staging/<run id>/<table>/*.ndjson`). Their rows of the target are
+  bucket (`loads/<run id>/<table>/*.ndjson`). Their rows of the target are
   nulled in place, as in the history (a staged `rejected` row loses its
   payload), never deleted, and no file or table is removed: a run that is still
   going then loads, merges and counts exactly the rows it staged, and its
@@ -64,7 +64,7 @@ from google.api_core.exceptions import BadRequest, NotFound, PreconditionFailed
 from google.cloud import bigquery
 
 from telemetry.common import privacy, stored_ping, wire
-from telemetry.pipelines import mongodb, records
+from telemetry.pipelines import mongodb, records, warehouse
 
 SITE_FIELDS = (*privacy.PERSONAL_FIELDS, "custom_fields")  # nulled in `sites`
 DEACTIVATION_FIELDS = ("reason_info",)  # nulled in `deactivations`
@@ -73,13 +73,13 @@ NULLED = {"sites": SITE_FIELDS, "deactivations": DEACTIVATION_FIELDS, "rejected"
 ROUTE_OF_STATUS = {records.ACTIVE: wire.TRACK, records.DEACTIVATED: wire.DEACTIVATE}
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
-# The pipelines' staging: per-run tables `_staging_<table>_<run id>` (in the staging
-# dataset; older runs left them in the history dataset) and the load jobs' files
-# `staging/<run id>/<table>/<name>.ndjson` in the work bucket.
-STAGING_TABLE_PREFIX = "_staging_"
-STAGING_OBJECT_PREFIX = "staging/"
-STAGING_FILE_SUFFIX = ".ndjson"
-STAGED_TABLES = ("sites", "deactivations", "tracking_skipped", "rejected")
+# The pipelines' staging (warehouse.py): per-run tables `_staging_<table>_<run id>` (in the
+# staging dataset; older runs left them in the history dataset) and the load jobs' files
+# `loads/<run id>/<table>/<name>.ndjson` in the work bucket.
+STAGING_TABLE_PREFIX = warehouse.STAGING_TABLE_PREFIX
+STAGING_OBJECT_PREFIX = f"{warehouse.STAGING_FOLDER}/"
+STAGING_FILE_SUFFIX = warehouse.PART_SUFFIX
+STAGED_TABLES = tuple(table.name for table in warehouse.TABLES)
 # A rewrite whose file changed since it was read is read and tried again, at most this often.
 REWRITE_ATTEMPTS = 5
 _JSON_URL = re.compile(r'"url"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -195,7 +195,7 @@ def erase_row(table: str, row: dict[str, Any], target: Target) -> bool:
 
 def staged_table_of(name: str, prefix: str = "") -> str | None:
     """The history table whose rows a staging table or file name holds, or None if it is no staging name."""
-    if prefix:  # a file: staging/<run id>/<table>/<name>.ndjson
+    if prefix:  # a file: loads/<run id>/<table>/<name>.ndjson
         parts = name.split("/")
         if len(parts) != 4 or not name.startswith(prefix) or not name.endswith(STAGING_FILE_SUFFIX):
             return None

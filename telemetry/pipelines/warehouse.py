@@ -5,7 +5,7 @@ production tables from the same files. Every table is partitioned by day on
 `received_at` and clustered by `hash`.
 
 Write path: load jobs, not streaming. A run writes each batch of rows as one
-newline-delimited JSON object, `gs://<work bucket>/staging/<run id>/<table>/<part>.ndjson`.
+newline-delimited JSON object, `gs://<work bucket>/loads/<run id>/<table>/<part>.ndjson`.
 At its end, per table, ONE load job reads all of them (one wildcard URI) into a
 staging table of the run's own in the scratch dataset,
 `<staging dataset>._staging_<table>_<run id>` (the history's layout, expiring after
@@ -60,7 +60,11 @@ if TYPE_CHECKING:
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 STAGING_EXPIRY = timedelta(days=1)
-STAGING_FOLDER = "staging"
+# Where a run stages: its files `loads/<run id>/<table>/<part>.ndjson` in the work bucket
+# (apart from Dataflow's own staging/ and tmp/), and its tables `_staging_<table>_<run id>`.
+STAGING_FOLDER = "loads"
+PART_SUFFIX = ".ndjson"
+STAGING_TABLE_PREFIX = "_staging_"
 # The largest row a run stages. BigQuery's tightest row limit, that of insertAll
 # (5 MB; a load job takes JSON rows up to 100 MB), so a row within it is never
 # refused for its size whichever API writes it. No ping within ingest's limits comes
@@ -187,7 +191,7 @@ class HistoryWriter:
         self._storage_bounds = {"retry": STORAGE_RETRY.with_timeout(timeout_seconds), "timeout": timeout_seconds}
         self.table = table
         self.target = f"{client.project}.{dataset}.{table.name}"
-        self.staging = f"{client.project}.{staging_dataset}._staging_{table.name}_{run_id}"
+        self.staging = f"{client.project}.{staging_dataset}.{STAGING_TABLE_PREFIX}{table.name}_{run_id}"
         self.prefix = staging_prefix(run_id, table.name)
 
     def stage(self, rows: list[dict[str, Any]]) -> list[str]:
@@ -213,7 +217,7 @@ class HistoryWriter:
     def _write_part(self, lines: list[bytes]) -> str:
         from google.api_core.exceptions import PreconditionFailed
 
-        blob = self.bucket.blob(f"{self.prefix}{uuid.uuid4().hex}.ndjson")
+        blob = self.bucket.blob(f"{self.prefix}{uuid.uuid4().hex}{PART_SUFFIX}")
         try:
             # Only if absent: the write is then safe to retry (the library retries it).
             blob.upload_from_string(

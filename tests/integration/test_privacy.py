@@ -255,7 +255,7 @@ def staged_rows(bucket, project: dict, table: str, payloads: list[dict]) -> list
 def stage_as_a_failed_run(bq, work, dataset: str, table: str, rows: list[dict], via_file: bool) -> tuple[str, str]:
     """A failed run's staging, written the way the pipelines write it: into `_staging_<table>_<run id>`,
     streamed (older runs, in the history dataset) or loaded from an NDJSON file in the work bucket under
-    `staging/<run id>/<table>/` (the load-job path). Stood in for a run that died before its MERGE,
+    `loads/<run id>/<table>/` (the load-job path). Stood in for a run that died before its MERGE,
     which no pipeline here can be made to do on purpose without patching its internals.
     Returns the table's id and the file's name ("" when streamed)."""
     run_id = uuid.uuid4().hex[:12]

@@ -87,11 +87,11 @@ def test_dataflow_buckets_are_private_and_temp_files_expire(tf):
     for rule in temp["lifecycle_rule"]:
         assert _block(rule, "action")["type"] == "Delete"
         condition = _block(rule, "condition")
-        (prefix,) = condition["matches_prefix"]
-        rules[prefix] = _expr(condition["age"])
-    # Dataflow's temp files after the retention; staging/ (Dataflow's staged files and
-    # the pipelines' load-job files) after a day; nothing under locks/ or elsewhere.
-    assert rules == {"tmp/": "var.dataflow_temp_retention_days", "staging/": "1"}
+        for prefix in condition["matches_prefix"]:
+            rules[prefix] = _expr(condition["age"])
+    # Dataflow's temp files after the retention; staging/ (Dataflow's staged files) and
+    # loads/ (the pipelines' load-job files) after a day; nothing under locks/ or elsewhere.
+    assert rules == {"tmp/": "var.dataflow_temp_retention_days", "staging/": "1", "loads/": "1"}
 
 
 # --- Pipelines: the hourly launches ---------------------------------------------------
