@@ -182,22 +182,88 @@ def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for key, value in pairs:
         path = _key_path(key)
-        if path[0] == "":
+        name = path[0]
+        if name == "":
             raise PayloadError("malformed_key", f"key {key!r} has an empty name")
         if len(path) > limits.max_depth:
             raise PayloadError("too_deep", f"key {key!r} is nested deeper than {limits.max_depth} levels")
-        node = payload
-        for segment in path[:-1]:
-            if segment == "":
-                segment = _next_index(node)
-            child = node.get(segment)
-            if not isinstance(child, dict):
-                child = node[segment] = {}
+        if len(path) == 1:
+            payload[name] = value
+            continue
+        # The top level never takes `[]` (its name is never empty), so it is a plain dict.
+        node = payload.get(name)
+        if not isinstance(node, _PhpArray):
+            node = payload[name] = _PhpArray()
+        for segment in path[1:-1]:
+            child = node.get(segment) if segment else None
+            if not isinstance(child, _PhpArray):
+                child = _PhpArray()
+                if segment:
+                    node.put(segment, child)
+                else:
+                    node.append(key, child)
             node = child
         last = path[-1]
-        node[_next_index(node) if last == "" else last] = value
+        if last:
+            node.put(last, value)
+        else:
+            node.append(key, value)
     # The top level stays an object even when its keys happen to be 0..n-1.
     return {k: _lists_where_php_would(v) if isinstance(v, dict) else v for k, v in payload.items()}
+
+
+# PHP's integer keys are 64-bit (zend_long).
+_PHP_LONG_MIN = -(2**63)
+_PHP_LONG_MAX = 2**63 - 1
+_PHP_LONG_MAX_KEY = str(_PHP_LONG_MAX)
+# A key PHP stores as an integer: decimal, no `+`, no leading zero, no `-0`, within
+# zend_long (ZEND_HANDLE_NUMERIC_STR); at most 20 characters, which bounds the int().
+_PHP_INT_KEY = re.compile(r"-?[1-9][0-9]{0,18}|0")
+_DIGITS_AND_MINUS = frozenset("-0123456789")
+
+
+def _php_int_key(key: str) -> int | None:
+    """The integer PHP stores `key` as in an array, or None when it stays a string (`"05"`, `"-0"`, `" 5"`)."""
+    if key[:1] not in _DIGITS_AND_MINUS or not _PHP_INT_KEY.fullmatch(key):
+        return None
+    number = int(key)
+    return number if _PHP_LONG_MIN <= number <= _PHP_LONG_MAX else None
+
+
+class _PhpArray(dict):
+    """A PHP array while a form body is parsed: an ordered map that keeps PHP's next free
+    integer key (zend_hash's `nNextFreeElement`), so that `[]` appends in constant time
+    instead of rescanning the keys.
+
+    As PHP 8.2 does: every integer key `k` inserted moves it to at least `k + 1` (negative
+    keys included: `x[-5]=a&x[]=b` gives -4), capped at PHP_INT_MAX; an array without
+    integer keys appends at 0. Parsing never deletes a key from an array (a replaced
+    array is a new one), so the counter is the largest integer key plus one, or none.
+    """
+
+    __slots__ = ("_next_free",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_free: int | None = None  # no integer key yet
+
+    def put(self, key: str, value: Any) -> None:
+        """`array[key] = value` for a key the client named."""
+        self[key] = value
+        number = _php_int_key(key)
+        if number is not None and (self._next_free is None or number >= self._next_free):
+            self._next_free = min(number + 1, _PHP_LONG_MAX)
+
+    def append(self, field: str, value: Any) -> None:
+        """`array[] = value`; `field` is the body's key, for the error."""
+        index = 0 if self._next_free is None else self._next_free
+        if index == _PHP_LONG_MAX and _PHP_LONG_MAX_KEY in self:
+            # PHP drops such a value with a warning; a clear error is kinder than a field lost.
+            raise PayloadError(
+                "malformed_key", f"key {field!r} appends after the largest integer key PHP has ({_PHP_LONG_MAX})"
+            )
+        self[str(index)] = value
+        self._next_free = min(index + 1, _PHP_LONG_MAX)
 
 
 # Every ping of a plugin carries the same few dozen keys, so the decoded form and the
@@ -244,15 +310,6 @@ def _cached_key_path(key: str) -> tuple[str, ...]:
 
 def _key_path(key: str) -> tuple[str, ...]:
     return _cached_key_path(key) if len(key) <= _KEY_CACHE_MAX_CHARS else tuple(split_php_key(key))
-
-
-_PHP_INT_KEY = re.compile(r"0|[1-9][0-9]*")
-
-
-def _next_index(array: dict[str, Any]) -> str:
-    """The key PHP gives `[]`: one more than the largest integer key, or 0."""
-    ints = [int(k) for k in array if _PHP_INT_KEY.fullmatch(k)]
-    return str(max(ints) + 1) if ints else "0"
 
 
 def _lists_where_php_would(node: dict[str, Any]) -> Any:
