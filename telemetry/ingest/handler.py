@@ -9,6 +9,7 @@ request logs exactly one structured line.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 import uuid
@@ -42,10 +43,28 @@ def reset_instance() -> None:
     instance.cache_clear()
 
 
-def client_ip(request: flask.Request) -> str | None:
-    """The first address of X-Forwarded-For (as Cloud Run sets it), else the peer."""
-    route = request.access_route
-    return route[0] if route else None
+def client_ip(request: flask.Request, trusted_hops: int) -> str | None:
+    """The client's address: the X-Forwarded-For entry `trusted_hops` from the end.
+
+    Each trusted proxy appends the address it was reached from, so that entry is the one
+    the first of them saw: the client's (Google's front end is one such proxy, the local
+    gateway plays it). The entries before it are whatever the client wrote, and are never
+    used. A header with fewer entries, or an entry that is not an IP address, did not
+    come through the proxies the setting names (or names too many): then the peer address,
+    the one address the client cannot choose (deployed, a front end's, not the client's).
+    """
+    forwarded = request.environ.get("HTTP_X_FORWARDED_FOR")
+    if forwarded:
+        # rsplit: at most trusted_hops + 1 parts, however many entries a client sent.
+        entries = forwarded.rsplit(",", trusted_hops)
+        if len(entries) >= trusted_hops:
+            candidate = entries[-trusted_hops].strip()
+            try:
+                ipaddress.ip_address(candidate)
+                return candidate
+            except ValueError:
+                pass
+    return request.remote_addr
 
 
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> flask.Response:
@@ -103,8 +122,10 @@ def handle(route: str, request: flask.Request) -> flask.Response:
     size = request.content_length or 0
     ping_id: str | None = None
     reason: str | None = None
+    address: str | None = None
     try:
         settings, writer = instance()
+        address = client_ip(request, settings.trusted_proxy_hops)
         if request.method == "GET":
             response = _json_response(200, {"ok": True, "route": route})
         elif request.method != "POST":
@@ -119,7 +140,7 @@ def handle(route: str, request: flask.Request) -> flask.Response:
                 response = _error(413, reason, f"body is larger than {settings.max_body_bytes} bytes")
             else:
                 size = len(body)
-                ping = _accept(route, request, body, settings)
+                ping = _accept(route, request, body, settings, address)
                 ping_id = ping.id
                 writer.put(ping.object_name, ping.to_json())
                 response = _json_response(200, {"ok": True, "id": ping.id})
@@ -134,11 +155,13 @@ def handle(route: str, request: flask.Request) -> flask.Response:
         log.exception("request failed unexpectedly", extra={"route": route, "ping_id": ping_id})
         response = _error(500, reason, "the ping could not be stored; retry later", {"Retry-After": _retry_after()})
     latency = time.perf_counter() - started
-    _log_request(route, request, response.status_code, size, latency, reason, ping_id)
+    _log_request(route, request, response.status_code, size, latency, reason, ping_id, address)
     return response
 
 
-def _accept(route: str, request: flask.Request, body: bytes, settings: config.IngestSettings) -> StoredPing:
+def _accept(
+    route: str, request: flask.Request, body: bytes, settings: config.IngestSettings, address: str | None
+) -> StoredPing:
     parsed = wire.parse_body(body, request.mimetype, request.mimetype_params.get("charset"), settings.limits)
     wire.validate(route, parsed)
     return StoredPing(
@@ -148,18 +171,20 @@ def _accept(route: str, request: flask.Request, body: bytes, settings: config.In
         payload=parsed,
         user_agent=request.headers.get("User-Agent"),
         content_type=request.headers.get("Content-Type"),
-        client_ip=client_ip(request),
+        client_ip=address,
         raw=body.decode("utf-8"),
     )
 
 
-def _log_ip(request: flask.Request) -> str | None:
-    """The client address as the log line keeps it: truncated like `ip_address` (privacy policy)."""
+def _log_ip(request: flask.Request, address: str | None) -> str | None:
+    """The client address as the log line keeps it: truncated like `ip_address` (privacy policy).
+    `address` is None when the settings could not be read: their defaults then."""
     try:
         policy = instance()[0].privacy
-    except Exception:  # the settings themselves failed: the default policy
+    except Exception:  # the settings themselves failed: the defaults
         policy = privacy.DEFAULT
-    return policy.ip(client_ip(request))
+        address = client_ip(request, int(config.VARIABLES["TRUSTED_PROXY_HOPS"].default))
+    return policy.ip(address)
 
 
 def _log_request(
@@ -170,6 +195,7 @@ def _log_request(
     latency: float,
     reason: str | None,
     ping_id: str | None,
+    address: str | None,
 ) -> None:
     fields = {
         "route": route,
@@ -183,7 +209,7 @@ def _log_request(
             "status": status,
             "requestSize": str(size),
             "latency": f"{latency:.6f}s",
-            "remoteIp": _log_ip(request),
+            "remoteIp": _log_ip(request, address),
             "userAgent": request.headers.get("User-Agent"),
         },
     }
