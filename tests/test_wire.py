@@ -196,6 +196,8 @@ def test_rejections_of_body_shape():
     assert _code("hash=%FF%FE") == "invalid_encoding"
     assert _code("{not json", "application/json") == "invalid_json"
     assert _code("[1, 2]", "application/json") == "invalid_json"
+    for not_json in ('{"a": NaN}', '{"a": [Infinity]}', '{"a": -Infinity}', '{"a": 1e400}', '{"a": -1e999}'):
+        assert _code(not_json, "application/json") == "invalid_json", not_json  # no stored object could hold it
     assert _code("[" * 100_000 + "]" * 100_000, "application/json") == "too_deep"
     assert _code("a[b][c][d]=1", limits=limits(max_depth=3)) == "too_deep"
     assert _code(json.dumps({"a": {"b": {"c": {"d": 1}}}}), "application/json", limits(max_depth=3)) == "too_deep"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -123,9 +124,23 @@ def parse_body(body: bytes, mimetype: str, charset: str | None, limits: Limits) 
     return payload
 
 
+def _not_a_json_number(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"number {text[:40]} is beyond the range of a 64-bit float")
+    return number
+
+
 def _parse_json(text: str) -> dict[str, Any]:
+    """The body's object. `NaN`, `Infinity` and numbers that overflow a double (which
+    json.loads takes for infinity) are refused: JSON has no form for them, so no stored
+    object could hold them."""
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_constant=_not_a_json_number, parse_float=_finite_float)
     except RecursionError as e:
         raise PayloadError("too_deep", "JSON body is nested too deeply") from e
     except ValueError as e:
