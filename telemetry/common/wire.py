@@ -119,10 +119,9 @@ def parse_body(body: bytes, mimetype: str, charset: str | None, limits: Limits) 
         raise PayloadError("invalid_encoding", f"body is not valid UTF-8 at byte {e.start}") from e
     if mtype == JSON:
         payload = _parse_json(text)
-    else:
-        payload = parse_php_query(text, limits)
-    check_structure(payload, limits)
-    return payload
+        check_structure(payload, limits)
+        return payload
+    return parse_php_query(text, limits)  # applies the same rules as it builds the payload
 
 
 def _not_a_json_number(name: str) -> float:
@@ -185,7 +184,8 @@ def split_php_key(key: str) -> list[str]:
 
 
 def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
-    """Parse `application/x-www-form-urlencoded` text as PHP's parse_str does.
+    """Parse `application/x-www-form-urlencoded` text as PHP's parse_str does, and apply
+    `check_structure`'s rules to the result (as it is built, rather than in a second walk).
 
     Why our own code: urllib gives flat pairs only, and the query-string
     libraries on PyPI follow Node's `qs` (duplicates merged into lists, numeric
@@ -233,7 +233,17 @@ def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
         else:
             node[last] = value
     # The top level stays an object even when its keys happen to be 0..n-1.
-    return {k: _lists_where_php_would(v) if isinstance(v, dict) else v for k, v in payload.items()}
+    keys = list(payload)
+    max_value_chars = limits.max_value_chars
+    for name, value in payload.items():
+        if type(value) is _PhpArray:
+            payload[name] = _finished(value, keys, max_value_chars)
+        elif len(value) > max_value_chars:
+            raise _value_too_long(name, max_value_chars)
+    if len(keys) > limits.max_keys:
+        raise PayloadError("too_many_keys", f"payload has more than {limits.max_keys} keys")
+    _check_key_names(keys, limits.max_key_chars)
+    return payload
 
 
 # PHP's integer keys are 64-bit (zend_long).
@@ -356,11 +366,25 @@ def _form_decode(text: str) -> str:
     return _ESCAPE_RUN.sub(_decode_escape_run, text) if "%" in text else text
 
 
-def _lists_where_php_would(node: dict[str, Any]) -> Any:
-    converted = {k: _lists_where_php_would(v) if isinstance(v, dict) else v for k, v in node.items()}
+def _finished(array: _PhpArray, keys: list[str], max_value_chars: int) -> dict[str, Any] | list[Any]:
+    """The array as PHP's json_encode has it: a list when its keys are exactly 0..n-1, else
+    an object (a plain dict), whose keys join `keys`; each string value is held to
+    `max_value_chars`. (Form values are strings and arrays only.)"""
+    converted: dict[str, Any] = {}
+    for key, value in array.items():
+        if type(value) is _PhpArray:
+            value = _finished(value, keys, max_value_chars)
+        elif len(value) > max_value_chars:
+            raise _value_too_long(key, max_value_chars)
+        converted[key] = value
     if "0" in converted and list(converted) == [str(i) for i in range(len(converted))]:
         return list(converted.values())
+    keys += converted
     return converted
+
+
+def _value_too_long(key: str | int, max_value_chars: int) -> PayloadError:
+    return PayloadError("value_too_long", f"value of {key!r} is longer than {max_value_chars} characters")
 
 
 def check_structure(payload: dict[str, Any], limits: Limits) -> None:
@@ -389,9 +413,7 @@ def check_structure(payload: dict[str, Any], limits: Limits) -> None:
         for key, value in items:
             if isinstance(value, str):
                 if len(value) > max_value_chars:
-                    raise PayloadError(
-                        "value_too_long", f"value of {key!r} is longer than {max_value_chars} characters"
-                    )
+                    raise _value_too_long(key, max_value_chars)
             elif isinstance(value, (dict, list)):
                 stack.append((value, depth + 1))
     _check_key_names(keys, limits.max_key_chars)

@@ -10,14 +10,15 @@ request logs exactly one structured line.
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 import uuid
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import flask
+import orjson
+from werkzeug.http import parse_options_header
 
 from telemetry.common import config, privacy, wire
 from telemetry.common.logs import get_logger
@@ -69,7 +70,7 @@ def client_ip(request: flask.Request, trusted_hops: int) -> str | None:
 
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> flask.Response:
     return flask.Response(
-        json.dumps(body, separators=(",", ":")),
+        orjson.dumps(body),
         status=status,
         mimetype="application/json",
         headers=headers,
@@ -84,8 +85,9 @@ class IncompleteBody(wire.PayloadError):
     """The body ended before its Content-Length, or its chunked framing is broken."""
 
 
-def _read_body(request: flask.Request, limit: int) -> bytes | None:
+def _read_body(request: flask.Request, content_length: int | None, limit: int) -> bytes | None:
     """The body, or None when it is larger than `limit` bytes; raises IncompleteBody.
+    `content_length` is the request's (werkzeug parses the header anew on each access).
 
     A body shorter than its Content-Length is one the client did not finish (it hung
     up, or lied): a truncated form can still parse as a ping, so it is refused, never
@@ -94,7 +96,7 @@ def _read_body(request: flask.Request, limit: int) -> bytes | None:
     InvalidChunkSize, a plain ParseException, for a bad chunk; werkzeug:
     ClientDisconnected), so any error of the read is a 400, not a 500.
     """
-    if request.content_length is not None and request.content_length > limit:
+    if content_length is not None and content_length > limit:
         return None
     try:
         body = request.stream.read(limit + 1)
@@ -102,10 +104,8 @@ def _read_body(request: flask.Request, limit: int) -> bytes | None:
         raise IncompleteBody("incomplete_body", f"the body could not be read to its end: {e}") from e
     if len(body) > limit:
         return None
-    if request.content_length is not None and len(body) < request.content_length:
-        raise IncompleteBody(
-            "incomplete_body", f"the body ended after {len(body)} of its {request.content_length} bytes"
-        )
+    if content_length is not None and len(body) < content_length:
+        raise IncompleteBody("incomplete_body", f"the body ended after {len(body)} of its {content_length} bytes")
     return body
 
 
@@ -119,7 +119,8 @@ def _retry_after() -> str:
 def handle(route: str, request: flask.Request) -> flask.Response:
     """Serve one request to `route`; logs one structured line whatever happens."""
     started = time.perf_counter()
-    size = request.content_length or 0
+    content_length = request.content_length
+    size = content_length or 0
     ping_id: str | None = None
     reason: str | None = None
     address: str | None = None
@@ -134,7 +135,7 @@ def handle(route: str, request: flask.Request) -> flask.Response:
                 405, reason, "use POST to send a ping, GET for a health check", {"Allow": ALLOWED_METHODS}
             )
         else:
-            body = _read_body(request, settings.max_body_bytes)
+            body = _read_body(request, content_length, settings.max_body_bytes)
             if body is None:
                 reason = "body_too_large"
                 response = _error(413, reason, f"body is larger than {settings.max_body_bytes} bytes")
@@ -162,7 +163,8 @@ def handle(route: str, request: flask.Request) -> flask.Response:
 def _accept(
     route: str, request: flask.Request, body: bytes, settings: config.IngestSettings, address: str | None
 ) -> StoredPing:
-    parsed = wire.parse_body(body, request.mimetype, request.mimetype_params.get("charset"), settings.limits)
+    mimetype, charset = content_type(request.headers.get("Content-Type", ""))
+    parsed = wire.parse_body(body, mimetype, charset, settings.limits)
     wire.validate(route, parsed)
     return StoredPing(
         id=str(uuid.uuid4()),
@@ -174,6 +176,27 @@ def _accept(
         client_ip=address,
         raw=body.decode("utf-8"),
     )
+
+
+# Content-Type headers this long or shorter are remembered parsed (`content_type`).
+CONTENT_TYPE_CACHE_MAX_CHARS = 256
+
+
+def content_type(header: str) -> tuple[str, str | None]:
+    """(mimetype, charset) of a Content-Type header, as werkzeug reads them for
+    `request.mimetype` and `request.mimetype_params`. Nearly every request sends one of
+    a few headers, so their parse is remembered (a bounded cache of short headers)."""
+    if len(header) <= CONTENT_TYPE_CACHE_MAX_CHARS:
+        return _cached_content_type(header)
+    return _parsed_content_type(header)
+
+
+def _parsed_content_type(header: str) -> tuple[str, str | None]:
+    mimetype, params = parse_options_header(header)
+    return mimetype.lower(), params.get("charset")
+
+
+_cached_content_type = lru_cache(maxsize=64)(_parsed_content_type)
 
 
 def _log_ip(request: flask.Request, address: str | None) -> str | None:

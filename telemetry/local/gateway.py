@@ -112,9 +112,9 @@ def create_gateway(functions: dict[str, tuple[str, str]] = FUNCTIONS, root: Path
     return _front_end(DispatcherMiddleware(_not_found, mounts))
 
 
-def floor_gateway(entry: str = "empty"):
-    """The ingest benchmark's floors: a function of scripts/bench_floor.py mounted at every route
-    exactly as the real ones are (`gunicorn 'telemetry.local.gateway:floor_gateway("store_only")'`)."""
+def floor_gateway(entry: str = "store_only"):
+    """The ingest benchmark's floor: a function of scripts/bench_floor.py mounted at every route
+    exactly as the real ones are (`gunicorn 'telemetry.local.gateway:floor_gateway()'`)."""
     return create_gateway({route: ("", entry) for route in FUNCTIONS}, root=ROOT / "scripts" / "bench_floor.py")
 
 
