@@ -454,6 +454,9 @@ def _measure(
         for r in runs:
             cores = r["cpu_s"] / args.seconds
             print(f"{label:34} {r['accepted']:9.0f} {r['cpu_s']:8.2f} {r['cpu_ms']:8.3f} {cores:8.2f}")
+    # The machine swings between runs: each round's endpoint and floor ran back to back.
+    round_ratios = [e["cpu_ms"] / f["cpu_ms"] for e, f in zip(endpoint_runs, store_runs, strict=True)]
+    print("CPU ratio of each round (endpoint / floor run next to it): " + ", ".join(f"{r:.2f}" for r in round_ratios))
     endpoint["cpu_ms_per_ping"] = min(r["cpu_ms"] for r in endpoint_runs)
     floor = {"rps": max(r["rps"] for r in store_runs), "cpu_ms_per_request": min(r["cpu_ms"] for r in store_runs)}
     cpu_ratio = endpoint["cpu_ms_per_ping"] / floor["cpu_ms_per_request"]
@@ -496,6 +499,7 @@ def _measure(
         "throughput_ratio": throughput_ratio,
         "p99_ratio": p99_ratio,
         "cpu_ratio": cpu_ratio,
+        "cpu_ratio_per_round": round_ratios,
         "worst_bodies": worst_figures,
         "worst_body": worst_name,
         "worst_per_byte_ratio": worst_ratio,
