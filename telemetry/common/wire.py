@@ -198,8 +198,8 @@ def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     max_depth = limits.max_depth
     for (key, path, named_integers), value in fields:
-        if path is None:
-            split_php_key(key)  # raises the malformed_key error this name deserves
+        if path is None:  # malformed brackets: split_php_key raises the error they deserve
+            path = tuple(split_php_key(key))
         name = path[0]
         if name == "":
             raise PayloadError("malformed_key", f"key {key!r} has an empty name")
@@ -309,11 +309,11 @@ _NAME_CACHE_MAX_CHARS = 512
 
 # A field's name, decoded: the name as parse_qsl gives it, its bracket path (None when
 # its brackets are malformed), and whether a segment of the path is an integer key to PHP.
-FieldName = tuple[str, tuple[str, ...] | None, bool]
+_FieldName = tuple[str, tuple[str, ...] | None, bool]
 
 
-def _form_fields(text: str, limits: Limits) -> list[tuple[FieldName, str]]:
-    """Each field's decoded name (`FieldName`) and value. The names and values are exactly
+def _form_fields(text: str, limits: Limits) -> list[tuple[_FieldName, str]]:
+    """Each field's decoded name (`_FieldName`) and value. The names and values are exactly
     the pairs `urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8",
     errors="strict", max_num_fields=limits.max_keys)` returns (a unit test compares them)."""
     if text and limits.max_keys < 1 + text.count("&"):
@@ -333,7 +333,7 @@ def _form_fields(text: str, limits: Limits) -> list[tuple[FieldName, str]]:
     return fields
 
 
-def _field_name(raw_name: str) -> FieldName:
+def _field_name(raw_name: str) -> _FieldName:
     name = _form_decode(raw_name)
     try:
         path = tuple(split_php_key(name))
