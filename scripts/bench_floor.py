@@ -1,16 +1,15 @@
-"""The ingest benchmark's floors: HTTP functions that do less than ingest.
+"""The ingest benchmark's one-write floor: an HTTP function that does less than ingest.
 
-`make bench-ingest` serves each exactly as the ingest functions are served
-(same gunicorn command, same functions-framework app, same gateway mounting,
-same wrk load) to measure what a request costs before ingest's own work:
+`make bench-ingest` serves it exactly as the ingest functions are served (same
+gunicorn command, same functions-framework app, same gateway mounting, same wrk
+load, same bodies) to measure what a request costs before ingest's own work:
 
-- `empty`: reads no body (functions-framework still drains it), parses, stores
-  and logs nothing, and answers a constant tiny JSON body. The floor of the
-  framework, which the CPU target is set against.
-- `store_only`: `empty` plus what no ping can do without: one object written
-  with ingest's own writer, which means a request that waits mid-way for
-  Cloud Storage. Between this and the endpoint lies ingest's own work
-  (parsing, validating, the stored object's JSON, the log line).
+- `store_only`: reads the body and writes it, as it came, as one object with
+  ingest's own writer (a request that waits mid-way for Cloud Storage, as every
+  ping does), then answers a constant tiny JSON body. It parses, validates and
+  logs nothing: the least any function that stores a ping must do. Between this
+  and the endpoint lies ingest's own work (parsing, validating, the stored
+  object's JSON, the log line), which the CPU target bounds.
 """
 
 import uuid
@@ -21,16 +20,10 @@ import functions_framework
 from telemetry.ingest import handler
 
 _BODY = b'{"ok":true}'
-_OBJECT = b'{"bench":"store_only"}'
-
-
-@functions_framework.http
-def empty(request):
-    return flask.Response(_BODY, status=200, mimetype="application/json")
 
 
 @functions_framework.http
 def store_only(request):
     _settings, writer = handler.instance()
-    writer.put(f"bench-store-only/{uuid.uuid4()}.json", _OBJECT)
+    writer.put(f"bench-store-only/{uuid.uuid4()}.json", request.get_data())
     return flask.Response(_BODY, status=200, mimetype="application/json")

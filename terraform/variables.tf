@@ -109,6 +109,17 @@ variable "max_body_bytes" {
   default     = 262144
 }
 
+variable "trusted_proxy_hops" {
+  description = "Proxies in front of ingest that each append the address they saw to X-Forwarded-For (TRUSTED_PROXY_HOPS): 1, Google's front end alone; 2 behind a load balancer of your own. The client address is the entry this far from the end."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.trusted_proxy_hops >= 1 && floor(var.trusted_proxy_hops) == var.trusted_proxy_hops
+    error_message = "trusted_proxy_hops must be a whole number of at least 1."
+  }
+}
+
 # --- Personal data (README "Privacy") ------------------------------------------
 
 variable "ip_prefix_v4" {

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from typing import Any
 
+PHP_MAX_INPUT_VARS = 1_000_000
+
 _PARSE = r"""
 $out = [];
 foreach (json_decode(stream_get_contents(STDIN), true) as $query) {
@@ -32,7 +34,9 @@ def _php(code: str, items: list[Any]) -> list[Any]:
     php = shutil.which("php")
     if php is None:
         raise RuntimeError("php-cli is not installed: `make test` installs it (apt-get install php-cli)")
-    result = subprocess.run([php, "-r", code], input=json.dumps(items), capture_output=True, text=True, check=True)
+    # parse_str stops at max_input_vars fields (1,000 by default): lift it past any body's MAX_KEYS.
+    command = [php, "-d", f"max_input_vars={PHP_MAX_INPUT_VARS}", "-r", code]
+    result = subprocess.run(command, input=json.dumps(items), capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from telemetry.common import stored_ping
+from telemetry.common import config, stored_ping, wire
 from telemetry.common.stored_ping import StoredPing, StoredPingError
 from telemetry.ingest.object_writer import TRANSIENT_STATUSES, retry_policy
+from telemetry.local import samples
 
 WHEN = datetime(2026, 11, 23, 11, 47, 18, 123456, tzinfo=UTC)
+LIMITS = config.IngestSettings.from_env({}).limits
 
 
 def test_object_name_uses_the_utc_hour_of_receipt():
@@ -42,6 +47,55 @@ def test_what_ingest_writes_the_pipelines_read_back():
     assert stored_ping.route_of(ping.object_name) == "deactivate"
     assert stored_ping.is_object_of(ping.object_name, "deactivate")
     assert not stored_ping.is_object_of(ping.object_name, "track")
+
+
+def _standard_library_bytes(ping: StoredPing) -> bytes:
+    """The object as ingest wrote it with the standard library, before orjson."""
+    record = {
+        "id": ping.id,
+        "received_at": stored_ping.format_timestamp(ping.received_at),
+        "route": ping.route,
+        "user_agent": ping.user_agent,
+        "content_type": ping.content_type,
+        "client_ip": ping.client_ip,
+        "payload": ping.payload,
+        "raw": ping.raw,
+    }
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def test_the_bytes_are_those_the_standard_library_wrote():
+    """orjson writes a ping's object byte for byte as json.dumps did: escapes, non-ASCII, nesting."""
+    rng = random.Random(5)
+    for index in range(20):
+        body = samples.http_build_query(samples.track_payload(rng, "a" * 32, index))
+        body += "&extra[ctl]=%00%1F%7F%E2%80%A8&extra[q]=%22%5C%2F&extra[emoji]=%F0%9F%98%80"
+        payload = wire.parse_body(body.encode(), "application/x-www-form-urlencoded", None, LIMITS)
+        ping = StoredPing(f"p-{index}", "track", WHEN, payload, "Appsero/x;", "x", "203.0.113.7", body)
+        assert ping.to_json() == _standard_library_bytes(ping)
+
+
+def test_numbers_of_a_json_body_read_back_as_sent():
+    """Integers past 64 bits (orjson has no form for them: the standard library writes those)
+    and floats of every magnitude (orjson writes `1e-7`, json `1e-07`: the same number)."""
+    payload = {"hash": "h", "url": "https://x.org", "big": 10**30, "low": -(2**63), "small": 1e-7, "f": [0.1, 1e300]}
+    ping = StoredPing("p-1", "track", WHEN, payload)
+    assert StoredPing.parse(ping.object_name, ping.to_json()) == ping
+    assert StoredPing.parse(ping.object_name, StoredPing("p-1", "track", WHEN, {**payload, "big": 1}).to_json())
+
+
+def test_objects_written_before_orjson_still_read():
+    """What the standard library wrote stays readable: its spacing, and the NaN and Infinity
+    it wrote for JSON bodies that held them (ingest refuses such bodies now)."""
+    written = (
+        b'{"id": "p-1", "received_at": "2026-11-23T11:47:18.123456Z", "route": "track", "user_agent": null, '
+        b'"content_type": "application/json", "client_ip": "203.0.113.7", "payload": {"hash": "h", '
+        b'"url": "https://x.org", "active_plugins": NaN, "users": {"total": Infinity}, "n": 1e-07, '
+        b'"site": "Caf\\u00e9"}, "raw": "{}"}'
+    )
+    ping = StoredPing.parse("track/2026/11/23/11/p-1.json", written)
+    assert ping.payload["site"] == "Café" and ping.payload["n"] == 1e-7
+    assert math.isnan(ping.payload["active_plugins"]) and ping.payload["users"]["total"] == math.inf
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import replace
 
 import pytest
@@ -53,6 +54,19 @@ PHP_CASES = [
     "users[total]=3&users[administrator]=1",
     "a=1&&b=2",
     "x[y][]=1&x[y][]=2&x[z]=3",
+    # `[]` after explicit keys: one more than the largest integer key PHP holds.
+    "x[5]=a&x[]=b",
+    "x[5]=a&x[2]=c&x[]=b",
+    "x[-5]=a&x[]=b",  # negative keys count too (PHP 8.2: -4)
+    "x[0]=a&x[-3]=b&x[]=c",
+    "x[05]=a&x[]=b&x[-0]=c&x[+1]=d&x[1e3]=e",  # not integers to PHP: strings
+    "x[9223372036854775806]=a&x[]=b",  # up to PHP_INT_MAX
+    "x[9223372036854775808]=a&x[]=b",  # past it, a string key
+    "x[-9223372036854775808]=a&x[]=b",
+    "x[][a]=1&x[][a]=2&x[5][a]=3&x[][a]=4",
+    "x[7][]=1&x[7][]=2&x[]=3&x[][]=4",
+    "x[a][5]=1&x[a]=s&x[a][]=2",  # a replaced array starts again at 0
+    "x[%35]=a&x[]=b",
 ]
 
 
@@ -62,6 +76,62 @@ def test_parse_php_query_matches_php_parse_str():
         ours = json.loads(json.dumps(parse_php_query(query, DEFAULT_LIMITS)))
         # PHP's json_encode renders an empty top-level array as [] rather than {}.
         assert ours == (php_view or {}), query
+
+
+def _hostile_appends(count: int) -> str:
+    """`count` fields that are mostly `[]` appends, at every depth, among explicit integer keys."""
+    fields = []
+    for i in range(count):
+        if i % 50 == 7:
+            fields.append(f"x[{i * 3}]=explicit{i}")
+        elif i % 50 == 9:
+            fields.append(f"x[-{i}]=negative{i}")
+        elif i % 10 == 3:
+            fields.append(f"y[][]={i}")
+        elif i % 10 == 5:
+            fields.append(f"z[k][]={i}")
+        else:
+            fields.append(f"x[]={i}")
+    return "&".join(fields)
+
+
+def test_parse_php_query_matches_php_on_a_body_of_appends_at_the_limit():
+    query = _hostile_appends(DEFAULT_LIMITS.max_keys)
+    [php_view] = php.parse_str([query])
+    assert json.loads(json.dumps(parse_php_query(query, DEFAULT_LIMITS))) == php_view
+
+
+def _python_lines_run(function, *args) -> int:
+    """Python lines executed by `function(*args)`, its callees' included (sys.settrace)."""
+    count = 0
+
+    def trace(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        function(*args)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_appends_cost_the_same_whatever_the_array_holds():
+    """Doubling the `[]` appends doubles the work, not quadruples it: counted in lines of
+    Python run, not in time, so a busy machine cannot make it pass or fail."""
+    unbounded = limits(max_keys=10**6)
+    work = {n: _python_lines_run(parse_php_query, _hostile_appends(n), unbounded) for n in (1000, 2000, 4000)}
+    assert work[2000] / work[1000] < 2.2, work
+    assert work[4000] / work[2000] < 2.2, work
+
+
+def test_an_append_past_php_int_max_is_refused_not_dropped():
+    """PHP drops the value with a warning; a clear error is kinder than a field lost."""
+    assert _code("x[9223372036854775807]=a&x[]=b") == "malformed_key"
+    assert _code("x[9223372036854775806]=a&x[]=b&x[]=c") == "malformed_key"
 
 
 def test_sample_http_build_query_matches_php():
@@ -126,6 +196,8 @@ def test_rejections_of_body_shape():
     assert _code("hash=%FF%FE") == "invalid_encoding"
     assert _code("{not json", "application/json") == "invalid_json"
     assert _code("[1, 2]", "application/json") == "invalid_json"
+    for not_json in ('{"a": NaN}', '{"a": [Infinity]}', '{"a": -Infinity}', '{"a": 1e400}', '{"a": -1e999}'):
+        assert _code(not_json, "application/json") == "invalid_json", not_json  # no stored object could hold it
     assert _code("[" * 100_000 + "]" * 100_000, "application/json") == "too_deep"
     assert _code("a[b][c][d]=1", limits=limits(max_depth=3)) == "too_deep"
     assert _code(json.dumps({"a": {"b": {"c": {"d": 1}}}}), "application/json", limits(max_depth=3)) == "too_deep"
@@ -249,7 +321,7 @@ def test_form_pairs_match_parse_qsl():
     """The form parser's own pair splitting (with cached key decoding) is parse_qsl's, outcome for outcome."""
     from urllib.parse import parse_qsl
 
-    from telemetry.common.wire import _form_pairs
+    from telemetry.common.wire import _form_fields
 
     pieces = ["a", "0", "%", "%5B", "[", "]", "&", "=", "+", "%C3%A9", "%E2%80", "%FF", "%2", "%zz", "%26", "é", " "]
     rng = random.Random(5)
@@ -265,7 +337,7 @@ def test_form_pairs_match_parse_qsl():
         except ValueError:
             expected = ("error", "too_many_keys")
         try:
-            ours = ("ok", _form_pairs(text, limits(max_keys=5)))
+            ours = ("ok", [(name, value) for (name, _path, _ints), value in _form_fields(text, limits(max_keys=5))])
         except PayloadError as e:
             ours = ("error", e.code)
         assert ours == expected, text

@@ -85,6 +85,13 @@ VARIABLES: dict[str, Variable] = {
         Variable("STORAGE_ATTEMPTS", "3", "Tries of one object write before answering 503."),
         Variable("STORAGE_TIMEOUT_SECONDS", "10", "Timeout of one object-write try."),
         Variable("RETRY_AFTER_SECONDS", "30", "`Retry-After` sent with a 503."),
+        Variable(
+            "TRUSTED_PROXY_HOPS",
+            "1",
+            "Proxies in front of ingest that each append the address they saw to `X-Forwarded-For`; the "
+            "client address is the entry this far from the end (1: the last, which Google's front end "
+            "appends). Entries before it are whatever the client wrote.",
+        ),
         Variable("LOG_LEVEL", "INFO", "Python log level of the structured JSON logs."),
         # Personal data (telemetry/common/privacy.py; README "Privacy").
         Variable(
@@ -246,6 +253,7 @@ class IngestSettings:
     storage_attempts: int
     storage_timeout_seconds: float
     retry_after_seconds: int
+    trusted_proxy_hops: int
     privacy: privacy.Policy = privacy.DEFAULT
 
     @classmethod
@@ -263,6 +271,7 @@ class IngestSettings:
             storage_attempts=get_int("STORAGE_ATTEMPTS", environ),
             storage_timeout_seconds=float(get_int("STORAGE_TIMEOUT_SECONDS", environ)),
             retry_after_seconds=get_int("RETRY_AFTER_SECONDS", environ),
+            trusted_proxy_hops=get_int("TRUSTED_PROXY_HOPS", environ),
             privacy=privacy_policy(environ),
         )
 

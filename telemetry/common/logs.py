@@ -1,7 +1,9 @@
 """Structured JSON logs on stdout, one object per line, as Cloud Logging reads them.
 
 Cloud Logging lifts `severity`, `message` and `httpRequest` out of a JSON line
-and keeps every other key under `jsonPayload`.
+and keeps every other key under `jsonPayload`. python-json-logger builds the
+line and orjson writes it: ingest logs a line per request, and the standard
+library's encoder cost a third more per line (`make bench-ingest`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 import sys
 from functools import cache
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from telemetry.common import config
 
@@ -20,7 +22,7 @@ def _configure_root() -> None:
     """Once per process: the root logger writes JSON lines to stdout."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
-        JsonFormatter(
+        OrjsonFormatter(
             "{levelname}{name}{message}",
             style="{",
             rename_fields={"levelname": "severity", "name": "logger"},

@@ -9,14 +9,16 @@ request logs exactly one structured line.
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import time
 import uuid
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import flask
+import orjson
+from werkzeug.http import parse_options_header
 
 from telemetry.common import config, privacy, wire
 from telemetry.common.logs import get_logger
@@ -42,15 +44,33 @@ def reset_instance() -> None:
     instance.cache_clear()
 
 
-def client_ip(request: flask.Request) -> str | None:
-    """The first address of X-Forwarded-For (as Cloud Run sets it), else the peer."""
-    route = request.access_route
-    return route[0] if route else None
+def client_ip(request: flask.Request, trusted_hops: int) -> str | None:
+    """The client's address: the X-Forwarded-For entry `trusted_hops` from the end.
+
+    Each trusted proxy appends the address it was reached from, so that entry is the one
+    the first of them saw: the client's (Google's front end is one such proxy, the local
+    gateway plays it). The entries before it are whatever the client wrote, and are never
+    used. A header with fewer entries, or an entry that is not an IP address, did not
+    come through the proxies the setting names (or names too many): then the peer address,
+    the one address the client cannot choose (deployed, a front end's, not the client's).
+    """
+    forwarded = request.environ.get("HTTP_X_FORWARDED_FOR")
+    if forwarded:
+        # rsplit: at most trusted_hops + 1 parts, however many entries a client sent.
+        entries = forwarded.rsplit(",", trusted_hops)
+        if len(entries) >= trusted_hops:
+            candidate = entries[-trusted_hops].strip()
+            try:
+                ipaddress.ip_address(candidate)
+                return candidate
+            except ValueError:
+                pass
+    return request.remote_addr
 
 
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> flask.Response:
     return flask.Response(
-        json.dumps(body, separators=(",", ":")),
+        orjson.dumps(body),
         status=status,
         mimetype="application/json",
         headers=headers,
@@ -65,8 +85,9 @@ class IncompleteBody(wire.PayloadError):
     """The body ended before its Content-Length, or its chunked framing is broken."""
 
 
-def _read_body(request: flask.Request, limit: int) -> bytes | None:
+def _read_body(request: flask.Request, content_length: int | None, limit: int) -> bytes | None:
     """The body, or None when it is larger than `limit` bytes; raises IncompleteBody.
+    `content_length` is the request's (werkzeug parses the header anew on each access).
 
     A body shorter than its Content-Length is one the client did not finish (it hung
     up, or lied): a truncated form can still parse as a ping, so it is refused, never
@@ -75,7 +96,7 @@ def _read_body(request: flask.Request, limit: int) -> bytes | None:
     InvalidChunkSize, a plain ParseException, for a bad chunk; werkzeug:
     ClientDisconnected), so any error of the read is a 400, not a 500.
     """
-    if request.content_length is not None and request.content_length > limit:
+    if content_length is not None and content_length > limit:
         return None
     try:
         body = request.stream.read(limit + 1)
@@ -83,10 +104,8 @@ def _read_body(request: flask.Request, limit: int) -> bytes | None:
         raise IncompleteBody("incomplete_body", f"the body could not be read to its end: {e}") from e
     if len(body) > limit:
         return None
-    if request.content_length is not None and len(body) < request.content_length:
-        raise IncompleteBody(
-            "incomplete_body", f"the body ended after {len(body)} of its {request.content_length} bytes"
-        )
+    if content_length is not None and len(body) < content_length:
+        raise IncompleteBody("incomplete_body", f"the body ended after {len(body)} of its {content_length} bytes")
     return body
 
 
@@ -100,11 +119,14 @@ def _retry_after() -> str:
 def handle(route: str, request: flask.Request) -> flask.Response:
     """Serve one request to `route`; logs one structured line whatever happens."""
     started = time.perf_counter()
-    size = request.content_length or 0
+    content_length = request.content_length
+    size = content_length or 0
     ping_id: str | None = None
     reason: str | None = None
+    address: str | None = None
     try:
         settings, writer = instance()
+        address = client_ip(request, settings.trusted_proxy_hops)
         if request.method == "GET":
             response = _json_response(200, {"ok": True, "route": route})
         elif request.method != "POST":
@@ -113,13 +135,13 @@ def handle(route: str, request: flask.Request) -> flask.Response:
                 405, reason, "use POST to send a ping, GET for a health check", {"Allow": ALLOWED_METHODS}
             )
         else:
-            body = _read_body(request, settings.max_body_bytes)
+            body = _read_body(request, content_length, settings.max_body_bytes)
             if body is None:
                 reason = "body_too_large"
                 response = _error(413, reason, f"body is larger than {settings.max_body_bytes} bytes")
             else:
                 size = len(body)
-                ping = _accept(route, request, body, settings)
+                ping = _accept(route, request, body, settings, address)
                 ping_id = ping.id
                 writer.put(ping.object_name, ping.to_json())
                 response = _json_response(200, {"ok": True, "id": ping.id})
@@ -134,12 +156,15 @@ def handle(route: str, request: flask.Request) -> flask.Response:
         log.exception("request failed unexpectedly", extra={"route": route, "ping_id": ping_id})
         response = _error(500, reason, "the ping could not be stored; retry later", {"Retry-After": _retry_after()})
     latency = time.perf_counter() - started
-    _log_request(route, request, response.status_code, size, latency, reason, ping_id)
+    _log_request(route, request, response.status_code, size, latency, reason, ping_id, address)
     return response
 
 
-def _accept(route: str, request: flask.Request, body: bytes, settings: config.IngestSettings) -> StoredPing:
-    parsed = wire.parse_body(body, request.mimetype, request.mimetype_params.get("charset"), settings.limits)
+def _accept(
+    route: str, request: flask.Request, body: bytes, settings: config.IngestSettings, address: str | None
+) -> StoredPing:
+    mimetype, charset = content_type(request.headers.get("Content-Type", ""))
+    parsed = wire.parse_body(body, mimetype, charset, settings.limits)
     wire.validate(route, parsed)
     return StoredPing(
         id=str(uuid.uuid4()),
@@ -148,18 +173,41 @@ def _accept(route: str, request: flask.Request, body: bytes, settings: config.In
         payload=parsed,
         user_agent=request.headers.get("User-Agent"),
         content_type=request.headers.get("Content-Type"),
-        client_ip=client_ip(request),
+        client_ip=address,
         raw=body.decode("utf-8"),
     )
 
 
-def _log_ip(request: flask.Request) -> str | None:
-    """The client address as the log line keeps it: truncated like `ip_address` (privacy policy)."""
+# Content-Type headers this long or shorter are remembered parsed (`content_type`).
+CONTENT_TYPE_CACHE_MAX_CHARS = 256
+
+
+def content_type(header: str) -> tuple[str, str | None]:
+    """(mimetype, charset) of a Content-Type header, as werkzeug reads them for
+    `request.mimetype` and `request.mimetype_params`. Nearly every request sends one of
+    a few headers, so their parse is remembered (a bounded cache of short headers)."""
+    if len(header) <= CONTENT_TYPE_CACHE_MAX_CHARS:
+        return _cached_content_type(header)
+    return _parsed_content_type(header)
+
+
+def _parsed_content_type(header: str) -> tuple[str, str | None]:
+    mimetype, params = parse_options_header(header)
+    return mimetype.lower(), params.get("charset")
+
+
+_cached_content_type = lru_cache(maxsize=64)(_parsed_content_type)
+
+
+def _log_ip(request: flask.Request, address: str | None) -> str | None:
+    """The client address as the log line keeps it: truncated like `ip_address` (privacy policy).
+    `address` is None when the settings could not be read: their defaults then."""
     try:
         policy = instance()[0].privacy
-    except Exception:  # the settings themselves failed: the default policy
+    except Exception:  # the settings themselves failed: the defaults
         policy = privacy.DEFAULT
-    return policy.ip(client_ip(request))
+        address = client_ip(request, int(config.VARIABLES["TRUSTED_PROXY_HOPS"].default))
+    return policy.ip(address)
 
 
 def _log_request(
@@ -170,6 +218,7 @@ def _log_request(
     latency: float,
     reason: str | None,
     ping_id: str | None,
+    address: str | None,
 ) -> None:
     fields = {
         "route": route,
@@ -183,7 +232,7 @@ def _log_request(
             "status": status,
             "requestSize": str(size),
             "latency": f"{latency:.6f}s",
-            "remoteIp": _log_ip(request),
+            "remoteIp": _log_ip(request, address),
             "userAgent": request.headers.get("User-Agent"),
         },
     }

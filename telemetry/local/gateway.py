@@ -8,7 +8,9 @@ functions-framework app (the code that wraps it in the cloud) is mounted at
 
 Google's front end refuses oversized request headers before a function sees
 them; the gateway does the same, so the local server accepts exactly what the
-deployed one does (README, "Ingest").
+deployed one does (README, "Ingest"). It also appends the peer address to
+`X-Forwarded-For`, as the front end appends the client's, so that ingest reads
+the client address locally by the same rule (`TRUSTED_PROXY_HOPS`).
 """
 
 from __future__ import annotations
@@ -58,8 +60,21 @@ def header_bytes(environ) -> int:
     return line + fields + 2
 
 
-def _front_end_limits(app):
-    def limited(environ, start_response):
+def append_forwarded_for(environ) -> None:
+    """Append the peer address to X-Forwarded-For, keeping what the client wrote before it,
+    as Google's front end does (`<what the client sent>,<client address>`)."""
+    peer = environ.get("REMOTE_ADDR")
+    if not peer:
+        return
+    sent = environ.get("HTTP_X_FORWARDED_FOR")
+    environ["HTTP_X_FORWARDED_FOR"] = f"{sent},{peer}" if sent else peer
+
+
+def _front_end(app):
+    """What Google's front end does before a function sees a request: the header limit
+    (checked on the headers as the client sent them), then X-Forwarded-For."""
+
+    def front_end(environ, start_response):
         if header_bytes(environ) > FRONT_END_MAX_HEADER_BYTES:
             response = _json(
                 431,
@@ -67,9 +82,10 @@ def _front_end_limits(app):
                 f"request line and headers are larger than {FRONT_END_MAX_HEADER_BYTES} bytes",
             )
             return response(environ, start_response)
+        append_forwarded_for(environ)
         return app(environ, start_response)
 
-    return limited
+    return front_end
 
 
 def _served_at_root(app):
@@ -93,12 +109,12 @@ def create_gateway(functions: dict[str, tuple[str, str]] = FUNCTIONS, root: Path
         )
         for route, (folder, entry) in functions.items()
     }
-    return _front_end_limits(DispatcherMiddleware(_not_found, mounts))
+    return _front_end(DispatcherMiddleware(_not_found, mounts))
 
 
-def floor_gateway(entry: str = "empty"):
-    """The ingest benchmark's floors: a function of scripts/bench_floor.py mounted at every route
-    exactly as the real ones are (`gunicorn 'telemetry.local.gateway:floor_gateway("store_only")'`)."""
+def floor_gateway(entry: str = "store_only"):
+    """The ingest benchmark's floor: a function of scripts/bench_floor.py mounted at every route
+    exactly as the real ones are (`gunicorn 'telemetry.local.gateway:floor_gateway()'`)."""
     return create_gateway({route: ("", entry) for route in FUNCTIONS}, root=ROOT / "scripts" / "bench_floor.py")
 
 

@@ -15,8 +15,9 @@ import requests
 
 from telemetry.common import cloud, config, stored_ping
 from telemetry.common.wire import ROUTES
-from telemetry.local import gateway, samples
+from telemetry.local import gateway, samples, stack
 from tests import fixtures, php
+from tests.integration import loopback
 
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 HASH = samples.project_hash("integration")
@@ -42,7 +43,7 @@ def test_real_client_body_is_stored(ingest_url, bucket):
     response = post(
         ingest_url + "track",
         body,
-        **{"User-Agent": "Appsero/5d41402abc4b2a76b9719d911017c592;", "X-Forwarded-For": "198.51.100.4, 10.0.0.1"},
+        **{"User-Agent": "Appsero/5d41402abc4b2a76b9719d911017c592;"},
     )
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -58,10 +59,41 @@ def test_real_client_body_is_stored(ingest_url, bucket):
     }
     assert obj["raw"] == body
     assert obj["user_agent"] == "Appsero/5d41402abc4b2a76b9719d911017c592;"
-    assert obj["client_ip"] == "198.51.100.4"
+    assert obj["client_ip"] == "127.0.0.1"  # the peer, which the gateway appends to X-Forwarded-For
     assert obj["content_type"] == FORM
     received = datetime.strptime(obj["received_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before <= received <= datetime.now(UTC)
+
+
+def test_a_spoofed_forwarded_for_is_not_the_client_address(ingest_url, bucket):
+    """The client writes X-Forwarded-For; the front end (here the gateway) appends the peer.
+    The stored `client_ip` and the log line's truncated address are the peer's."""
+    peer = "127.45.67.89"  # a loopback address of this test's own (tests/integration/loopback.py)
+    spoofed = "198.51.100.4"
+    log_file = stack.LOG_DIR / "ingest.log"
+    log_start = log_file.stat().st_size
+    before = datetime.now(UTC)
+    with loopback.session_from(peer) as session:
+        response = session.post(
+            ingest_url + "track",
+            data=fixtures.track_body_php().encode(),
+            headers={"Content-Type": FORM, "X-Forwarded-For": f"{spoofed}, 10.0.0.1"},
+            timeout=30,
+        )
+    assert response.status_code == 200, response.text
+    ping_id = response.json()["id"]
+    assert stored(bucket, "track", ping_id, before)["client_ip"] == peer
+
+    deadline = time.monotonic() + 10
+    while True:  # gunicorn's workers write their lines as they go
+        lines = [json.loads(x) for x in log_file.read_text()[log_start:].splitlines() if x.startswith("{")]
+        [line] = [x for x in lines if x.get("ping_id") == ping_id] or [None]
+        if line or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert line is not None, "no log line for the ping"
+    assert line["httpRequest"]["remoteIp"] == "127.45.67.0"  # IP_PREFIX_V4's default /24 of the peer
+    assert spoofed not in json.dumps(line)
 
 
 def test_body_as_wordpress_sends_it_is_stored_untouched(ingest_url, bucket):

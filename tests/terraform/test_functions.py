@@ -10,7 +10,15 @@ from telemetry.common import config, wire
 from tests.terraform.hcl import ROOT, _block, _expr, _render, _resource
 
 # What the functions are given, by their telemetry.config names.
-INGEST_ENVIRONMENT = {"GCP_PROJECT", "TRACKING_BUCKET", "LOG_LEVEL", "MAX_BODY_BYTES", "IP_PREFIX_V4", "IP_PREFIX_V6"}
+INGEST_ENVIRONMENT = {
+    "GCP_PROJECT",
+    "TRACKING_BUCKET",
+    "LOG_LEVEL",
+    "MAX_BODY_BYTES",
+    "TRUSTED_PROXY_HOPS",
+    "IP_PREFIX_V4",
+    "IP_PREFIX_V6",
+}
 
 
 # --- Functions ------------------------------------------------------------------------
@@ -62,13 +70,14 @@ def test_function_environment_uses_config_names_and_defaults(tf):
     assert _expr(env["TRACKING_BUCKET"]) == "google_storage_bucket.pings.name"
     assert _expr(env["LOG_LEVEL"]) == "var.log_level"
     assert _expr(env["MAX_BODY_BYTES"]) == "tostring(var.max_body_bytes)"
+    assert _expr(env["TRUSTED_PROXY_HOPS"]) == "tostring(var.trusted_proxy_hops)"
     assert _expr(env["IP_PREFIX_V4"]) == "tostring(var.ip_prefix_v4)"
     assert _expr(env["IP_PREFIX_V6"]) == "tostring(var.ip_prefix_v6)"
 
     variables = tf["variable"]
     assert variables["log_level"]["default"] == config.VARIABLES["LOG_LEVEL"].default
     assert str(variables["max_body_bytes"]["default"]) == config.VARIABLES["MAX_BODY_BYTES"].default
-    for name in ("IP_PREFIX_V4", "IP_PREFIX_V6", "SITE_PERSONAL_FIELDS"):
+    for name in ("TRUSTED_PROXY_HOPS", "IP_PREFIX_V4", "IP_PREFIX_V6", "SITE_PERSONAL_FIELDS"):
         assert str(variables[name.lower()]["default"]) == config.VARIABLES[name].default
     assert variables["pings_topic"]["default"] == config.VARIABLES["PINGS_TOPIC"].default
     assert variables["region"]["default"] == "europe-west1"
