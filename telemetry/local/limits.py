@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -189,8 +190,15 @@ class LimitsHandler(BaseHTTPRequestHandler):
         pass  # the emulator logs requests; a line per request here would double them
 
     def _backend(self) -> http.client.HTTPConnection:
-        """One keep-alive connection to the emulator per client connection."""
+        """One keep-alive connection to the emulator per client connection. An idle one that
+        has become readable has been closed by the emulator (it sends nothing unasked): it is
+        replaced before a request is written to it, as urllib3 does with its pooled ones."""
         connection = getattr(self, "_connection", None)
+        if connection is not None and connection.sock is not None:
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if readable:
+                connection.close()
+                connection = self._connection = None
         if connection is None:
             connection = BackendConnection(HOST, self.server.backend_port, timeout=None)
             self._connection = connection
@@ -340,6 +348,22 @@ class LimitsHandler(BaseHTTPRequestHandler):
         return headers
 
     def _send(self, body: bytes | None) -> http.client.HTTPResponse:
+        """Send the request to the emulator. A kept-alive connection the emulator closes while
+        the request is on its way (bqemulator closes idle ones after a few seconds) fails
+        before any answer; the request is then sent once more on a new connection, when the
+        proxy still holds all of it (a buffered body, or none)."""
+        replayable = body is not None or not (self._chunked() or self._content_length())
+        reused = getattr(self, "_connection", None) is not None
+        try:
+            return self._send_once(body)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if not (reused and replayable):
+                raise
+            self._connection.close()
+            self._connection = None
+            return self._send_once(body)
+
+    def _send_once(self, body: bytes | None) -> http.client.HTTPResponse:
         connection = self._backend()
         connection.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         headers = self._request_headers(body)
