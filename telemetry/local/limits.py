@@ -280,8 +280,12 @@ class LimitsHandler(BaseHTTPRequestHandler):
                 if refusal:
                     self._refuse(refusal)
                     return
-                if url.path.endswith("/insertAll") and document is not None:
-                    self._insert_all(document)
+                if (
+                    url.path.endswith("/insertAll")
+                    and document is not None
+                    and len(body) > service_limits.BQ_MAX_ROW_BYTES
+                ):
+                    self._insert_all(document, body)  # (a smaller request cannot hold a row over the limit)
                     return
             elif service == "storage":
                 metadata = None
@@ -322,13 +326,13 @@ class LimitsHandler(BaseHTTPRequestHandler):
         else:
             self._drain(self._content_length() or 0)
 
-    def _insert_all(self, document: dict) -> None:
+    def _insert_all(self, document: dict, body: bytes) -> None:
         """tabledata.insertAll: rows over the row limit are answered as BigQuery does; the rest
         go to the emulator only when BigQuery would insert them (skipInvalidRows)."""
         rows = document.get("rows") or []
         errors, kept = service_limits.bq_insert_errors(rows, bool(document.get("skipInvalidRows")))
         if not errors:
-            self._forward(json.dumps(document).encode())
+            self._forward(body)
             return
         if kept:
             forwarded = dict(document, rows=[rows[i] for i in kept])
