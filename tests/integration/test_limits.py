@@ -147,6 +147,8 @@ def test_a_query_over_1024k_characters_is_refused(bq):
 
 
 def test_a_load_job_of_more_than_10000_source_uris_is_refused(bq, table, bucket):
+    table = f"{table}_loaded"  # a table of its own, empty
+    bq.create_table(bigquery.Table(table, schema=bq.get_table(table.removesuffix("_loaded")).schema))
     blob = bucket.blob(f"limits-{RUN}/rows.json")
     blob.upload_from_string(b'{"id": 500, "s": "loaded"}\n')
     uri = f"gs://{bucket.name}/{blob.name}"
