@@ -15,7 +15,7 @@ TF_VENV := .local/terraform-venv
 TF_STANDIN := .local/terraform-standin
 TF_SCHEMA_PACKAGES := cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-archive==11.0.1
 
-.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics report project \
+.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics audit report project \
 	bench bench-ingest bench-pipeline bench-analytics fuzz soak clean
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make up / down      start / stop the local stack (writes .local/env)"
 	@echo "make pipelines      run both hourly pipelines on the stack from make up (HOUR=YYYY-MM-DDTHH: that hour)"
 	@echo "make analytics      run the analytics job once on the stack from make up (SINCE=YYYY-MM-DD: recompute from that day)"
+	@echo "make audit          compare the hour folders of the last AUDIT_DAYS days with BigQuery and reprocess those that do not balance (HOUR=... [HOUR_TO=...]: those hours)"
 	@echo "make report         the vendor's offline report from the stack from make up: out/report.html and .png"
 	@echo "make bench-ingest   load benchmark of the track endpoint against raw storage uploads"
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
@@ -86,6 +87,12 @@ pipelines: venv
 analytics: venv
 	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
 	. ./.local/env && $(PY) -m telemetry.analytics.job --ensure-tables $(if $(SINCE),--since $(SINCE))
+
+# The audit once on the stack from make up: each hour folder of the window against the
+# history and `rejected`; hours that do not balance are processed again here, in hour mode.
+audit: venv
+	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
+	. ./.local/env && $(PY) -m telemetry.audit.job $(if $(HOUR),--hour $(HOUR)) $(if $(HOUR_TO),--hour_to $(HOUR_TO))
 
 # The vendor's offline report from the serving copy (MongoDB `analytics`), checked and
 # screenshotted in headless Chromium; DAYS=N for another long window.

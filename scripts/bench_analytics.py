@@ -59,11 +59,16 @@ def _as_sent(value):
 
 def load(bq, dataset: str, rows: dict[str, list[dict]]) -> None:
     warehouse.ensure_tables(bq, dataset)
+    work_bucket = cloud.storage_client(bq.project).bucket(config.require("WORK_BUCKET"))
+    staging_dataset = config.require("BQ_STAGING_DATASET")
     for table, table_rows in rows.items():
         table_rows.sort(key=lambda row: row["received_at"])  # in the order the hourly runs append them
         columns = warehouse.columns(table)
-        writer = warehouse.HistoryWriter(bq, dataset, warehouse.Table(table, "ping_id"), uuid.uuid4().hex[:8])
+        writer = warehouse.HistoryWriter(
+            bq, work_bucket, dataset, staging_dataset, warehouse.Table(table, "ping_id"), uuid.uuid4().hex[:8]
+        )
         writer.stage([records.bigquery_row(r, columns) for r in table_rows])
+        writer.load()
         writer.merge()
         writer.drop_staging()
 

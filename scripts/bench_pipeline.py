@@ -7,10 +7,10 @@ unknown project; sites pinging more than once), straight into a bucket of its
 own, then, each in a child process so that its peak RSS can be read:
 
 - pipeline: both pipelines in hour mode, end to end (list, read, parse,
-  validate, MongoDB upserts, BigQuery staging and MERGE);
+  validate, MongoDB upserts, BigQuery staging files, load job and MERGE);
 - baseline: a plain loop that lists and reads the same objects one by one,
   parses them, and writes the same documents and rows with bulk calls
-  (`bulk_write`, `insert_rows_json` and the same MERGE).
+  (`bulk_write`, and the same staging files, load job and MERGE).
 
 Each side writes to a MongoDB database and a BigQuery dataset of its own,
 dropped at the end, with the bucket. Prints pings/s, the ratio of pipeline to
@@ -157,7 +157,11 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     projects = mongodb.load_projects(db)
     bq = cloud.bigquery_client(project)
     run_id = uuid.uuid4().hex[:12]
-    writers = {t.name: warehouse.HistoryWriter(bq, dataset, t, run_id) for t in warehouse.TABLES}
+    work_bucket = cloud.storage_client(project).bucket(config.require("WORK_BUCKET"))
+    staging_dataset = config.require("BQ_STAGING_DATASET")
+    writers = {
+        t.name: warehouse.HistoryWriter(bq, work_bucket, dataset, staging_dataset, t, run_id) for t in warehouse.TABLES
+    }
     rows: dict[str, list] = {t.name: [] for t in warehouse.TABLES}
     deactivations = []
     for route, table in ((TRACK, "sites"), (TRACKING_SKIPPED, "tracking_skipped"), (DEACTIVATE, "deactivations")):
@@ -195,6 +199,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     for name, table_rows in rows.items():
         columns = warehouse.columns(name)
         writers[name].stage([records.bigquery_row(r, columns) for r in table_rows])
+        writers[name].load()
         writers[name].merge()
         writers[name].drop_staging()
     db.client.close()

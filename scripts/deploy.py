@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TERRAFORM_DIR = ROOT / "terraform"
 TEMPLATES = ("tracking", "deactivation")
 ROUTES = ("track", "deactivate", "tracking-skipped")
-SCHEDULER_JOBS = ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics")
+SCHEDULER_JOBS = ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics", "telemetry-audit")
 SECRETS = {"mongodb-uri": "mongodb_uri_file", "mail-api-token": "mail_api_token_file"}
 # What the image builds need before the first full apply (terraform/apis.tf, pipelines.tf).
 BOOTSTRAP_TARGETS = ("google_project_service.enabled", "google_artifact_registry_repository.pipelines")
@@ -145,7 +145,7 @@ class Deployer:
         self.heading(
             "function sources",
             "nothing to run: Terraform zips functions/ and telemetry/ itself (data.archive_file in "
-            "terraform/functions.tf and analytics.tf) and uploads each zip under its MD5 during the full "
+            "terraform/functions.tf, analytics.tf and audit.tf) and uploads each zip under its MD5 during the full "
             "terraform apply (step 5)",
         )
 

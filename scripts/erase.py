@@ -3,11 +3,14 @@
     python scripts/erase.py site --hash H --url https://example.org [--dry-run] [--recent-hours 2]
     python scripts/erase.py project --hash H [--dry-run] [--recent-hours 2]
 
-Nulls the personal fields in MongoDB and BigQuery `sites`/`deactivations`, deletes
-the `rejected` rows and the stored ping objects; prints a count per store. What it
-does and does not do: telemetry/pipelines/erase.py and the README's "Privacy".
-Uses GCP_PROJECT, BQ_DATASET, MONGODB_URI (or a Secret Manager version of it),
-MONGODB_DB and TRACKING_BUCKET (see .local/env); exits 0 when done.
+Nulls the personal fields in MongoDB and BigQuery `sites`/`deactivations` and in
+the staging data of failed or running runs, deletes the `rejected` rows and the
+stored ping objects; prints a count per store. What it does and does not do:
+telemetry/pipelines/erase.py and the README's "Privacy". Uses GCP_PROJECT,
+BQ_DATASET, BQ_STAGING_DATASET, MONGODB_URI (or a Secret Manager version of it),
+MONGODB_DB, TRACKING_BUCKET and WORK_BUCKET (see .local/env); exits 0 when done,
+1 when BigQuery refused to change a staging table yet (the report names it: run
+again later).
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not HASH_PATTERN.fullmatch(args.hash):
         parser.error(f"--hash is not a project hash: {args.hash!r}")
+    if args.what == "site":
+        try:
+            erase.site_urls(args.url)
+        except ValueError as e:
+            parser.error(f"--url is not a URL the pipelines could store: {e}")
     if args.recent_hours < 0:
         parser.error("--recent-hours must be 0 or more")
     return args
@@ -50,18 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     mongodb_uri = options._resolve(config.require("MONGODB_URI"))
     db = mongo.database(mongodb_uri, config.require("MONGODB_DB"))
     try:
+        storage = cloud.storage_client(project)
         eraser = erase.Eraser(
             cloud.bigquery_client(project),
             config.require("BQ_DATASET"),
             db,
-            cloud.storage_client(project).bucket(config.require("TRACKING_BUCKET")),
+            storage.bucket(config.require("TRACKING_BUCKET")),
             recent_hours=args.recent_hours,
+            staging_dataset=config.require("BQ_STAGING_DATASET"),
+            work_bucket=storage.bucket(config.require("WORK_BUCKET")),
         )
         report = eraser.erase(target, dry_run=args.dry_run)
     finally:
         db.client.close()
     print("\n".join(report.lines()), flush=True)
-    return 0
+    return 0 if report.complete else 1
 
 
 if __name__ == "__main__":

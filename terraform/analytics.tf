@@ -88,8 +88,8 @@ resource "google_bigquery_table" "analytics" {
 
 # --- Identity ---------------------------------------------------------------------
 
-# Runs the analytics function: reads the history tables, writes its own tables,
-# reads the MongoDB URI. Nothing else.
+# Runs the analytics function: reads the history tables, writes the rows of its
+# own tables, reads the MongoDB URI. Nothing else.
 resource "google_service_account" "analytics" {
   project      = var.project_id
   account_id   = "telemetry-analytics"
@@ -117,13 +117,19 @@ resource "google_bigquery_table_iam_member" "analytics_reads_history" {
   member     = "serviceAccount:${google_service_account.analytics.email}"
 }
 
-resource "google_bigquery_table_iam_member" "analytics_edits_its_tables" {
+# Its own tables, rows only (the custom role of iam.tf: no create, alter or
+# drop). Every statement of the job is DML (MERGE and DELETE, sql/ and job.py);
+# the tables themselves are Terraform's, above (ensure_tables creates them on
+# the local stack only), so the account needs no bigquery.tables.create: with
+# this role it cannot drop analytics_daily, and with dataViewer on the history
+# tables it cannot write, let alone drop, those.
+resource "google_bigquery_table_iam_member" "analytics_writes_its_tables" {
   for_each = local.analytics_tables
 
   project    = var.project_id
   dataset_id = google_bigquery_dataset.telemetry.dataset_id
   table_id   = google_bigquery_table.analytics[each.key].table_id
-  role       = "roles/bigquery.dataEditor"
+  role       = google_project_iam_custom_role.table_writer.id
   member     = "serviceAccount:${google_service_account.analytics.email}"
 }
 

@@ -1,9 +1,12 @@
 # Identities and grants, each on the narrowest resource Google lets it be granted
 # on. No basic role is granted anywhere. Project-level roles are granted only
 # where no narrower scope exists: running Dataflow workers and BigQuery jobs
-# (pipeline account), launching Dataflow jobs (scheduler account), writing build
-# logs (build account). Predefined roles carry more than each holder uses; where
-# that matters it is said at the grant (roles/dataflow.worker below).
+# (pipeline account), launching Dataflow jobs (scheduler account; the audit's
+# account, audit.tf, also runs BigQuery jobs), writing build logs (build
+# account), and BigQuery jobs of the analytics account (analytics.tf). Predefined
+# roles carry more than each holder uses; where that matters it is said at the
+# grant (roles/dataflow.worker below). Where a predefined role would let an
+# account drop a table Terraform protects, a custom role stands in (table_writer).
 
 # --- Ingest -------------------------------------------------------------------
 
@@ -94,16 +97,46 @@ resource "google_project_iam_member" "pipeline_bigquery_jobs" {
   member  = "serviceAccount:${google_service_account.pipeline.email}"
 }
 
-# Append to the history tables, and create and drop the runs' staging tables
-# (_staging_<table>_<runid>) in the same dataset.
-resource "google_bigquery_dataset_iam_member" "pipeline_edits_telemetry" {
+# --- Writing a table without being able to drop it -------------------------------
+
+# roles/bigquery.dataEditor on a table or dataset carries bigquery.tables.delete,
+# and BigQuery's deletion_protection is a Terraform-side setting only: any
+# holder of that role could drop the history with one API call. This role is
+# what a DML statement (MERGE, UPDATE, DELETE) on a table needs, and nothing
+# else: bigquery.tables.get (the statement's target is resolved by its
+# metadata), bigquery.tables.getData (MERGE and DELETE read the rows they test)
+# and bigquery.tables.updateData (write rows). The job itself needs
+# bigquery.jobs.create on the project (roles/bigquery.jobUser), and a MERGE's
+# source table getData where it lives (the staging dataset). No
+# bigquery.tables.create, .update (schema, expiry, options) or .delete: the
+# tables it is granted on are Terraform's, and only Terraform changes them.
+resource "google_project_iam_custom_role" "table_writer" {
+  project     = var.project_id
+  role_id     = "telemetryTableWriter"
+  title       = "Telemetry table writer"
+  description = "Read and write the rows of a BigQuery table with DML; cannot create, alter or drop it."
+  permissions = [
+    "bigquery.tables.get",
+    "bigquery.tables.getData",
+    "bigquery.tables.updateData",
+  ]
+}
+
+# MERGE each run's staging tables into the history tables (and into `rejected`).
+# Per table, not on the dataset: the analytics tables in the same dataset are
+# not the pipelines' to write.
+resource "google_bigquery_table_iam_member" "pipeline_writes_history" {
+  for_each = local.bq_tables
+
   project    = var.project_id
   dataset_id = google_bigquery_dataset.telemetry.dataset_id
-  role       = "roles/bigquery.dataEditor"
+  table_id   = google_bigquery_table.history[each.key].table_id
+  role       = google_project_iam_custom_role.table_writer.id
   member     = "serviceAccount:${google_service_account.pipeline.email}"
 }
 
-# Create, load, read and drop the runs' staging tables in the scratch dataset.
+# Create, load, read and drop the runs' staging tables in the scratch dataset
+# (the only dataset where this account may create or delete a table).
 resource "google_bigquery_dataset_iam_member" "pipeline_edits_staging" {
   project    = var.project_id
   dataset_id = google_bigquery_dataset.staging.dataset_id

@@ -9,6 +9,7 @@
 #                  not reconcile (log-based metric), notifications left unacked
 #   schedules      a launch or analytics call that failed (Cloud Scheduler logs)
 #   analytics      a run that failed (its "analytics run failed" log line)
+#   audit          a run that failed, and the count of unbalanced hours (audit.tf)
 # and, with var.billing_account set, a monthly budget on the project.
 
 locals {
@@ -24,7 +25,7 @@ locals {
   # Every Cloud Scheduler job of the stack, by job id.
   scheduler_job_ids = concat(
     [for job in google_cloud_scheduler_job.pipeline : job.name],
-    [google_cloud_scheduler_job.analytics.name],
+    [google_cloud_scheduler_job.analytics.name, google_cloud_scheduler_job.audit.name],
   )
 
   # The pipelines' reconciliation (telemetry/pipelines/build.py,

@@ -95,7 +95,7 @@ output "build_bucket" {
 
 output "scheduler_jobs" {
   description = "Cloud Scheduler jobs (in region); paused while pipeline_schedules_paused is true (scripts/deploy's last apply sets it to false)."
-  value       = concat([for job in google_cloud_scheduler_job.pipeline : job.name], [google_cloud_scheduler_job.analytics.name])
+  value       = concat([for job in google_cloud_scheduler_job.pipeline : job.name], [google_cloud_scheduler_job.analytics.name, google_cloud_scheduler_job.audit.name])
 }
 
 output "nat_ip_address" {

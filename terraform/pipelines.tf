@@ -46,6 +46,12 @@ locals {
     mongodb_uri        = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
     mongodb_db         = var.mongodb_db
 
+    # The bound on what forged pings can subscribe (README "Privacy").
+    mail_contacts_per_project_hour = "${var.mail_contacts_per_project_hour}"
+
+    # How much one run takes on (README "Catching up after an outage").
+    max_messages_per_run = "${var.pipeline_max_messages_per_run}"
+
     # The personal-data policy (README "Privacy").
     ip_prefix_v4         = "${var.ip_prefix_v4}"
     ip_prefix_v6         = "${var.ip_prefix_v6}"
@@ -204,7 +210,8 @@ resource "google_cloud_scheduler_job" "pipeline" {
     google_storage_bucket_iam_member.scheduler_gets_dataflow_temp_bucket,
     google_project_iam_member.pipeline_dataflow_worker,
     google_project_iam_member.pipeline_bigquery_jobs,
-    google_bigquery_dataset_iam_member.pipeline_edits_telemetry,
+    google_bigquery_table_iam_member.pipeline_writes_history,
+    google_bigquery_dataset_iam_member.pipeline_edits_staging,
     google_storage_bucket_iam_member.pipeline_reads_pings,
     google_storage_bucket_iam_member.pipeline_uses_dataflow_temp,
     google_storage_bucket_iam_member.pipeline_reads_templates,

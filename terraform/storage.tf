@@ -94,7 +94,8 @@ resource "google_storage_bucket" "templates" {
 }
 
 # Staging (gs://<bucket>/staging) and temp (gs://<bucket>/tmp) files of the
-# Dataflow jobs: scratch space, expired after a few days.
+# Dataflow jobs, and the pipelines' working objects (WORK_BUCKET: load-job files
+# under staging/, run locks under locks/).
 resource "google_storage_bucket" "dataflow_temp" {
   project  = var.project_id
   name     = coalesce(var.dataflow_temp_bucket, "${var.project_id}-telemetry-dataflow-temp")
@@ -113,14 +114,35 @@ resource "google_storage_bucket" "dataflow_temp" {
     retention_duration_seconds = 0
   }
 
+  # Dataflow's temp files (tempLocation, tmp/).
   lifecycle_rule {
     condition {
-      age = var.dataflow_temp_retention_days
+      age            = var.dataflow_temp_retention_days
+      matches_prefix = ["tmp/"]
     }
     action {
       type = "Delete"
     }
   }
+
+  # staging/: Dataflow's staged job files (stagingLocation) and the pipelines'
+  # load-job files (staging/<run id>/, WORK_BUCKET): each is read within its run,
+  # which a run bound ends within hours, and a file left by a run that died is
+  # raw ping data that nothing reads again. Deleted a day after it was written
+  # (Cloud Storage applies a rule within a day of its condition being met).
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["staging/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # No rule covers locks/ (the pipelines' run locks, WORK_BUCKET): the locking
+  # code creates, expires and deletes those objects itself, and a lifecycle
+  # deletion could end a lock that a run still holds.
 
   force_destroy = true
 

@@ -133,6 +133,17 @@ variable "ip_prefix_v6" {
   }
 }
 
+variable "mail_contacts_per_project_hour" {
+  description = "Most contacts the pipelines send to the mail API per project and UTC hour, retries included (MAIL_CONTACTS_PER_PROJECT_HOUR); the rest wait for a later hour."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.mail_contacts_per_project_hour >= 1 && var.mail_contacts_per_project_hour <= 9999999 && floor(var.mail_contacts_per_project_hour) == var.mail_contacts_per_project_hour
+    error_message = "mail_contacts_per_project_hour must be a whole number from 1 to 9999999."
+  }
+}
+
 variable "site_personal_fields" {
   description = "Which of admin_email, first_name, last_name MongoDB/BigQuery sites keep, comma-separated, or none (SITE_PERSONAL_FIELDS). The mail integration sends only what is kept."
   type        = string
@@ -267,7 +278,7 @@ variable "dataflow_temp_bucket" {
 }
 
 variable "dataflow_temp_retention_days" {
-  description = "Staging and temp files of Dataflow jobs are deleted this many days after they were written."
+  description = "Temp files of Dataflow jobs (tmp/ in the Dataflow temp bucket) are deleted this many days after they were written; staging/ after one day."
   type        = number
   default     = 7
 
@@ -346,6 +357,25 @@ variable "pipeline_max_runtime_seconds" {
   validation {
     condition     = var.pipeline_max_runtime_seconds >= 600 && var.pipeline_max_runtime_seconds < 3600 && floor(var.pipeline_max_runtime_seconds) == var.pipeline_max_runtime_seconds
     error_message = "pipeline_max_runtime_seconds must be a whole number from 600 to 3599: a run must end before the next hour's launch."
+  }
+}
+
+variable "pipeline_max_messages_per_run" {
+  description = <<-EOT
+    Most notifications one hourly run pulls from each of its subscriptions
+    (MAX_MESSAGES_PER_RUN); the rest stays for the next run, so a backlog after
+    an outage drains over hourly runs that each end within
+    pipeline_max_runtime_seconds, instead of every run being cancelled with
+    nothing acknowledged. README "Catching up after an outage" derives the
+    default from the measured pipeline rate; raise it with the workers, after
+    measuring, if the hourly ingest comes near it.
+  EOT
+  type        = number
+  default     = 30000
+
+  validation {
+    condition     = var.pipeline_max_messages_per_run >= 1 && var.pipeline_max_messages_per_run <= 999999999 && floor(var.pipeline_max_messages_per_run) == var.pipeline_max_messages_per_run
+    error_message = "pipeline_max_messages_per_run must be a whole number from 1 to 999999999."
   }
 }
 
@@ -501,5 +531,53 @@ variable "budget_amount" {
   validation {
     condition     = var.budget_amount > 0 && floor(var.budget_amount) == var.budget_amount
     error_message = "budget_amount must be a whole, positive amount."
+  }
+}
+
+# --- The audit ------------------------------------------------------------------------
+
+variable "audit_schedule" {
+  description = "When the daily audit runs (cron, UTC)."
+  type        = string
+  default     = "40 3 * * *"
+}
+
+variable "audit_days" {
+  description = "AUDIT_DAYS: days of hour folders each audit checks; less than raw_ping_retention_days."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.audit_days >= 1 && floor(var.audit_days) == var.audit_days
+    error_message = "audit_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "audit_settle_hours" {
+  description = "AUDIT_SETTLE_HOURS: the audit leaves alone the hours that ended less than this long ago."
+  type        = number
+  default     = 3
+}
+
+variable "audit_max_bytes_billed" {
+  description = "AUDIT_MAX_BYTES_BILLED: each audit query fails rather than bill more."
+  type        = number
+  default     = 10737418240
+}
+
+variable "audit_max_reprocess_runs" {
+  description = "AUDIT_MAX_REPROCESS_RUNS: reprocessing jobs one audit launches at most (each a contiguous range of hours of one pipeline)."
+  type        = number
+  default     = 12
+}
+
+variable "audit_timeout_seconds" {
+  description = "Longest audit run."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.audit_timeout_seconds >= 60 && var.audit_timeout_seconds <= 3600
+    error_message = "audit_timeout_seconds must be from 60 to 3600 (an HTTP function's limit)."
   }
 }

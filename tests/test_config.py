@@ -22,7 +22,7 @@ def test_readme_documents_every_variable_with_its_default():
 
 def test_no_product_code_reads_the_environment_directly():
     offenders = []
-    deployed = [ROOT / "telemetry" / unit for unit in ("common", "ingest", "pipelines")]
+    deployed = [ROOT / "telemetry" / unit for unit in ("common", "ingest", "pipelines", "analytics", "audit")]
     for path in [*(p for unit in deployed for p in unit.rglob("*.py")), *ROOT.glob("functions/*/main.py")]:
         if path.name != "config.py" and re.search(r"os\.environ|os\.getenv", path.read_text()):
             offenders.append(path.name)

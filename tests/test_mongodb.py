@@ -28,3 +28,24 @@ def test_latest_per_site_breaks_a_tie_by_ping_id_as_mongodb_does():
     for order in (["p1", "p2"], ["p2", "p1"]):
         [(record, _, _)] = latest_per_site([site(ping_id, 5) for ping_id in order])
         assert record["ping_id"] == "p2"
+
+
+def test_a_lost_claim_is_reclaimed_long_after_any_call_could_still_be_running():
+    from telemetry.pipelines import mail, mongodb
+
+    assert mail.MAX_CALL_SECONDS == 5 * mail.TIMEOUT_SECONDS + 1 + 2 + 4  # five tries and urllib3's backoff
+    assert mongodb.MAIL_RECLAIM_AFTER.total_seconds() >= 10 * mail.MAX_CALL_SECONDS
+
+
+def test_failed_mail_backs_off_exponentially():
+    from telemetry.pipelines import mongodb
+
+    waits = [mongodb.retry_due_at(n, T0) - T0 for n in range(1, mongodb.MAIL_MAX_ATTEMPTS)]
+    assert waits == [timedelta(hours=h) for h in (1, 2, 4, 8, 16)]
+
+
+def test_double_opt_in_unless_the_project_turns_it_off():
+    from telemetry.pipelines import mongodb
+
+    assert mongodb.mail_double_opt_in({}) and mongodb.mail_double_opt_in({"mail_double_opt_in": "no"})
+    assert not mongodb.mail_double_opt_in({"mail_double_opt_in": False})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from telemetry.common import config, privacy
 from telemetry.common.stored_ping import StoredPing
-from telemetry.pipelines import records
+from telemetry.pipelines import erase, records
 from telemetry.pipelines.options import PipelineOptions, PipelineSettings
 
 BODY = {
@@ -97,3 +98,55 @@ def test_rejected_rows_never_hold_a_personal_field():
     row = records.rejected_row("track/2026/11/23/11/p-1.json", "unknown_project", "d", _ping(BODY).received_at, BODY)
     for field in privacy.PERSONAL_FIELDS:
         assert str(BODY[field]) not in repr(row)
+
+
+# --- erase (telemetry/pipelines/erase.py): which URLs, rows and payloads are a site's ----------
+
+
+def test_site_urls_are_every_form_the_pipelines_store():
+    forms = erase.site_urls("HTTPS://WWW.Example.org:443/shop/?a=1")
+    assert forms == tuple(
+        sorted(
+            f"{scheme}://{www}example.org{port}/shop?a=1"
+            for scheme, default in (("http", ":80"), ("https", ":443"))
+            for www in ("", "www.")
+            for port in ("", default)
+        )
+    )
+    for form in ("http://example.org/shop?a=1", "https://www.EXAMPLE.org/shop/?a=1"):
+        assert records.normalize_url(form) in forms
+    assert "https://example.org/shop" not in forms  # another query is another page
+    assert erase.site_key("https://example.org") != erase.site_key("https://wwwexample.org")
+    assert erase.site_urls("https://example.org:8443") == (
+        "http://example.org:8443",
+        "http://www.example.org:8443",
+        "https://example.org:8443",
+        "https://www.example.org:8443",
+    )
+    with pytest.raises(ValueError):
+        erase.site_urls("https://[@x.org")
+
+
+def test_rejected_rows_match_by_payload_url_even_cut_short():
+    target = erase.Target.site("h", "https://example.org")
+    whole = json.dumps({"hash": "h", "url": "http://www.example.org/", "extra": {"x": 1}})
+    assert target.matches_rejected({"hash": "h", "payload": whole})
+    assert target.matches_rejected({"hash": "h", "payload": whole[:-5]})  # not JSON any more: the member is read
+    assert not target.matches_rejected({"hash": "other", "payload": whole})
+    assert not target.matches_rejected({"hash": "h", "payload": '{"url": "https://[@x.org"}'})  # no URL: no crash
+    assert not target.matches_rejected({"hash": "h", "payload": None})
+    assert erase.Target("h").matches_rejected({"hash": "h", "payload": None})  # a project's: all of its rows
+
+
+def test_erase_row_nulls_the_targets_staged_rows_only():
+    target = erase.Target.site("h", "https://example.org")
+    row = {"hash": "h", "url": "https://www.example.org", "admin_email": "a@example.org", "custom_fields": "{}"}
+    assert erase.erase_row("sites", row, target) and row["admin_email"] is None and row["custom_fields"] is None
+    assert not erase.erase_row("sites", row, target)  # nothing left to null
+    other = {"hash": "h", "url": "https://example.com", "admin_email": "b@example.org"}
+    assert not erase.erase_row("sites", other, target) and other["admin_email"] == "b@example.org"
+    assert not erase.erase_row("tracking_skipped", {"hash": "h"}, erase.Target("h"))  # nothing personal
+    assert erase.staged_table_of("_staging_tracking_skipped_abc123") == "tracking_skipped"
+    assert erase.staged_table_of("sites") is None
+    assert erase.staged_table_of("staging/abc/rejected/part-0.ndjson", erase.STAGING_OBJECT_PREFIX) == "rejected"
+    assert erase.staged_table_of("staging/abc/rejected/part-0.json", erase.STAGING_OBJECT_PREFIX) is None

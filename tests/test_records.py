@@ -203,6 +203,81 @@ def test_rejected_row_drops_every_personal_field():
     assert records.rejected_row("track/x.json", "invalid_object", "d", WHEN, None)["payload"] is None
 
 
+def _maximal_hostile_body() -> dict:
+    """What a MAX_BODY_BYTES form body of `%01` values parses to: every value control characters."""
+    max_body, max_value = config.get_int("MAX_BODY_BYTES"), config.get_int("MAX_VALUE_CHARS")
+    keys = max_body // (3 * max_value) + 1
+    return {"hash": "h" * max_value, **{f"x{i}": "\x01" * max_value for i in range(keys)}}
+
+
+def test_a_rejected_row_keeps_at_most_its_cap_of_a_payload_and_says_so():
+    body = _maximal_hostile_body()
+    row = records.rejected_row("track/2026/11/23/11/x.json", "unknown_project", "d" * 5000, WHEN, body)
+    assert row["payload_truncated"] is True
+    assert len(row["payload"].encode()) <= records.MAX_REJECTED_PAYLOAD_BYTES
+    assert len(row["payload"].encode()) > records.MAX_REJECTED_PAYLOAD_BYTES - 6  # cut where the cap is
+    assert row["payload"].startswith('{"hash": "hhh')
+    assert len(row["detail"]) == records.MAX_DETAIL_CHARS and row["detail"].endswith("…")
+    assert len(row["hash"]) == records.MAX_REJECTED_HASH_CHARS
+    small = records.rejected_row("track/x.json", "unknown_project", "d", WHEN, {"hash": "abc"})
+    assert (small["payload_truncated"], small["detail"], small["hash"]) == (False, "d", "abc")
+
+
+def test_a_maximal_rejected_row_is_far_inside_the_row_bound():
+    """Rows of `rejected` are not checked against MAX_ROW_BYTES before staging: bounded by construction."""
+    row = records.rejected_row("track/" + "n" * 1000, "unknown_project", "é" * 5000, WHEN, _maximal_hostile_body())
+    size = len(warehouse.staging_line(records.bigquery_row(row, warehouse.columns("rejected"))))
+    assert size < 100_000 < warehouse.MAX_ROW_BYTES
+
+
+@pytest.mark.parametrize("text", ["a" * 10, "é" * 10, "€" * 10, "😀" * 10, "a😀" * 5])
+def test_capped_text_cuts_at_a_character_boundary(text):
+    for cap in range(0, 45):
+        cut, truncated = records.capped_text(text, cap)
+        assert text.startswith(cut) and len(cut.encode()) <= cap
+        assert truncated == (len(text.encode()) > cap)
+        assert len(cut.encode()) > cap - 4 or not truncated  # never more than one character short
+
+
+def test_a_refused_history_row_becomes_its_pings_rejection():
+    row = records.bigquery_row(
+        {"hash": "abc", "ping_id": "p1", "status": records.DEACTIVATED, "received_at": WHEN, "admin_email": "a@b.org"},
+        warehouse.columns("sites"),
+    )
+    refused = records.refused_row("sites", row, "invalid: no")
+    assert refused["source"] == stored_ping.object_name("deactivate", WHEN, "p1")
+    assert (refused["route"], refused["reason"], refused["received_at"]) == (
+        "deactivate",
+        records.BIGQUERY_REFUSED,
+        WHEN,
+    )
+    assert refused["detail"] == "BigQuery refused its sites row: invalid: no"
+    assert json.loads(refused["payload"]) == {"hash": "abc"}  # nothing of the row: it holds personal fields
+    assert records.refused_row("tracking_skipped", {**row, "status": None}, "e")["route"] == "tracking-skipped"
+    assert records.refused_row("sites", {**row, "status": records.ACTIVE}, "e")["route"] == "track"
+
+
+def test_a_refused_rejected_row_is_kept_without_its_payload():
+    row = records.bigquery_row(
+        records.rejected_row("track/2026/11/23/11/x.json", "unknown_project", "no project", WHEN, {"hash": "abc"}),
+        warehouse.columns("rejected"),
+    )
+    refused = records.refused_row("rejected", row, "invalid: no")
+    assert (refused["source"], refused["reason"], refused["received_at"]) == (row["source"], "unknown_project", WHEN)
+    assert (refused["payload"], refused["payload_truncated"]) == (None, True)
+    assert refused["detail"] == "BigQuery refused its rejected row: invalid: no [was unknown_project: no project]"
+
+
+def test_a_staged_row_is_one_line_of_json_and_its_size_is_checked():
+    row = {"site": "a\nb\u2028é", "ping_id": "p"}
+    line = warehouse.staging_line(row)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and json.loads(line) == row
+    assert warehouse.staging_line({"s": "\ud800"}) == b'{"s":"\\ud800"}\n'  # a lone surrogate, escaped
+    warehouse.check_row("sites", {"site": "x" * (warehouse.MAX_ROW_BYTES - 20)})
+    with pytest.raises(warehouse.RowTooLarge, match="its sites row is 5242892 bytes"):
+        warehouse.check_row("sites", {"site": "x" * (warehouse.MAX_ROW_BYTES)})
+
+
 @pytest.mark.parametrize(
     ("source", "data", "reason"),
     [

@@ -48,7 +48,9 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("MONGODB_URI", "mongodb://127.0.0.1:27017", "MongoDB connection string."),
         Variable(
-            "MONGODB_DB", "telemetry", "MongoDB database of `projects`, `sites`, `deactivations` and `analytics`."
+            "MONGODB_DB",
+            "telemetry",
+            "MongoDB database of `projects`, `sites`, `deactivations`, `analytics` and `mail_quota`.",
         ),
         Variable(
             "MAIL_API_URL",
@@ -57,6 +59,12 @@ VARIABLES: dict[str, Variable] = {
             "unset: no mail is sent.",
         ),
         Variable("MAIL_API_TOKEN", None, "Bearer token for MAIL_API_URL, or a Secret Manager version name holding it."),
+        Variable(
+            "MAIL_CONTACTS_PER_PROJECT_HOUR",
+            "500",
+            "Most contacts the pipelines send to the mail API per project and UTC hour (retries included); "
+            "the rest wait for a later hour. Bounds what forged pings can subscribe.",
+        ),
         Variable(
             "INGEST_URL",
             None,
@@ -113,12 +121,21 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "BIGQUERY_TIMEOUT_SECONDS",
             "300",
-            "Bound of one BigQuery call (its retries included) and of the wait for a query job such as a MERGE.",
+            "Bound of one BigQuery call (its retries included), of the wait for a job (a load, a MERGE), "
+            "and of one write or delete of a load job's file.",
         ),
         Variable(
             "PUBSUB_TIMEOUT_SECONDS",
             "60",
             "Bound of one Pub/Sub pull, lease extension or acknowledgement, its retries included.",
+        ),
+        # How much one pipeline run takes on (README "Catching up after an outage").
+        Variable(
+            "MAX_MESSAGES_PER_RUN",
+            "30000",
+            "Most notifications one notification-mode pipeline run pulls from each of its subscriptions; "
+            "the rest stays for the next run, so a backlog drains over hourly runs that each end well "
+            "within Dataflow's runtime bound.",
         ),
         # The analytics job (telemetry/analytics/job.py).
         Variable(
@@ -142,6 +159,37 @@ VARIABLES: dict[str, Variable] = {
             "ANALYTICS_MAX_LABELS",
             "50",
             "Labels kept per distribution and day; the rest are summed under `other`.",
+        ),
+        # The audit (telemetry/audit/job.py, `make audit`, the daily audit function).
+        Variable(
+            "AUDIT_DAYS",
+            "7",
+            "Days of hour folders the audit checks, back from now; must stay inside the raw pings' "
+            "retention (Terraform's raw_ping_retention_days).",
+        ),
+        Variable(
+            "AUDIT_SETTLE_HOURS",
+            "3",
+            "The audit leaves alone the hours that ended less than this long ago (the hourly runs "
+            "are still draining their notifications).",
+        ),
+        Variable(
+            "AUDIT_MAX_BYTES_BILLED",
+            "10737418240",
+            "Each audit query fails rather than bill more than this many bytes.",
+        ),
+        Variable(
+            "AUDIT_MAX_REPROCESS_RUNS",
+            "12",
+            "Pipeline runs (each a contiguous range of unbalanced hours) one audit starts at most; "
+            "0 only reports. The rest wait for the next audit.",
+        ),
+        Variable(
+            "AUDIT_LAUNCH",
+            None,
+            "JSON of the Flex Template launches (project, region, and per pipeline containerSpecGcsPath, "
+            "parameters, environment; terraform/audit.tf writes it): the audit reprocesses on Dataflow. "
+            "Unset: `make audit` runs the pipelines here in hour mode.",
         ),
         # Local stack (telemetry/local/stack.py); ports on 127.0.0.1.
         Variable("GCS_PORT", "4443", "Local Cloud Storage port (fake-gcs-server behind Google's limits)."),

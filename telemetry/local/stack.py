@@ -216,6 +216,9 @@ def _gcs_command() -> list[str]:
         "-event.pubsub-project-id", config.get("GCP_PROJECT"),
         "-event.pubsub-topic", config.get("PINGS_TOPIC"),
         "-event.list", "finalize",
+        # Only the pings bucket's objects are announced, as in production (Terraform's
+        # notification): not the work bucket's run locks and load files, nor the benchmarks' buckets.
+        "-event.bucket", config.get("TRACKING_BUCKET"),
         "-log-level", "warn",
     ])  # fmt: skip
 

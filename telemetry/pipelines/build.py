@@ -10,8 +10,10 @@ subscriptions and acknowledges what it drained only after every sink has
 committed; with `--hour` it lists the hour folders (reprocessing, backfills).
 
 What each route's pings become is described in routes.py. Exactly once:
-BigQuery history is appended by MERGE on `ping_id` (warehouse.py), MongoDB
-state by received_at-ordered updates (mongodb.py), mail by an atomic claim.
+BigQuery history is appended by MERGE on `ping_id` (warehouse.py), one run
+of a pipeline at a time under its run lock (run_lock.py), MongoDB
+state by received_at-ordered updates (mongodb.py), mail by an atomic claim
+(each run also sweeps the sites whose mail is due again: connectors.SweepMail).
 So a re-run, a redelivered notification or a late file changes nothing that
 was already written.
 
@@ -124,6 +126,9 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
             | "UpsertSites" >> beam.ParDo(connectors.UpsertSites(settings), projects)
         )
         done.append(mailable | "SendMail" >> beam.ParDo(connectors.SendMail(settings), projects))
+        done.append(
+            p | "MailDue" >> beam.Create([None]) | "SweepMail" >> beam.ParDo(connectors.SweepMail(settings), projects)
+        )
 
     all_rejected = tuple(rejected) | "AllRejected" >> beam.Flatten()
     staged.append(_stage(all_rejected, "Rejected", settings, warehouse.REJECTED, run_id))
@@ -133,7 +138,8 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         | "AfterStaging" >> beam.Create([None])
         | "Merge"
         >> beam.ParDo(
-            connectors.MergeHistory(settings, run_id, merges(pipeline)), *[beam.pvalue.AsList(s) for s in staged]
+            connectors.MergeHistory(settings, run_id, merges(pipeline), pipeline.name),
+            *[beam.pvalue.AsList(s) for s in staged],
         )
     )
     if acks:

@@ -9,7 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apache_beam as beam
@@ -17,14 +17,14 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from telemetry.common import cloud, mongo, stored_ping
-from telemetry.pipelines import leases, mongodb, records, warehouse
+from telemetry.pipelines import leases, mongodb, records, run_lock, warehouse
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.transforms import NAMESPACE
 
 log = logging.getLogger("telemetry.pipelines")
 
 ACKS = "acks"
-PULL_BATCH = 1000
+PULL_BATCH = 1000  # Pub/Sub returns at most 1,000 messages per pull
 # An empty answer to a pull that returns immediately can hide messages on the real
 # service; a few in a row mean drained. What a run misses stays for the next one.
 EMPTY_PULLS_TO_STOP = 3
@@ -38,9 +38,12 @@ class DrainSubscription(beam.DoFn):
     Pulls until the subscription is empty, or until a pull brings a message published
     after the run started: under steady traffic a pull is never empty, and a run that
     drained until a lull would not end while the traffic lasts (scripts/soak.py found
-    it); what is left is the next run's. Every pulled message's ack id goes to the
-    `acks` output, to be acknowledged only after the sinks commit, and is
-    kept leased meanwhile by this process's lease keeper (leases.py). Messages
+    it); or until it has pulled --max_messages_per_run, so that a backlog (after an
+    outage) drains over successive runs, each within Dataflow's runtime bound, instead
+    of every run being cancelled with nothing acknowledged (no pull asks for more than
+    what is left of the bound). What is left is the next run's. Every pulled message's
+    ack id goes to the `acks` output, to be acknowledged only after the sinks commit, and
+    is kept leased meanwhile by this process's lease keeper (leases.py). Messages
     about other buckets, other prefixes (the emulator does not apply subscription
     filters) or other events are acknowledged as well, and counted as ignored.
     """
@@ -60,10 +63,22 @@ class DrainSubscription(beam.DoFn):
         bound = self._settings.pubsub_timeout_seconds
         keeper = leases.keeper(self._run_id, self._settings.lease_seconds, self._settings.run_deadline, bound)
         ignored = Metrics.counter(NAMESPACE, f"notifications_ignored_{self._route}")
+        left = self._settings.max_messages_per_run
         empty_pulls = 0
         while empty_pulls < EMPTY_PULLS_TO_STOP:
+            if left <= 0:
+                Metrics.counter(NAMESPACE, f"drains_stopped_at_bound_{self._route}").inc()
+                log.info(
+                    "drain stopped at its bound: the rest is the next run's",
+                    extra={"route": self._route, "max_messages_per_run": self._settings.max_messages_per_run},
+                )
+                return
             response = self._subscriber.pull(
-                request={"subscription": subscription, "max_messages": PULL_BATCH, "return_immediately": True},
+                request={
+                    "subscription": subscription,
+                    "max_messages": min(PULL_BATCH, left),
+                    "return_immediately": True,
+                },
                 **cloud.pubsub_call_bounds(bound),
             )
             if not response.received_messages:
@@ -71,6 +86,7 @@ class DrainSubscription(beam.DoFn):
                 time.sleep(0.2)
                 continue
             empty_pulls = 0
+            left -= len(response.received_messages)
             ack_ids = [m.ack_id for m in response.received_messages]
             self._subscriber.modify_ack_deadline(
                 request={
@@ -242,12 +258,17 @@ class UpsertDeactivations(_MongoFn):
 
 
 class SendMail(_MongoFn):
-    """Site records of projects with a mail integration -> contacts of the new ones sent, once.
+    """Site records of projects with a mail integration -> the due contacts among them sent, once per attempt.
 
-    Per project, up to MAIL_CONTACTS_PER_CALL sites are claimed (atomically, only
-    those still `pending`) and sent in one call, so a retried bundle, a site seen
-    in two batches or a re-run never sends a contact twice. A failed call is
-    logged and counted and its sites are marked `failed`; it never fails the job.
+    Per project and chunk of MAIL_CONTACTS_PER_CALL sites: the sites whose mail
+    is due (new and pending, failed and past their backoff, or `sending` under a
+    lost claim) take a share of the project's hourly bound (the rest are deferred
+    to the next hour, counted), are claimed atomically (mongodb.claim_mail) and
+    sent in one call with the contacts as MongoDB holds them. A failed call is
+    logged and counted and its sites become `failed` (due again after a backoff)
+    or `abandoned`; it never fails the job. Each transition has a counter:
+    `mail_claimed_<state it left>`, `mail_sent`, `mail_failed`, `mail_abandoned`,
+    `mail_deferred_over_bound`.
     """
 
     def setup(self):
@@ -261,49 +282,117 @@ class SendMail(_MongoFn):
         if self._api is None:  # the sites stay pending until a run has a mail API
             Metrics.counter(NAMESPACE, "mail_skipped_not_configured").inc(len(site_records))
             return
-        by_project: dict[str, dict[str, dict[str, Any]]] = {}
+        by_project: dict[str, set[str]] = {}
         for record in site_records:
-            by_project.setdefault(record["hash"], {})[record["url"]] = record
-        for project_hash, by_url in by_project.items():
-            urls = sorted(by_url)
-            for start in range(0, len(urls), MAIL_CONTACTS_PER_CALL):
-                chunk = {url: by_url[url] for url in urls[start : start + MAIL_CONTACTS_PER_CALL]}
-                sent = self._send(project_hash, chunk, projects[project_hash])
+            by_project.setdefault(record["hash"], set()).add(record["url"])
+        for project_hash, urls in by_project.items():
+            ordered = sorted(urls)
+            for start in range(0, len(ordered), MAIL_CONTACTS_PER_CALL):
+                chunk = ordered[start : start + MAIL_CONTACTS_PER_CALL]
+                with mongo_errors("finding due mail"):
+                    due = mongodb.due_mail(self._db[mongodb.SITES], project_hash, _now(), len(chunk), chunk)
+                sent = self._send(project_hash, due, projects[project_hash])
                 if sent:
                     yield sent
 
-    def _send(self, project_hash: str, by_url: dict[str, dict[str, Any]], project: dict[str, Any]) -> int:
+    def _send(self, project_hash: str, due: list[str], project: dict[str, Any]) -> int:
+        """Send the due sites' contacts within the project's hourly bound; returns how many were accepted."""
         from telemetry.pipelines.mail import MailApiError, contact
 
-        sites = self._db[mongodb.SITES]
-        claim = uuid.uuid4().hex
-        with mongo_errors("the mail claim"):
-            claimed = mongodb.claim_pending_mail(sites, project_hash, list(by_url), claim)
+        if not due:
+            return 0
+        sites, quota = self._db[mongodb.SITES], self._db[mongodb.MAIL_QUOTA]
+        now = _now()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        bound = self._settings.mail_contacts_per_project_hour
+        with mongo_errors("reserving mail contacts"):
+            granted = mongodb.reserve_mail_contacts(quota, project_hash, hour, len(due), bound)
+            if granted < len(due):
+                Metrics.counter(NAMESPACE, "mail_deferred_over_bound").inc(len(due) - granted)
+                mongodb.defer_mail(sites, project_hash, due[granted:], hour + timedelta(hours=1))
+            if not granted:
+                return 0
+            claim = uuid.uuid4().hex
+            taken, claimed = mongodb.claim_mail(sites, project_hash, due[:granted], claim, now)
+            mongodb.release_mail_contacts(quota, project_hash, hour, granted - len(claimed))
+        for state, count in taken.items():
+            Metrics.counter(NAMESPACE, f"mail_claimed_{state}").inc(count)
         if not claimed:
             return 0
-        contacts = [contact(by_url[url]) for url in claimed]
+        contacts = [contact(doc) for doc in claimed]
         try:
-            self._api.subscribe(project_hash, mongodb.enabled_mail_integrations(project), contacts)
+            self._api.subscribe(
+                project_hash,
+                mongodb.enabled_mail_integrations(project),
+                contacts,
+                double_opt_in=mongodb.mail_double_opt_in(project),
+            )
         except MailApiError as e:
-            Metrics.counter(NAMESPACE, "mail_failed").inc(len(contacts))
             log.error(
                 "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": e.summary}
             )
             with mongo_errors("marking mail failed"):
-                mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_FAILED, _now(), str(e))
+                finished = mongodb.finish_mail(sites, project_hash, claimed, claim, False, _now(), e.summary)
+            for state, count in finished.items():
+                Metrics.counter(NAMESPACE, f"mail_{state}").inc(count)
             return 0
-        Metrics.counter(NAMESPACE, "mail_sent").inc(len(contacts))
         with mongo_errors("marking mail sent"):
-            mongodb.finish_mail(sites, project_hash, claimed, claim, mongodb.MAIL_SENT, _now())
+            finished = mongodb.finish_mail(sites, project_hash, claimed, claim, True, _now())
+        Metrics.counter(NAMESPACE, "mail_sent").inc(finished[mongodb.MAIL_SENT])
         return len(contacts)
+
+
+class SweepMail(SendMail):
+    """Runs once per run: the due mail of sites that did not ping in it.
+
+    A run sees only the sites that pinged in it, and a site pings about weekly:
+    a contact that failed, was deferred over the hourly bound or was left
+    `sending` by a crash would wait that long. So every run also asks, per project
+    with an enabled integration, for the sites whose mail is due (an index range
+    per state, mongodb.due_mail), at most the hourly bound of them, and sends
+    them as SendMail does.
+    """
+
+    def process(self, _, projects: dict[str, dict]):
+        if self._api is None:
+            return
+        bound = self._settings.mail_contacts_per_project_hour
+        for project_hash, project in sorted(projects.items()):
+            if not mongodb.enabled_mail_integrations(project):
+                continue
+            with mongo_errors("finding due mail"):
+                due = mongodb.due_mail(self._db[mongodb.SITES], project_hash, _now(), bound)
+            Metrics.counter(NAMESPACE, "mail_swept").inc(len(due))
+            for start in range(0, len(due), MAIL_CONTACTS_PER_CALL):
+                sent = self._send(project_hash, due[start : start + MAIL_CONTACTS_PER_CALL], project)
+                if sent:
+                    yield sent
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def history_writer(
+    settings: PipelineSettings, table: warehouse.Table, run_id: str, bigquery_client=None, work_bucket=None
+) -> warehouse.HistoryWriter:
+    """The run's writer of one history table, on the settings' datasets and work bucket."""
+    return warehouse.HistoryWriter(
+        bigquery_client or cloud.bigquery_client(settings.project),
+        work_bucket or cloud.storage_client(settings.project).bucket(settings.work_bucket),
+        settings.bq_dataset,
+        settings.bq_staging_dataset,
+        table,
+        run_id,
+        settings.bigquery_timeout_seconds,
+    )
+
+
 class StageHistory(beam.DoFn):
-    """A batch of records -> streamed into this run's staging table of `table`; emits the row count."""
+    """A batch of records -> one part (NDJSON object) of this run's rows of `table` in the
+    work bucket; emits the row count. History rows were checked against
+    warehouse.MAX_ROW_BYTES (transforms.check_fits); `rejected` rows are bounded by
+    construction (records.rejected_row), and checked here."""
 
     def __init__(self, settings: PipelineSettings, table: warehouse.Table, run_id: str):
         self._settings = settings
@@ -311,35 +400,67 @@ class StageHistory(beam.DoFn):
         self._run_id = run_id
 
     def setup(self):
-        client = cloud.bigquery_client(self._settings.project)
-        self._writer = warehouse.HistoryWriter(
-            client, self._settings.bq_dataset, self._table, self._run_id, self._settings.bigquery_timeout_seconds
-        )
+        self._writer = history_writer(self._settings, self._table, self._run_id)
         self._columns = warehouse.columns(self._table.name)
 
     def process(self, batch: list[dict[str, Any]]):
-        yield self._writer.stage([records.bigquery_row(r, self._columns) for r in batch])
+        rows = [records.bigquery_row(r, self._columns) for r in batch]
+        if self._table.name == warehouse.REJECTED.name:
+            rows = [self._fit_rejected(row) for row in rows]
+        self._writer.stage(rows)
+        yield len(rows)
+
+    @staticmethod
+    def _fit_rejected(row: dict[str, Any]) -> dict[str, Any]:
+        """A `rejected` row over warehouse.MAX_ROW_BYTES keeps its reason and detail, not its payload.
+        (Its payload is capped far below the bound: this holds only if the bound is set lower.)"""
+        try:
+            warehouse.check_row(warehouse.REJECTED.name, row)
+            return row
+        except warehouse.RowTooLarge:
+            Metrics.counter(NAMESPACE, "rejected_payload_dropped_row_too_large").inc()
+            return {**row, "payload": None, "payload_truncated": True}
 
 
 class MergeHistory(beam.DoFn):
-    """Runs once, after every StageHistory bundle (its side inputs): MERGE each
-    staging table into its history table, per route where asked, then drop it."""
+    """Runs once, after every StageHistory bundle (its side inputs): load each table's
+    parts into its staging table (one load job), MERGE each staging table into its
+    history table, per route where asked, then drop it and its parts.
 
-    def __init__(self, settings: PipelineSettings, run_id: str, merges: list[tuple[warehouse.Table, str | None]]):
+    Rows a load job refused (warehouse.Refusal) are set aside: as `rejected` rows of
+    their pings, staged with `rejected`'s parts before its load, which is why that
+    table loads last; a refused `rejected` row is loaded again without its payload.
+
+    The loads fill this run's own staging tables and need no lock. The MERGEs run
+    under the pipeline's run lock (run_lock.py): acquired before the first MERGE
+    (a run that finds it held waits, bounded, and counts `run_lock_waits`),
+    renewed before each statement by the fenced client, released after the last."""
+
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        run_id: str,
+        merges: list[tuple[warehouse.Table, str | None]],
+        pipeline: str,
+    ):
         self._settings = settings
         self._run_id = run_id
         self._merges = merges
+        self._pipeline = pipeline
 
     def process(self, _, *staged_counts):
+        work_bucket = cloud.storage_client(self._settings.project).bucket(self._settings.work_bucket)
+        tables = {table.name: table for table, _ in self._merges}
         client = cloud.bigquery_client(self._settings.project)
-        writers = {}
+        self._load(
+            {name: history_writer(self._settings, t, self._run_id, client, work_bucket) for name, t in tables.items()}
+        )
+        fenced = self._acquire_run_lock(client)
+        writers = {
+            name: history_writer(self._settings, t, self._run_id, fenced, work_bucket) for name, t in tables.items()
+        }
         for table, route in self._merges:
-            writer = writers.setdefault(
-                table.name,
-                warehouse.HistoryWriter(
-                    client, self._settings.bq_dataset, table, self._run_id, self._settings.bigquery_timeout_seconds
-                ),
-            )
+            writer = writers[table.name]
             result = writer.merge(route)
             name = f"{table.name}_{route or 'all'}"
             Metrics.counter(NAMESPACE, f"staged_{name}").inc(result.staged)
@@ -347,6 +468,69 @@ class MergeHistory(beam.DoFn):
             yield result
         for writer in writers.values():
             writer.drop_staging()
+        fenced.lock.release()
+
+    def _acquire_run_lock(self, client) -> run_lock.FencedBigQuery:
+        """The pipeline's run lock, and the BigQuery client fenced by it. If the step fails, the
+        lock is left to expire: a job of ours may still run on the server, and the TTL outlives it."""
+        timeout = self._settings.bigquery_timeout_seconds
+        ttl = run_lock.ttl_seconds(timeout)
+        lock = run_lock.RunLock(
+            cloud.storage_client(self._settings.project).bucket(self._settings.work_bucket),
+            self._pipeline,
+            self._run_id,
+            ttl=ttl,
+            wait=run_lock.wait_seconds(ttl),
+            call_timeout_seconds=min(timeout, 60),
+        )
+        try:
+            acquired = lock.acquire()
+        except run_lock.RunLockTimeout:
+            Metrics.counter(NAMESPACE, "run_lock_wait_timeouts").inc()
+            raise
+        if acquired.waited_seconds:
+            Metrics.counter(NAMESPACE, "run_lock_waits").inc()
+        if acquired.took_over_from:
+            Metrics.counter(NAMESPACE, "run_lock_takeovers").inc()
+        return run_lock.FencedBigQuery(client, lock, timeout)
+
+    def _load(self, writers: dict[str, warehouse.HistoryWriter]) -> None:
+        rejected_columns = warehouse.columns(warehouse.REJECTED.name)
+        set_aside: list[dict[str, Any]] = []
+        for name in sorted(writers, key=lambda n: n == warehouse.REJECTED.name):  # `rejected` last
+            writer = writers[name]
+            if name == warehouse.REJECTED.name and set_aside:
+                writer.stage(set_aside)
+            refusal = writer.load()
+            if refusal is None:
+                continue
+            self._count_refused(name, refusal)
+            if name != warehouse.REJECTED.name:
+                set_aside += [
+                    records.bigquery_row(records.refused_row(name, row, refusal.errors), rejected_columns)
+                    for row in refusal.rows
+                ]
+                continue
+            # Refused `rejected` rows, again without their payloads: what is left is ours alone.
+            again = [
+                records.bigquery_row(records.refused_row(name, row, refusal.errors), rejected_columns)
+                for row in refusal.rows
+            ]
+            second = writer.load(writer.stage(again))
+            if second is not None:
+                raise RuntimeError(
+                    f"BigQuery refused {len(second.rows)} rejected rows even without their payloads: {second.errors}"
+                )
+        if set_aside and warehouse.REJECTED.name not in writers:
+            raise RuntimeError("rows were refused but this run merges no `rejected` table")
+
+    @staticmethod
+    def _count_refused(table: str, refusal: warehouse.Refusal) -> None:
+        Metrics.counter(NAMESPACE, f"bigquery_refused_{table}").inc(len(refusal.rows))
+        log.error(
+            "BigQuery refused staged rows; set aside in rejected",
+            extra={"table": table, "rows": len(refusal.rows), "errors": refusal.errors},
+        )
 
 
 class RunTooLong(RuntimeError):

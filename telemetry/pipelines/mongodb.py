@@ -7,12 +7,19 @@ Invariants:
   only while the stored `received_at` is older. `first_seen` and `last_seen`
   move only outward. Replaying any set of pings, in any order, any number of
   times, ends in the same documents.
+- A site's `mail` moves pending -> sending -> sent, or -> failed (due again
+  after a backoff) -> sending ... -> abandoned after MAIL_MAX_ATTEMPTS calls.
+  Only a claim (`claim_mail`, one atomic update per document) enters `sending`,
+  and only from a state that is due (`mail.due_at` passed, or none yet), so a
+  contact goes to the mail API once per attempt however many runs and bundles
+  race. A `sending` claim not finished within MAIL_RECLAIM_AFTER was lost with
+  its worker, and is due again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
@@ -24,10 +31,23 @@ PROJECTS = "projects"
 SITES = "sites"
 DEACTIVATIONS = "deactivations"
 
+MAIL_QUOTA = "mail_quota"  # contacts sent per project and hour (reserve_mail_contacts)
+
 MAIL_PENDING = "pending"
 MAIL_SENDING = "sending"
 MAIL_SENT = "sent"
 MAIL_FAILED = "failed"
+MAIL_ABANDONED = "abandoned"
+MAIL_OPEN = (MAIL_PENDING, MAIL_FAILED, MAIL_SENDING)  # the states a claim takes a due site from
+# Calls per contact before it is abandoned; after failed call n the next is due
+# MAIL_RETRY_BACKOFF * 2**(n-1) later: 1, 2, 4, 8, 16 hours, about 31 hours of tries.
+MAIL_MAX_ATTEMPTS = 6
+MAIL_RETRY_BACKOFF = timedelta(hours=1)
+# A `sending` claim older than this was lost (its worker died between claim and
+# finish): due again. Far above one mail API call, its retries included
+# (mail.MAX_CALL_SECONDS, about a minute; tests/test_mongodb.py checks the margin).
+MAIL_RECLAIM_AFTER = timedelta(hours=1)
+MAIL_QUOTA_KEEP = timedelta(days=2)  # a quota document's life (a TTL index removes it)
 
 
 def ensure_indexes(db: Database) -> None:
@@ -35,7 +55,9 @@ def ensure_indexes(db: Database) -> None:
     db[SITES].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
     db[SITES].create_index([("hash", 1), ("last_seen", -1)], name="hash_last_seen")
     db[DEACTIVATIONS].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
+    db[SITES].create_index([("hash", 1), ("mail.status", 1), ("mail.due_at", 1)], name="hash_mail_due")
     db[PROJECTS].create_index([("hash", 1)], unique=True, name="hash_unique")
+    db[MAIL_QUOTA].create_index([("expires_at", 1)], expireAfterSeconds=0, name="expires_at_ttl")
 
 
 def load_projects(db: Database) -> dict[str, dict[str, Any]]:
@@ -47,6 +69,7 @@ def load_projects(db: Database) -> dict[str, dict[str, Any]]:
         "type": 1,
         "custom_fields": 1,
         "mail_integrations": 1,
+        "mail_double_opt_in": 1,
         "deactivation_reasons": 1,
     }
     return {doc["hash"]: doc for doc in db[PROJECTS].find({}, fields)}
@@ -57,6 +80,12 @@ def enabled_mail_integrations(project: dict[str, Any]) -> list[str]:
     return sorted(
         name for name, settings in integrations.items() if isinstance(settings, dict) and settings.get("enabled")
     )
+
+
+def mail_double_opt_in(project: dict[str, Any]) -> bool:
+    """Whether the project's contacts are subscribed with double opt-in: yes unless
+    its document says `"mail_double_opt_in": false`."""
+    return project.get("mail_double_opt_in") is not False
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -154,32 +183,147 @@ def apply(collection: Collection, updates: Iterable[UpdateOne]) -> pymongo.resul
     return collection.bulk_write(updates, ordered=False)
 
 
-def claim_pending_mail(collection: Collection, project_hash: str, urls: list[str], claim: str) -> list[str]:
-    """Atomically move the given sites from pending to sending under `claim`; returns the urls moved.
+def _due(now: datetime) -> dict[str, Any]:
+    """`mail.due_at` passed, or not set (a site marked pending has none)."""
+    return {"$or": [{"mail.due_at": {"$lte": now}}, {"mail.due_at": None}]}
 
-    A site leaves `pending` once, so its contact goes out at most once, however
-    often a run or a bundle is retried. Every query names (hash, url), so it is
+
+def due_mail(collection: Collection, project_hash: str, now: datetime, limit: int, urls: list[str] | None = None):
+    """Up to `limit` urls of the project's sites whose mail is due (of `urls`, if given).
+
+    Without `urls` (the sweep of a whole project), one query per state and form of
+    `due_at`, each a range of the (hash, mail.status, mail.due_at) index.
+    """
+    if urls is not None:
+        query = {"hash": project_hash, "url": {"$in": urls}, "mail.status": {"$in": list(MAIL_OPEN)}, **_due(now)}
+        return [doc["url"] for doc in collection.find(query, {"_id": 0, "url": 1}).limit(limit)]
+    found: list[str] = []
+    for status in MAIL_OPEN:
+        for due_at in ({"$lte": now}, None):
+            if len(found) >= limit:
+                return found
+            query = {"hash": project_hash, "mail.status": status, "mail.due_at": due_at}
+            found += [doc["url"] for doc in collection.find(query, {"_id": 0, "url": 1}).limit(limit - len(found))]
+    return found
+
+
+def claim_mail(
+    collection: Collection, project_hash: str, urls: list[str], claim: str, now: datetime
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Atomically move the given sites whose mail is due to `sending` under `claim`.
+
+    Returns how many left each state ({"pending": n, "failed": n, "sending": n}) and
+    the claimed documents (contact fields and `mail`). Each document is claimed by
+    one update at most: the claim sets `due_at` MAIL_RECLAIM_AFTER ahead, so no
+    other claim finds it due until then. Every query names (hash, url), so it is
     served by the unique index, not a scan of `sites`.
     """
-    collection.update_many(
-        {"hash": project_hash, "url": {"$in": urls}, "mail.status": MAIL_PENDING},
-        {"$set": {"mail.status": MAIL_SENDING, "mail.claim": claim}},
-    )
-    claimed = collection.find({"hash": project_hash, "url": {"$in": urls}, "mail.claim": claim}, {"_id": 0, "url": 1})
-    return [doc["url"] for doc in claimed]
+    taken = {}
+    for status in MAIL_OPEN:
+        result = collection.update_many(
+            {"hash": project_hash, "url": {"$in": urls}, "mail.status": status, **_due(now)},
+            {
+                "$set": {
+                    "mail.status": MAIL_SENDING,
+                    "mail.claim": claim,
+                    "mail.claimed_at": now,
+                    "mail.due_at": now + MAIL_RECLAIM_AFTER,
+                },
+                "$inc": {"mail.attempts": 1},
+            },
+        )
+        taken[status] = result.modified_count
+    fields = {"_id": 0, "url": 1, "site": 1, "admin_email": 1, "first_name": 1, "last_name": 1, "mail": 1}
+    claimed = list(collection.find({"hash": project_hash, "url": {"$in": urls}, "mail.claim": claim}, fields))
+    return taken, claimed
+
+
+def retry_due_at(attempts: int, at: datetime) -> datetime:
+    """When a contact whose call number `attempts` failed is due again."""
+    return at + MAIL_RETRY_BACKOFF * 2 ** max(attempts - 1, 0)
 
 
 def finish_mail(
     collection: Collection,
     project_hash: str,
-    urls: list[str],
+    claimed: list[dict[str, Any]],
     claim: str,
-    status: str,
+    sent: bool,
     at: datetime,
-    error: str | None = None,
-) -> None:
-    """Mark the sites claimed under `claim` as sent or failed."""
-    update: dict[str, Any] = {"mail.status": status, "mail.finished_at": at}
-    if error:
-        update["mail.error"] = error[:500]
-    collection.update_many({"hash": project_hash, "url": {"$in": urls}, "mail.claim": claim}, {"$set": update})
+    summary: str | None = None,
+) -> dict[str, int]:
+    """Mark the sites still claimed under `claim` sent, or failed (due again after a
+    backoff) or, after MAIL_MAX_ATTEMPTS calls, abandoned; returns the count per new state.
+
+    `summary` is what is kept of the failure: a short text that quotes no contact
+    (MailApiError.summary), never the API's answer.
+    """
+    mine = {"hash": project_hash, "mail.claim": claim, "mail.status": MAIL_SENDING}
+    if sent:
+        urls = [doc["url"] for doc in claimed]
+        result = collection.update_many(
+            {**mine, "url": {"$in": urls}},
+            {
+                "$set": {"mail.status": MAIL_SENT, "mail.finished_at": at},
+                "$unset": {"mail.error": "", "mail.due_at": ""},
+            },
+        )
+        return {MAIL_SENT: result.modified_count}
+    by_attempts: dict[int, list[str]] = {}
+    for doc in claimed:
+        by_attempts.setdefault(int((doc.get("mail") or {}).get("attempts") or 1), []).append(doc["url"])
+    counts = {MAIL_FAILED: 0, MAIL_ABANDONED: 0}
+    for attempts, urls in sorted(by_attempts.items()):
+        update: dict[str, Any] = {"mail.finished_at": at, "mail.error": (summary or "failed")[:200]}
+        if attempts >= MAIL_MAX_ATTEMPTS:
+            state, unset = MAIL_ABANDONED, {"$unset": {"mail.due_at": ""}}
+        else:
+            state, unset = MAIL_FAILED, {}
+            update["mail.due_at"] = retry_due_at(attempts, at)
+        update["mail.status"] = state
+        result = collection.update_many({**mine, "url": {"$in": urls}}, {"$set": update, **unset})
+        counts[state] += result.modified_count
+    return counts
+
+
+def defer_mail(collection: Collection, project_hash: str, urls: list[str], until: datetime) -> int:
+    """Make the given sites' waiting mail (pending or failed) due no earlier than `until`."""
+    result = collection.update_many(
+        {"hash": project_hash, "url": {"$in": urls}, "mail.status": {"$in": [MAIL_PENDING, MAIL_FAILED]}},
+        {"$max": {"mail.due_at": until}},
+    )
+    return result.modified_count
+
+
+def reserve_mail_contacts(collection: Collection, project_hash: str, hour: datetime, wanted: int, bound: int) -> int:
+    """Atomically take up to `wanted` of the `bound` contacts the project may send in `hour`; how many were granted.
+
+    One document per project and hour counts the contacts reserved; one
+    findAndModify raises it to at most `bound`, so concurrent bundles and runs
+    never grant more than `bound` together.
+    """
+    if wanted <= 0:
+        return 0
+    before = collection.find_one_and_update(
+        {"_id": f"{project_hash}/{hour:%Y-%m-%dT%H}"},
+        [
+            {
+                "$set": {
+                    "hash": project_hash,
+                    "hour": hour,
+                    "expires_at": hour + MAIL_QUOTA_KEEP,
+                    "contacts": {"$min": [bound, {"$add": [{"$ifNull": ["$contacts", 0]}, wanted]}]},
+                }
+            }
+        ],
+        upsert=True,
+        return_document=pymongo.ReturnDocument.BEFORE,
+    )
+    used = int(before.get("contacts", 0)) if before else 0
+    return max(0, min(bound, used + wanted) - used)
+
+
+def release_mail_contacts(collection: Collection, project_hash: str, hour: datetime, unused: int) -> None:
+    """Give back reserved contacts that were not sent (another claim took their sites first)."""
+    if unused > 0:
+        collection.update_one({"_id": f"{project_hash}/{hour:%Y-%m-%dT%H}"}, {"$inc": {"contacts": -unused}})

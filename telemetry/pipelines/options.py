@@ -64,6 +64,13 @@ class TelemetryOptions(PipelineOptions):
             help="Bearer token for the mail API, or a Secret Manager version holding it.",
         )
         parser.add_argument(
+            "--mail_contacts_per_project_hour",
+            type=int,
+            default=config.get_int("MAIL_CONTACTS_PER_PROJECT_HOUR"),
+            help="Most contacts sent to the mail API per project and UTC hour, retries included (at least 1); "
+            "the rest wait for a later hour.",
+        )
+        parser.add_argument(
             "--ip_prefix_v4",
             type=int,
             default=config.get("IP_PREFIX_V4"),
@@ -104,6 +111,13 @@ class TelemetryOptions(PipelineOptions):
                 help=f"Bound of one {service} call, so that a service that stops answering fails the run "
                 f"instead of hanging it (default: {variable}).",
             )
+        parser.add_argument(
+            "--max_messages_per_run",
+            type=int,
+            default=config.get_int("MAX_MESSAGES_PER_RUN"),
+            help="Notification mode: most notifications a run pulls from each of its subscriptions; the "
+            "rest stays for the next run, so a backlog drains over successive runs (default: MAX_MESSAGES_PER_RUN).",
+        )
         parser.add_argument(
             "--max_run_seconds",
             type=int,
@@ -169,8 +183,10 @@ class PipelineSettings:
     mail_api_url: str | None
     mail_api_token_value: str | None
     hours: tuple[str, ...]  # empty: notification mode
+    mail_contacts_per_project_hour: int = int(config.VARIABLES["MAIL_CONTACTS_PER_PROJECT_HOUR"].default)  # type: ignore[arg-type]
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
+    max_messages_per_run: int = int(config.VARIABLES["MAX_MESSAGES_PER_RUN"].default)  # type: ignore[arg-type]
     privacy: privacy.Policy = privacy.DEFAULT
     mongodb_timeout_seconds: int = int(config.VARIABLES["MONGODB_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
     bigquery_timeout_seconds: int = int(config.VARIABLES["BIGQUERY_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
@@ -202,6 +218,12 @@ class PipelineSettings:
         for name in ("mongodb", "bigquery", "pubsub"):
             if getattr(opts, f"{name}_timeout_seconds") < 1:
                 raise ValueError(f"--{name}_timeout_seconds must be at least 1")
+        if opts.mail_contacts_per_project_hour < 1:
+            raise ValueError(
+                f"--mail_contacts_per_project_hour must be at least 1, got {opts.mail_contacts_per_project_hour}"
+            )
+        if opts.max_messages_per_run < 1:
+            raise ValueError(f"--max_messages_per_run must be at least 1, got {opts.max_messages_per_run}")
         low, high = MAX_RUN_SECONDS_RANGE
         if not low <= opts.max_run_seconds <= high:
             raise ValueError(f"--max_run_seconds must be {low} to {high}, got {opts.max_run_seconds}")
@@ -217,8 +239,10 @@ class PipelineSettings:
             mail_api_url=opts.mail_api_url or None,
             mail_api_token_value=opts.mail_api_token or None,
             hours=tuple(hour_paths(opts.hour, opts.hour_to)) if opts.hour else (),
+            mail_contacts_per_project_hour=opts.mail_contacts_per_project_hour,
             lease_seconds=opts.lease_seconds,
             max_run_seconds=opts.max_run_seconds,
+            max_messages_per_run=opts.max_messages_per_run,
             privacy=privacy.Policy.parse(opts.ip_prefix_v4, opts.ip_prefix_v6, opts.site_personal_fields),
             mongodb_timeout_seconds=opts.mongodb_timeout_seconds,
             bigquery_timeout_seconds=opts.bigquery_timeout_seconds,

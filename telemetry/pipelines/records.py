@@ -41,6 +41,12 @@ INVALID_VALUE = "invalid_value"
 # BigQuery refuses streamed rows whose partition (the `received_at` day) is more than
 # five years back or one year ahead; such a ping is set aside before it fails the run.
 RECEIVED_AT_OUT_OF_RANGE = "received_at_out_of_range"
+# One of the ping's BigQuery rows is over warehouse.MAX_ROW_BYTES: set aside before
+# staging, as BigQuery would refuse it.
+ROW_TOO_LARGE = "row_too_large"
+# A load job refused the row all the same (warehouse.HistoryWriter.load); `detail`
+# names the table and quotes BigQuery's errors.
+BIGQUERY_REFUSED = "bigquery_refused"
 REJECTION_REASONS = (
     INVALID_OBJECT,
     INVALID_PAYLOAD,
@@ -49,7 +55,21 @@ REJECTION_REASONS = (
     MISSING_OBJECT,
     INVALID_VALUE,
     RECEIVED_AT_OUT_OF_RANGE,
+    ROW_TOO_LARGE,
+    BIGQUERY_REFUSED,
 )
+
+# What a `rejected` row keeps of a payload: its first 64 KiB of JSON text, then
+# `payload_truncated`. Enough to read any ping a real site sends whole (a realistic
+# track ping is 1-8 KB), and it bounds a rejected row to well under 100 KB whatever
+# was sent: a 256 KiB body of control characters, each escaped to 6 bytes, made
+# 574 KB rows, and 19 of them overflowed a 10 MB request.
+MAX_REJECTED_PAYLOAD_BYTES = 64 * 1024
+# What `detail` keeps (characters): the reason's explanation, with the values it quotes cut.
+MAX_DETAIL_CHARS = 1000
+# What `hash` keeps of a payload's `hash` (characters): a project hash is 32; a longer
+# one names no project, and the payload keeps its head.
+MAX_REJECTED_HASH_CHARS = 64
 
 # BigQuery INTEGER and MongoDB's largest integer: both are 64-bit.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -351,6 +371,10 @@ def rejected_row(
 ) -> dict[str, Any]:
     """A rejected record; its payload without any personal field (privacy.PERSONAL_FIELDS), whatever the policy.
 
+    Bounded whatever was sent: `payload` keeps the first MAX_REJECTED_PAYLOAD_BYTES of
+    its JSON text (`payload_truncated` then true, and the text is cut, no longer JSON),
+    `detail` MAX_DETAIL_CHARS, `hash` MAX_REJECTED_HASH_CHARS.
+
     A `received_at` BigQuery would refuse (see `in_streaming_window`) is kept in
     `detail`, and the row is dated by the start of the day it is set aside on: in
     the window, and the same for every run of that day, so a re-run the same day
@@ -362,19 +386,67 @@ def rejected_row(
         received_at = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     kept = privacy.scrub_payload(body) if body else None
     project_hash = body.get("hash") if body and isinstance(body.get("hash"), str) else None
+    payload, truncated = None, False
+    if kept is not None:
+        payload, truncated = capped_text(
+            json.dumps(kept, ensure_ascii=False, sort_keys=True), MAX_REJECTED_PAYLOAD_BYTES
+        )
     return {
         "route": stored_ping.route_of(name),
         "reason": reason,
-        "detail": detail[:1000],
+        "detail": _cut(detail, MAX_DETAIL_CHARS),
         "source": name,
-        "hash": project_hash,
+        "hash": _cut(project_hash, MAX_REJECTED_HASH_CHARS) if project_hash is not None else None,
         "received_at": received_at,
-        "payload": json.dumps(kept, ensure_ascii=False, sort_keys=True) if kept is not None else None,
+        "payload": payload,
+        "payload_truncated": truncated,
     }
 
 
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def capped_text(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` of UTF-8, at a character boundary; and whether it was cut."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text, False
+    return data[:max_bytes].decode("utf-8", "ignore"), True
+
+
+def _history_route(table: str, row: dict[str, Any]) -> str:
+    """The route whose ping made a history row: each table's own, `sites` by its status."""
+    if table == "sites":
+        return wire.DEACTIVATE if row.get("status") == DEACTIVATED else wire.TRACK
+    return {"deactivations": wire.DEACTIVATE, "tracking_skipped": wire.TRACKING_SKIPPED}[table]
+
+
+def refused_row(table: str, row: dict[str, Any], errors: str) -> dict[str, Any]:
+    """A `rejected` row for a staged row of `table` that a BigQuery load job refused.
+
+    A history row becomes its ping's rejection (BIGQUERY_REFUSED; no payload: the row
+    is not the payload, and it may hold personal fields). A refused `rejected` row is
+    kept without its payload (`payload_truncated`), the refusal added to its detail.
+    """
+    received_at = stored_ping.parse_timestamp(row["received_at"])
+    refusal = f"BigQuery refused its {table} row: {errors}"
+    if table == "rejected":
+        return {
+            **row,
+            "received_at": received_at,
+            "detail": _cut(f"{refusal} [was {row.get('reason')}: {row.get('detail')}]", MAX_DETAIL_CHARS),
+            "payload": None,
+            "payload_truncated": True,
+        }
+    name = stored_ping.object_name(_history_route(table, row), received_at, str(row["ping_id"]))
+    hash_value = row.get("hash")
+    body = {"hash": hash_value} if isinstance(hash_value, str) else None
+    return rejected_row(name, BIGQUERY_REFUSED, refusal, received_at, body)
+
+
 def bigquery_row(record: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    """`record` as a row for `insert_rows_json`: only the table's columns, JSON-safe values."""
+    """`record` as a BigQuery row (a line of a load job's NDJSON file): only the table's columns, JSON-safe values."""
     row = {}
     for column in columns:
         value = record.get(column)

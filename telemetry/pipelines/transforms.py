@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 
 from telemetry.common import privacy, stored_ping
 from telemetry.common.stored_ping import StoredPing
-from telemetry.pipelines import mongodb, records
+from telemetry.pipelines import mongodb, records, warehouse
 from telemetry.pipelines.records import Rejected
 from telemetry.pipelines.routes import Route
 
@@ -32,6 +32,14 @@ ACCEPTED = "accepted"
 def _reject(name: str, reason: str, detail: str, received_at: datetime, body: dict | None) -> pvalue.TaggedOutput:
     Metrics.counter(NAMESPACE, f"rejected_{reason}").inc()
     return pvalue.TaggedOutput(REJECTED, records.rejected_row(name, reason, detail, received_at, body))
+
+
+def check_fits(table: str, record: dict[str, Any]) -> None:
+    """Raises Rejected(ROW_TOO_LARGE) when `record`'s row of BigQuery `table` is over warehouse.MAX_ROW_BYTES."""
+    try:
+        warehouse.check_row(table, records.bigquery_row(record, warehouse.columns(table)))
+    except warehouse.RowTooLarge as e:
+        raise Rejected(records.ROW_TOO_LARGE, str(e)) from e
 
 
 class _ParseFn(beam.DoFn):
@@ -92,14 +100,16 @@ class _SiteRecordFn(beam.DoFn):
     def process(self, element: tuple[StoredPing, dict[str, Any]]):
         ping, project = element
         try:
-            yield records.site_record(ping, project, self._status, self._policy)
+            record = records.site_record(ping, project, self._status, self._policy)
+            check_fits(warehouse.SITES.name, record)
+            yield record
         except Rejected as e:
             yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
 
 
 class SiteRecords(beam.PTransform):
     """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`)
-    as `records`; a ping whose values cannot be cast -> `rejected`."""
+    as `records`; a ping whose values cannot be cast, or whose `sites` row is too large -> `rejected`."""
 
     def __init__(self, status: str = records.ACTIVE, policy: privacy.Policy = privacy.DEFAULT):
         super().__init__()
@@ -116,17 +126,23 @@ class _HistoryRecordFn(beam.DoFn):
         record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]],
         emit_accepted: bool,
         also: Callable[[StoredPing, dict[str, Any]], Any] | None,
+        tables: tuple[str | None, str | None],
     ):
         self._record = record
         self._emit_accepted = emit_accepted
         self._also = also
+        self._table, self._also_table = tables
 
     def process(self, element: tuple[StoredPing, dict[str, Any]]):
         ping, project = element
         try:
             record = self._record(ping, project)
+            if self._table is not None:
+                check_fits(self._table, record)
             if self._also is not None:
-                self._also(ping, project)
+                other = self._also(ping, project)
+                if self._also_table is not None:
+                    check_fits(self._also_table, other)
         except Rejected as e:
             yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
             return
@@ -137,23 +153,27 @@ class _HistoryRecordFn(beam.DoFn):
 
 class HistoryRecords(beam.PTransform):
     """(ping, project) -> the route's history row; a ping its builder (or `also`, another
-    record the ping must make: its site record) rejects -> `rejected`, and, with
-    `emit_accepted`, every other one, as (ping, project), -> `accepted`. A ping is
-    rejected whole or not at all, so it is never both a history row and a rejection."""
+    record the ping must make: its site record) rejects, or whose row of `table` (or of
+    `also_table`) is too large for BigQuery, -> `rejected`, and, with `emit_accepted`,
+    every other one, as (ping, project), -> `accepted`. A ping is rejected whole or not
+    at all, so it is never both a history row and a rejection."""
 
     def __init__(
         self,
         record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]],
         emit_accepted: bool = True,
         also: Callable[[StoredPing, dict[str, Any]], Any] | None = None,
+        table: str | None = None,
+        also_table: str | None = None,
     ):
         super().__init__()
         self._record = record
         self._emit_accepted = emit_accepted
         self._also = also
+        self._tables = (table, also_table)
 
     def expand(self, known):
-        fn = _HistoryRecordFn(self._record, self._emit_accepted, self._also)
+        fn = _HistoryRecordFn(self._record, self._emit_accepted, self._also, self._tables)
         return known | beam.ParDo(fn).with_outputs(REJECTED, ACCEPTED, main="records")
 
 
@@ -178,7 +198,13 @@ class ProcessRoute(beam.PTransform):
         if route.record is not None:
             has_site = route.site_status is not None
             also = functools.partial(records.site_record, status=route.site_status) if has_site else None
-            built = accepted | "History" >> HistoryRecords(route.record, emit_accepted=has_site, also=also)
+            built = accepted | "History" >> HistoryRecords(
+                route.record,
+                emit_accepted=has_site,
+                also=also,
+                table=route.history.name,
+                also_table=warehouse.SITES.name if has_site else None,
+            )
             rejected.append(built[REJECTED])
             history, accepted = built.records, built[ACCEPTED]
         out = {}

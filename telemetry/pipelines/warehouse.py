@@ -4,24 +4,49 @@ The schemas are the JSON files in telemetry/pipelines/schemas/; Terraform declar
 production tables from the same files. Every table is partitioned by day on
 `received_at` and clustered by `hash`.
 
-Exactly once: a run streams its rows into a staging table of its own, then one
-MERGE inserts the rows whose key (`ping_id`, or `source` for `rejected`) the
-table does not hold yet. The MERGE is atomic, so a run that dies before it
-leaves nothing behind, and a re-run inserts nothing twice. Staging tables
-expire after a day if a run never gets to drop its own.
+Write path: load jobs, not streaming. A run writes each batch of rows as one
+newline-delimited JSON object, `gs://<work bucket>/staging/<run id>/<table>/<part>.ndjson`.
+At its end, per table, ONE load job reads all of them (one wildcard URI) into a
+staging table of the run's own in the scratch dataset,
+`<staging dataset>._staging_<table>_<run id>` (the history's layout, expiring after
+a day if the run never drops it); one MERGE then inserts the rows whose key
+(`ping_id`, or `source` for `rejected`) the history table does not hold yet; then
+the run drops the staging table and deletes its objects.
+
+Why load jobs and not `insertAll` (the streaming API, `insert_rows_json`): an
+`insertAll` into a table created seconds earlier can answer 404 for a while; rows
+streamed into a table deleted and recreated under the same name can be dropped;
+streamed rows sit in a buffer that DML cannot touch for up to 90 minutes; and a
+request is at most 10 MB, which a few hundred hostile pings' rows exceed. A load
+job has none of these: it is atomic, free of charge, limited per job to 10,000
+source URIs (a wildcard counts as one), 15 TB and JSON rows of 100 MB.
+
+Exactly once: a retried Beam bundle writes its part again under another name, so
+a row can be staged twice; the MERGE keeps one per key (ROW_NUMBER). A run that
+dies before its MERGE leaves nothing in history, and a re-run inserts nothing twice.
+
+Rows BigQuery refuses: every row is checked before it is staged (`check_row`:
+at most MAX_ROW_BYTES), so by construction a load job has nothing to refuse. If
+it still refuses some (up to MAX_BAD_RECORDS per load), it skips them and
+reports them in `job.errors`; `HistoryWriter.load` then finds the staged rows
+whose key is missing from the staging table and returns them, for the caller to
+set aside in `rejected` (connectors.MergeHistory). More refusals than that mean a
+systematic fault (a schema out of step, say): the load fails and the run with it.
 
 The same client, calls and SQL run against BigQuery and bqemulator: only
-`telemetry.common.cloud.bigquery_client()` knows which. (Beam's
-`WriteToBigQuery` cannot be pointed at an emulator, so the pipelines use this
-path everywhere.)
+`telemetry.common.cloud` knows which. (Beam's `WriteToBigQuery` cannot be pointed
+at an emulator, so the pipelines use this path everywhere.) bqemulator differs in
+one way: it ignores `max_bad_records` and fails the whole load on a bad row.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
@@ -30,9 +55,25 @@ from telemetry.common import tables
 from telemetry.common.stored_ping import format_timestamp
 from telemetry.common.wire import ROUTES
 
+if TYPE_CHECKING:
+    from google.cloud import storage
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 STAGING_EXPIRY = timedelta(days=1)
-INSERT_CHUNK_ROWS = 500
+STAGING_FOLDER = "staging"
+# The largest row a run stages. BigQuery's tightest row limit, that of insertAll
+# (5 MB; a load job takes JSON rows up to 100 MB), so a row within it is never
+# refused for its size whichever API writes it. No ping within ingest's limits comes
+# near it: a MAX_BODY_BYTES (256 KiB) body of `%01` values makes rows of about 0.6 MB.
+MAX_ROW_BYTES = 5 * 1024 * 1024
+# A part object is cut at this size (besides WRITE_BATCH's rows), so that what one
+# upload holds stays bounded whatever the rows are.
+MAX_PART_BYTES = 32 * 1024 * 1024
+# Rows one load job may skip (and report) instead of failing. Staged rows are
+# checked first, so any refusal is unforeseen; beyond this many it is systematic.
+MAX_BAD_RECORDS = 1000
+# Errors quoted in a refused row's `detail`.
+ERRORS_QUOTED = 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +108,36 @@ def ensure_tables(client: bigquery.Client, dataset: str) -> None:
         tables.ensure_table(client, dataset, _layout(table.name))
 
 
+def staging_line(row: dict[str, Any]) -> bytes:
+    """One row as a line of newline-delimited JSON (UTF-8; JSON escapes every newline in a value)."""
+    text = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (ingest refuses them; a planted object may not): escaped
+        return json.dumps(row, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+class RowTooLarge(ValueError):
+    """A row over MAX_ROW_BYTES: set aside before staging (records.ROW_TOO_LARGE)."""
+
+    def __init__(self, table: str, size: int):
+        super().__init__(f"its {table} row is {size} bytes of JSON, over the {MAX_ROW_BYTES} a staged row may have")
+        self.table = table
+        self.size = size
+
+
+def check_row(table: str, row: dict[str, Any]) -> None:
+    """Raises RowTooLarge when `row` (a `records.bigquery_row`) is over MAX_ROW_BYTES as staged."""
+    size = len(staging_line(row))
+    if size > MAX_ROW_BYTES:
+        raise RowTooLarge(table, size)
+
+
+def staging_prefix(run_id: str, table: str) -> str:
+    """The folder of one run's parts of one table in the work bucket."""
+    return f"{STAGING_FOLDER}/{run_id}/{table}/"
+
+
 @dataclass
 class MergeResult:
     table: str
@@ -79,45 +150,132 @@ class MergeResult:
         return self.staged - self.inserted
 
 
-class HistoryWriter:
-    """Appends rows to one history table through a per-run staging table."""
+@dataclass(frozen=True)
+class Refusal:
+    """What a load job refused: the staged rows missing from the staging table, and its errors."""
 
-    def __init__(self, client: bigquery.Client, dataset: str, table: Table, run_id: str, timeout_seconds: float = 300):
+    rows: list[dict[str, Any]]
+    errors: str
+
+
+class HistoryWriter:
+    """Appends rows to one history table: parts in the work bucket, one load job into a
+    per-run staging table, one MERGE."""
+
+    def __init__(
+        self,
+        client: bigquery.Client,
+        bucket: storage.Bucket,
+        dataset: str,
+        staging_dataset: str,
+        table: Table,
+        run_id: str,
+        timeout_seconds: float = 300,
+    ):
+        from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
+
         self.client = client
+        self.bucket = bucket
         # Every call is bounded: the library's own retry runs for up to 600 s, each HTTP
         # request without a timeout, and a job wait without one (a server that stops
         # answering would hang the run). Here a call with its retries, or the wait for a
-        # query job, lasts at most about `timeout_seconds` (twice, if a try starts late).
+        # job, lasts at most about `timeout_seconds` (twice, if a try starts late).
         self.timeout = timeout_seconds
         self._bounds = {"retry": bigquery.DEFAULT_RETRY.with_timeout(timeout_seconds), "timeout": timeout_seconds}
-        # A job that failed for a retryable reason is started again (the library: for up to 2400 s).
+        # A query job that failed for a retryable reason is started again (the library: for up to 2400 s).
         self._job_bounds = {**self._bounds, "job_retry": DEFAULT_JOB_RETRY.with_timeout(timeout_seconds)}
+        self._storage_bounds = {"retry": STORAGE_RETRY.with_timeout(timeout_seconds), "timeout": timeout_seconds}
         self.table = table
         self.target = f"{client.project}.{dataset}.{table.name}"
-        self.staging = f"{client.project}.{dataset}._staging_{table.name}_{run_id}"
-        self._staging_ready = False
+        self.staging = f"{client.project}.{staging_dataset}._staging_{table.name}_{run_id}"
+        self.prefix = staging_prefix(run_id, table.name)
 
-    def _ensure_staging(self) -> None:
-        if self._staging_ready:
-            return
+    def stage(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Write rows as parts (new objects, at most MAX_PART_BYTES each); returns their gs:// URIs.
+
+        Raises RowTooLarge for a row over MAX_ROW_BYTES: callers check rows first (`check_row`)."""
+        uris: list[str] = []
+        part: list[bytes] = []
+        size = 0
+        for row in rows:
+            line = staging_line(row)
+            if len(line) > MAX_ROW_BYTES:
+                raise RowTooLarge(self.table.name, len(line))
+            if part and size + len(line) > MAX_PART_BYTES:
+                uris.append(self._write_part(part))
+                part, size = [], 0
+            part.append(line)
+            size += len(line)
+        if part:
+            uris.append(self._write_part(part))
+        return uris
+
+    def _write_part(self, lines: list[bytes]) -> str:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self.bucket.blob(f"{self.prefix}{uuid.uuid4().hex}.ndjson")
+        try:
+            # Only if absent: the write is then safe to retry (the library retries it).
+            blob.upload_from_string(
+                b"".join(lines), content_type="application/x-ndjson", if_generation_match=0, **self._storage_bounds
+            )
+        except PreconditionFailed:
+            pass  # a retry of a write that had succeeded: the name is this call's own
+        return self._uri(blob.name)
+
+    def _uri(self, name: str) -> str:
+        return f"gs://{self.bucket.name}/{name}"
+
+    def _parts(self, max_results: int | None = None) -> list[str]:
+        blobs = self.bucket.list_blobs(
+            prefix=self.prefix, max_results=max_results, fields="items(name),nextPageToken", **self._storage_bounds
+        )
+        return [blob.name for blob in blobs]
+
+    def load(self, uris: list[str] | None = None) -> Refusal | None:
+        """Load the run's parts (or just `uris`, at most 10,000) into the staging table with
+        one load job; returns the rows it refused, or None when it refused none."""
+        if uris is None:
+            if not self._parts(max_results=1):
+                return None  # nothing staged: no staging table, nothing to merge
+            uris = [self._uri(self.prefix + "*")]  # one URI, however many parts
         definition = tables.definition(self.staging, _layout(self.table.name))
         definition.expires = datetime.now(UTC) + STAGING_EXPIRY
         self.client.create_table(definition, exists_ok=True, **self._bounds)
-        self._staging_ready = True
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=tables.schema(_layout(self.table.name).schema_file),
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            max_bad_records=MAX_BAD_RECORDS,
+        )
+        job = self.client.load_table_from_uri(uris, self.staging, job_config=config, **self._bounds)
+        self._wait(job)
+        if not job.errors:
+            return None
+        errors = "; ".join(f"{e.get('reason')}: {e.get('message')}" for e in job.errors[:ERRORS_QUOTED])
+        return Refusal(self._missing_rows(uris), errors)
 
-    def stage(self, rows: list[dict[str, Any]]) -> int:
-        """Stream rows into the staging table; raises if BigQuery refuses any."""
-        if not rows:
-            return 0
-        self._ensure_staging()
-        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            chunk = rows[start : start + INSERT_CHUNK_ROWS]
-            errors = self.client.insert_rows_json(
-                self.staging, chunk, row_ids=[str(row[self.table.key]) for row in chunk], **self._bounds
-            )
-            if errors:
-                raise RuntimeError(f"BigQuery refused rows for {self.staging}: {errors[:3]}")
-        return len(rows)
+    def _wait(self, job: bigquery.LoadJob) -> None:
+        job.result(**self._bounds)
+
+    def _missing_rows(self, uris: list[str]) -> list[dict[str, Any]]:
+        """The rows of `uris` whose key the staging table lacks, each once."""
+        key = self.table.key
+        keys = f"SELECT DISTINCT {key} FROM `{self.staging}`"  # noqa: S608
+        loaded = {row[0] for row in self._query(keys).result(**self._job_bounds)}
+        if len(uris) == 1 and uris[0].endswith("*"):
+            names = self._parts()
+        else:
+            names = [uri.split("/", 3)[3] for uri in uris]
+        missing: dict[str, dict[str, Any]] = {}
+        for name in names:
+            data = self.bucket.blob(name).download_as_bytes(**self._storage_bounds)
+            for line in data.splitlines():
+                row = json.loads(line)
+                if row.get(key) not in loaded:
+                    missing.setdefault(row.get(key), row)
+        return list(missing.values())
 
     def merge(self, route: str | None = None) -> MergeResult:
         """Insert the staged rows (of `route`, if given) whose key the table lacks; returns the counts."""
@@ -135,7 +293,7 @@ class HistoryWriter:
         if not staged:
             return MergeResult(self.table.name, scope, 0, 0)
         cols = columns(self.table.name)
-        # Dedupe the staged rows (a retried insert may stage a row twice), and bound the
+        # Dedupe the staged rows (a retried bundle may stage a row twice), and bound the
         # target by the staged time range so BigQuery prunes partitions; a key always
         # comes with the same received_at, so the bound changes nothing else.
         source = (
@@ -161,7 +319,15 @@ class HistoryWriter:
             return False
 
     def drop_staging(self) -> None:
+        """Drop the staging table, then delete the run's parts of this table."""
+        from google.api_core.exceptions import NotFound
+
         self.client.delete_table(self.staging, not_found_ok=True, **self._bounds)
+        for name in self._parts():
+            try:
+                self.bucket.blob(name).delete(**self._storage_bounds)
+            except NotFound:
+                pass  # deleted by an earlier try of this step
 
     def _query(self, sql: str) -> bigquery.QueryJob:
         return self.client.query(sql, **self._job_bounds)

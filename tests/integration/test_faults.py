@@ -403,6 +403,18 @@ def test_frozen_bigquery_fails_the_run_within_its_bound(bucket, db):
     assert took < 3 * BOUND + 5
 
 
+def test_bigquery_frozen_at_the_load_job_fails_the_run_within_its_bound(bucket, db, bq):
+    """The wait for the load job is bounded like every other call; nothing reached history."""
+    data = _Hour(bucket, db, datetime(2026, 3, 4, 9, tzinfo=UTC), good=5, unknown=0, skipped=0)
+    error, took = _frozen_run("bigquery", warehouse.HistoryWriter, "_wait", "--hour", data.arg)
+    print(f"\nbigquery frozen at the load job: run failed {took:.1f} s after the freeze: {str(error)[:200]}")
+    assert took < 3 * BOUND + 5
+    sql = f"SELECT COUNT(*) FROM `{bq.project}.{os.environ['BQ_DATASET']}.sites` WHERE hash = '{data.project}'"
+    assert [tuple(row) for row in bq.query(sql).result()] == [(0,)]
+    _run("--hour", data.arg)
+    data.assert_each_once(db, bq)
+
+
 def test_frozen_pubsub_fails_the_run_within_its_bound():
     error, took = _frozen_run("pubsub", connectors.DrainSubscription, "setup", "--lease_seconds", "10")
     print(f"\nfrozen pubsub: run failed {took:.1f} s after the freeze: {str(error)[:200]}")

@@ -29,7 +29,7 @@ from telemetry.common import cloud, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest import handler
 from telemetry.local import samples, stack
-from telemetry.pipelines import build, connectors, mongodb, records
+from telemetry.pipelines import build, connectors, mongodb, records, transforms
 from tests import fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,16 +312,28 @@ def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicat
 
 
 class _MailReceiver(http.server.BaseHTTPRequestHandler):
+    """The mail API's stand-in: records each accepted call; `fail_next` calls get 503, and
+    `refuse_next` calls 400 with the request body echoed back (as an API may quote what it refused)."""
+
     calls: ClassVar[list[dict]] = []
     fail_next: ClassVar[int] = 0
+    refuse_next: ClassVar[int] = 0
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
         cls = type(self)
         if cls.fail_next:
             cls.fail_next -= 1
             self.send_response(503)
             self.end_headers()
+            return
+        if cls.refuse_next:
+            cls.refuse_next -= 1
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
             return
         cls.calls.append({"body": body, "authorization": self.headers.get("Authorization")})
         self.send_response(200)
@@ -335,6 +347,7 @@ class _MailReceiver(http.server.BaseHTTPRequestHandler):
 def mail_api():
     _MailReceiver.calls = []
     _MailReceiver.fail_next = 0
+    _MailReceiver.refuse_next = 0
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MailReceiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -380,10 +393,150 @@ def test_mail_failure_is_counted_and_never_fails_the_job(ingest_url, db):
     assert site["mail"]["status"] == mongodb.MAIL_FAILED and site["mail"]["error"]
 
 
+def run_counted(name: str, *args: str) -> dict[str, int]:
+    """One run (as `run`); its Beam counters by name."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    pipeline, result, waited = build.run([name, "--runner", build.LOCAL_RUNNER, *args])
+    assert waited and build.report_from_metrics(pipeline, result)["balanced"]
+    totals: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]:
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (counter.committed or 0)
+    return totals
+
+
+def contacts_sent(receiver, project: str) -> list[str]:
+    """The urls of the project's contacts the mail API accepted, call after call."""
+    calls = [call["body"] for call in receiver.calls if call["body"]["project"] == project]
+    return [contact["url"] for body in calls for contact in body["contacts"]]
+
+
+def mail_of(db, project: str) -> dict[str, dict]:
+    return {d["url"]: d["mail"] for d in db[mongodb.SITES].find({"hash": project}, {"url": 1, "mail": 1})}
+
+
+def test_mail_failure_keeps_a_summary_that_quotes_no_contact(ingest_url, db, mail_api):
+    url, receiver = mail_api
+    project = new_project(db, mail_integrations={"mailchimp": {"enabled": True}})
+    body = samples.track_payload(random.Random(3), project, 1)
+    body["admin_email"] = f"quoted-{uuid.uuid4().hex[:8]}@example.org"
+    post(ingest_url, "track", body)
+    receiver.refuse_next = 1  # 400, the request (and its contacts) echoed in the answer
+    counters = run_counted("tracking", "--mail_api_url", url)
+    [mail] = mail_of(db, project).values()
+    assert mail["status"] == mongodb.MAIL_FAILED and mail["attempts"] == 1
+    assert mail["error"] == "mail API answered 400"
+    assert body["admin_email"] not in repr(mail)
+    assert counters["mail_failed"] >= 1
+
+
+def test_mail_retries_failed_and_lost_claims_with_a_bound(ingest_url, db, mail_api):
+    """`failed` is due again after a backoff, a `sending` claim older than MAIL_RECLAIM_AFTER is taken
+    again, both by later runs in which the site does not ping; after MAIL_MAX_ATTEMPTS calls, `abandoned`."""
+    url, receiver = mail_api
+    project = new_project(db, mail_integrations={"mailchimp": {"enabled": True}})
+    rng = random.Random(29)
+    for site in range(1, 6):
+        post(ingest_url, "track", samples.track_payload(rng, project, site))
+    run("tracking")  # no mail API in this run: every site stays pending
+    assert {m["status"] for m in mail_of(db, project).values()} == {mongodb.MAIL_PENDING}
+
+    now = datetime.now(UTC)
+    sites = db[mongodb.SITES]
+    past, ahead = now - timedelta(minutes=1), now + timedelta(minutes=30)
+
+    def set_mail(site: int, **mail):
+        sites.update_one({"hash": project, "url": samples.site_url(site)}, {"$set": {"mail": mail}})
+
+    # 1: failed, due again; 2: failed, backing off; 3: left `sending` by a worker that died an hour
+    # and more ago; 4: `sending` as the code before due_at left it; 5: a claim in flight.
+    set_mail(1, status=mongodb.MAIL_FAILED, attempts=1, due_at=past, error="mail API answered 503")
+    set_mail(2, status=mongodb.MAIL_FAILED, attempts=1, due_at=ahead)
+    lost = now - mongodb.MAIL_RECLAIM_AFTER - timedelta(minutes=1)
+    set_mail(
+        3,
+        status=mongodb.MAIL_SENDING,
+        claim="dead",
+        attempts=1,
+        claimed_at=lost,
+        due_at=lost + mongodb.MAIL_RECLAIM_AFTER,
+    )
+    set_mail(4, status=mongodb.MAIL_SENDING, claim="old")
+    set_mail(
+        5,
+        status=mongodb.MAIL_SENDING,
+        claim="live",
+        attempts=1,
+        claimed_at=now,
+        due_at=now + mongodb.MAIL_RECLAIM_AFTER,
+    )
+
+    counters = run_counted("tracking", "--mail_api_url", url)  # no site pings in this run
+    assert sorted(contacts_sent(receiver, project)) == [samples.site_url(i) for i in (1, 3, 4)]
+    mail = mail_of(db, project)
+    assert {u: m["status"] for u, m in mail.items()} == {
+        samples.site_url(1): mongodb.MAIL_SENT,
+        samples.site_url(2): mongodb.MAIL_FAILED,
+        samples.site_url(3): mongodb.MAIL_SENT,
+        samples.site_url(4): mongodb.MAIL_SENT,
+        samples.site_url(5): mongodb.MAIL_SENDING,
+    }
+    assert mail[samples.site_url(1)]["attempts"] == 2 and "error" not in mail[samples.site_url(1)]
+    assert counters["mail_claimed_failed"] >= 1 and counters["mail_claimed_sending"] >= 2
+    assert counters["mail_sent"] >= 3
+
+    # The last attempt fails: abandoned, and no later run tries it again.
+    set_mail(2, status=mongodb.MAIL_FAILED, attempts=mongodb.MAIL_MAX_ATTEMPTS - 1, due_at=past)
+    receiver.refuse_next = 1
+    counters = run_counted("tracking", "--mail_api_url", url)
+    abandoned = mail_of(db, project)[samples.site_url(2)]
+    assert abandoned["status"] == mongodb.MAIL_ABANDONED and abandoned["attempts"] == mongodb.MAIL_MAX_ATTEMPTS
+    assert counters["mail_abandoned"] >= 1
+    calls = len(receiver.calls)
+    run("tracking", "--mail_api_url", url)
+    assert len(receiver.calls) == calls
+
+
+def test_forged_new_sites_double_opt_in_and_an_hourly_bound(ingest_url, db, mail_api):
+    """Contacts are sent asking for double opt-in unless the project turns it off, and at most
+    --mail_contacts_per_project_hour per project and hour: the rest wait, pending, for a later hour."""
+    url, receiver = mail_api
+    project = new_project(db, mail_integrations={"mailchimp": {"enabled": True}})
+    trusting = new_project(db, mail_integrations={"mailjet": {"enabled": True}}, mail_double_opt_in=False)
+    rng = random.Random(37)
+    for site in range(1, 6):
+        post(ingest_url, "track", samples.track_payload(rng, project, site))
+    post(ingest_url, "track", samples.track_payload(rng, trusting, 1))
+    counters = run_counted("tracking", "--mail_api_url", url, "--mail_contacts_per_project_hour", "3")
+
+    mine = [c["body"] for c in receiver.calls if c["body"]["project"] == project]
+    assert {body["double_opt_in"] for body in mine} == {True}
+    assert [c["body"]["double_opt_in"] for c in receiver.calls if c["body"]["project"] == trusting] == [False]
+    first = contacts_sent(receiver, project)
+    assert len(first) == 3 and counters["mail_deferred_over_bound"] >= 2
+    waiting = {u: m for u, m in mail_of(db, project).items() if m["status"] == mongodb.MAIL_PENDING}
+    assert len(waiting) == 2
+    next_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert {m["due_at"].replace(tzinfo=UTC) for m in waiting.values()} == {next_hour}
+
+    run("tracking", "--mail_api_url", url, "--mail_contacts_per_project_hour", "3")  # the same hour: nothing
+    assert len(contacts_sent(receiver, project)) == 3
+
+    # The next hour (its quota document is new, and the deferred sites are due): the rest go out, once.
+    db[mongodb.MAIL_QUOTA].delete_many({"hash": project})
+    db[mongodb.SITES].update_many(
+        {"hash": project, "mail.status": mongodb.MAIL_PENDING}, {"$set": {"mail.due_at": datetime.now(UTC)}}
+    )
+    run("tracking", "--mail_api_url", url, "--mail_contacts_per_project_hour", "3")
+    assert sorted(contacts_sent(receiver, project)) == [samples.site_url(i) for i in range(1, 6)]
+    assert {m["status"] for m in mail_of(db, project).values()} == {mongodb.MAIL_SENT}
+
+
 def test_indexes(db):
     sites = db[mongodb.SITES].index_information()
     assert sites["hash_url_unique"]["unique"] is True
     assert sites["hash_last_seen"]["key"] == [("hash", 1), ("last_seen", -1)]
+    assert sites["hash_mail_due"]["key"] == [("hash", 1), ("mail.status", 1), ("mail.due_at", 1)]
     key = {"hash": f"dup-{uuid.uuid4().hex}", "url": "https://dup.example.org"}
     db[mongodb.SITES].insert_one(dict(key))
     try:

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from google.cloud import bigquery
 
-from telemetry.common import stored_ping
+from telemetry.common import cloud, stored_ping
+from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples, stack
-from telemetry.pipelines import erase, mongodb
+from telemetry.pipelines import erase, mongodb, records, warehouse
 from tests.integration.test_pipelines import FORM, new_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("erase_script", ROOT / "scripts" / "erase.py")
 erase_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(erase_script)
-
-TABLES = ("sites", "deactivations", "tracking_skipped", "rejected")
 
 
 def person(rng: random.Random) -> dict[str, str]:
@@ -88,14 +88,20 @@ def run_pipeline_logged(name: str) -> str:
 
 
 def everything(db, bq, bucket, prefixes: list[str]) -> str:
-    """All that the stores hold that a test's pings could have reached, as one text."""
+    """All that the stores hold that a test's pings could have reached, as one text: MongoDB,
+    every table of the history and staging datasets (staging tables of failed runs included),
+    the bucket's objects under `prefixes` and the work bucket's staging files."""
     parts = [repr(list(db[c].find({}, {"_id": 0}))) for c in (mongodb.SITES, mongodb.DEACTIVATIONS, "analytics")]
-    for table in TABLES:
-        sql = f"SELECT TO_JSON_STRING(t) AS j FROM `{bq.project}.{os.environ['BQ_DATASET']}.{table}` t"
-        parts += [row["j"] for row in bq.query(sql).result()]
+    for dataset in (os.environ["BQ_DATASET"], os.environ["BQ_STAGING_DATASET"]):
+        for table in bq.list_tables(f"{bq.project}.{dataset}"):
+            sql = f"SELECT TO_JSON_STRING(t) AS j FROM `{bq.project}.{dataset}.{table.table_id}` t"
+            parts += [row["j"] for row in bq.query(sql).result()]
     for prefix in prefixes:
         for blob in bucket.list_blobs(prefix=prefix):
             parts.append(blob.download_as_bytes().decode("utf-8", "replace"))
+    work = cloud.storage_client(bq.project).bucket(os.environ["WORK_BUCKET"])
+    for blob in work.list_blobs(prefix=erase.STAGING_OBJECT_PREFIX):
+        parts.append(blob.download_as_bytes().decode("utf-8", "replace"))
     return "\n".join(parts)
 
 
@@ -187,11 +193,14 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
     dry = counts(erase_cli(capsys, "site", "--hash", one, "--url", url + "/", "--dry-run", "--recent-hours", "0"))
     assert dry == {
         "mongodb.sites": 1,
+        "mongodb.sites.mail_error": 0,
         "mongodb.deactivations": 1,
         "bigquery.sites": 2,
         "bigquery.deactivations": 1,
         "bigquery.rejected": 1,
         "bigquery.tracking_skipped": 0,
+        "bigquery.staging": 0,
+        "storage.staging": 0,
         "storage.objects": 3,
     }
 
@@ -222,3 +231,159 @@ def test_site_target_normalises_its_url(url):
     assert target.url == "https://example.org"
     assert target.matches({"hash": "h", "url": "HTTPS://EXAMPLE.ORG/"})
     assert not target.matches({"hash": "other", "url": "https://example.org"})
+
+
+# --- Copies erase used to miss -------------------------------------------------------
+
+STAGED_AT = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)  # an hour of this test's own: no run lists it
+
+
+def staged_rows(bucket, project: dict, table: str, payloads: list[dict]) -> list[dict]:
+    """Rows of `table` as a failed run staged them, for pings stored (at STAGED_AT) as ingest would."""
+    rows = []
+    for index, body in enumerate(payloads):
+        ping = StoredPing(str(uuid.uuid4()), "track", STAGED_AT + timedelta(seconds=index), body)
+        bucket.blob(ping.object_name).upload_from_string(ping.to_json(), content_type=stored_ping.CONTENT_TYPE)
+        if table == "rejected":
+            record = records.rejected_row(ping.object_name, records.INVALID_VALUE, "test", ping.received_at, body)
+        else:
+            record = records.site_record(ping, project)
+        rows.append(records.bigquery_row(record, warehouse.columns(table)))
+    return rows
+
+
+def stage_as_a_failed_run(bq, work, dataset: str, table: str, rows: list[dict], via_file: bool) -> tuple[str, str]:
+    """A failed run's staging, written the way the pipelines write it: into `_staging_<table>_<run id>`,
+    streamed (older runs, in the history dataset) or loaded from an NDJSON file in the work bucket under
+    `staging/<run id>/<table>/` (the load-job path). Stood in for a run that died before its MERGE,
+    which no pipeline here can be made to do on purpose without patching its internals.
+    Returns the table's id and the file's name ("" when streamed)."""
+    run_id = uuid.uuid4().hex[:12]
+    table_id = f"{bq.project}.{dataset}.{erase.STAGING_TABLE_PREFIX}{table}_{run_id}"
+    schema = [bigquery.SchemaField.from_api_repr(f) for f in warehouse.schema_json(table)]
+    bq.create_table(bigquery.Table(table_id, schema=schema))
+    if not via_file:
+        assert bq.insert_rows_json(table_id, rows) == []
+        return table_id, ""
+    name = f"{erase.STAGING_OBJECT_PREFIX}{run_id}/{table}/part-0{erase.STAGING_FILE_SUFFIX}"
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    work.blob(name).upload_from_string(data.encode(), content_type="application/x-ndjson")
+    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON, schema=schema)
+    bq.load_table_from_uri(f"gs://{work.name}/{name}", table_id, job_config=config).result()
+    return table_id, name
+
+
+def table_rows(bq, table_id: str) -> list[dict]:
+    return [dict(row) for row in bq.query(f"SELECT * FROM `{table_id}` ORDER BY received_at").result()]
+
+
+def test_erase_reaches_every_copy(db, bq, bucket, capsys):
+    """The copies erase used to miss: the site under another URL form, `custom_fields`, `rejected.payload`'s
+    `extra`, `mail.error` on every site of a batch, and the staging tables and files of failed runs."""
+    rng = random.Random(31)
+    project = new_project(db, custom_fields=["billing_email"])
+    gone, kept = person(rng), person(rng)
+    gone["billing_email"], kept["billing_email"] = (f"billing-{uuid.uuid4().hex[:10]}@example.org" for _ in "ab")
+    work = cloud.storage_client(bq.project).bucket(os.environ["WORK_BUCKET"])
+    url = samples.site_url(1)  # https://site-1.example.org
+
+    def ping(who: dict, index: int, site_url: str) -> dict:
+        body = samples.track_payload(rng, project, index, extra={"billing_email": who["billing_email"]})
+        body.update({k: who[k] for k in ("admin_email", "first_name", "last_name", "ip_address")}, url=site_url)
+        return body
+
+    # The same site under three URL forms; its rejected deactivation (payload with `extra`) under a fourth.
+    for form in (url, "HTTP://WWW.Site-1.example.org/", "http://site-1.example.org:80"):
+        post("track", ping(gone, 1, form), gone["client_ip"])
+    rejected = {
+        **ping(gone, 1, "https://www.site-1.example.org/"),
+        "reason_id": "not a slug!",
+        "reason_info": gone["reason_info"],
+    }
+    post("deactivate", rejected, gone["client_ip"])
+    post("track", ping(kept, 2, samples.site_url(2)), kept["client_ip"])
+    run_pipeline_logged("tracking")
+    run_pipeline_logged("deactivation")
+    assert db[mongodb.SITES].count_documents({"hash": project}) == 4  # three forms of site 1, and site 2
+
+    # mail.error as the mail step stored it before it kept only a summary: the API's answer,
+    # quoting the batch's contacts, on every site of the batch.
+    answer = f'mail API answered 400: b\'{{"contacts": [{{"email": "{gone["admin_email"]}"\''
+    db[mongodb.SITES].update_many({"hash": project}, {"$set": {"mail": {"status": "failed", "error": answer}}})
+
+    # Failed runs' staging: a streamed table left in the history dataset by an older run, and a
+    # load-job run's files and tables in the work bucket and the staging dataset.
+    project_doc = db[mongodb.PROJECTS].find_one({"hash": project})
+    history, scratch = os.environ["BQ_DATASET"], os.environ["BQ_STAGING_DATASET"]
+    site_rows = staged_rows(bucket, project_doc, "sites", [ping(gone, 1, url)])
+    both_rows = staged_rows(
+        bucket,
+        project_doc,
+        "sites",
+        [ping(gone, 1, "https://www.site-1.example.org"), ping(kept, 2, samples.site_url(2))],
+    )
+    staged = {
+        "legacy": stage_as_a_failed_run(bq, work, history, "sites", site_rows, via_file=False),
+        "sites": stage_as_a_failed_run(bq, work, scratch, "sites", both_rows, via_file=True),
+        "rejected": stage_as_a_failed_run(
+            bq, work, scratch, "rejected", staged_rows(bucket, project_doc, "rejected", [rejected]), via_file=True
+        ),
+    }
+    before = {name: table_rows(bq, table_id) for name, (table_id, _) in staged.items()}
+    prefixes = [stored_ping.hour_prefix(r, STAGED_AT) for r in stored_ping.wire.ROUTES] + [
+        stored_ping.hour_prefix(r, datetime.now(UTC) - timedelta(hours=h))
+        for r in stored_ping.wire.ROUTES
+        for h in (0, 1)
+    ]
+    left = everything(db, bq, bucket, prefixes)
+    for value in values(gone):
+        assert value in left, value  # every copy is there to be erased
+
+    dry = counts(erase_cli(capsys, "site", "--hash", project, "--url", "https://SITE-1.example.org/", "--dry-run"))
+    expected = {
+        "mongodb.sites": 3,  # the three URL forms
+        "mongodb.sites.mail_error": 4,  # every site of the project: any error may quote any contact of its batch
+        "mongodb.deactivations": 0,
+        "bigquery.sites": 3,
+        "bigquery.deactivations": 0,
+        "bigquery.rejected": 1,
+        "bigquery.tracking_skipped": 0,
+        "bigquery.staging": 3,  # the legacy table's row, the load-job tables' site row and rejected row
+        "storage.staging": 2,  # the rows of the two files
+        "storage.objects": 7,  # three tracks, the rejected deactivation, the three staged pings
+    }
+    assert dry == expected
+    assert counts(erase_cli(capsys, "site", "--hash", project, "--url", url)) == expected
+    assert counts(erase_cli(capsys, "site", "--hash", project, "--url", url)) == dict.fromkeys(expected, 0)
+
+    left = everything(db, bq, bucket, prefixes)
+    for value in values(gone):
+        assert value not in left, value
+    for value in values(kept):
+        if value != kept["reason_info"]:  # no deactivation was sent for the kept site
+            assert value in left, value
+    # Staging is nulled in place, never emptied: a run still going would stage, load, merge and
+    # count exactly the rows it wrote, and its keys.
+    for name, (table_id, file) in staged.items():
+        key = "source" if name == "rejected" else "ping_id"
+        assert [r[key] for r in table_rows(bq, table_id)] == [r[key] for r in before[name]]
+        if file:
+            lines = work.blob(file).download_as_bytes().decode().splitlines()
+            assert [json.loads(line)[key] for line in lines] == [r[key] for r in before[name]]
+    kept_site = db[mongodb.SITES].find_one({"hash": project, "url": samples.site_url(2)})
+    assert kept_site["custom_fields"] == {"billing_email": kept["billing_email"]}
+    assert "error" not in kept_site["mail"] and kept_site["mail"]["status"] == "failed"
+
+    # The whole project: the kept site's copies too, staging included; a second erase finds nothing.
+    first = counts(erase_cli(capsys, "project", "--hash", project))
+    assert first["bigquery.staging"] == 1 and first["storage.staging"] == 1, first  # the kept site's staged row
+    assert counts(erase_cli(capsys, "project", "--hash", project)) == dict.fromkeys(expected, 0)
+    left = everything(db, bq, bucket, prefixes)
+    for value in values(kept):
+        assert value not in left, value
+
+
+def test_erase_refuses_a_url_it_could_not_match(capsys):
+    with pytest.raises(SystemExit):
+        erase_script.parse(["site", "--hash", "0" * 32, "--url", "https://[@x.org"])
+    assert "--url is not a URL" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from telemetry.analytics import job
 from tests.terraform.hcl import ROOT, _expr, _grants_to, _iam_grants, _members, _resource
@@ -14,7 +16,8 @@ def test_analytics_account_has_exactly_its_roles(tf):
     assert _grants_to(tf, "analytics") == {
         ("google_project_iam_member", "roles/bigquery.jobUser", "var.project_id"),
         ("google_bigquery_table_iam_member", "roles/bigquery.dataViewer", history),
-        ("google_bigquery_table_iam_member", "roles/bigquery.dataEditor", own),
+        # Rows only: the job's statements are all DML, and it cannot drop analytics_daily.
+        ("google_bigquery_table_iam_member", "${google_project_iam_custom_role.table_writer.id}", own),
         (
             "google_secret_manager_secret_iam_member",
             "roles/secretmanager.secretAccessor",
@@ -78,3 +81,15 @@ def test_the_function_runs_one_request_at_a_time_with_its_settings(tf):
     (secret,) = service["secret_environment_variables"]
     assert secret["key"] == "MONGODB_URI"
     assert (ROOT / "functions" / "analytics" / "main.py").is_file()
+
+
+def test_the_jobs_statements_are_all_dml_so_its_rows_only_grant_suffices():
+    """The analytics account holds the table writer role (no tables.create, .update or
+    .delete) on its tables: none of its statements may create, alter or drop a table."""
+    ddl = re.compile(r"\b(CREATE|DROP|ALTER|TRUNCATE|REPLACE\s+TABLE)\b", re.IGNORECASE)
+    for path in sorted(job.SQL_DIR.glob("*.sql")):
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        assert not ddl.search(code), path.name
+    source = Path(job.__file__).read_text()
+    statements = re.findall(r'f?"((?:MERGE|DELETE|SELECT|INSERT|UPDATE|CREATE|DROP|ALTER|TRUNCATE)[^"]*)"', source)
+    assert statements and not [s for s in statements if ddl.search(s)]

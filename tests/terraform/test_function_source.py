@@ -115,6 +115,37 @@ def test_analytics_function_code_imports_only_its_deploy_unit_and_requirements()
         assert third_party <= installed, (path, third_party - installed)
 
 
+AUDIT_PACKAGES = {"common", "audit"}
+
+
+def test_audit_function_code_imports_only_its_deploy_unit_and_requirements():
+    """audit.tf zips common/ and audit/ with functions/audit/. The one import from outside is
+    the pipelines' entry point inside reprocess.LocalPipelines, which `make audit` uses and
+    the deployed function never reaches (audit_from_env(deployed=True) takes the Dataflow
+    launches, or refuses to run)."""
+    files = [*sorted((TELEMETRY / "audit").glob("*.py")), ROOT / "functions" / "audit" / "main.py"]
+    installed = {"functions_framework", "flask", "werkzeug", "google", "requests", "pythonjsonlogger", "telemetry"}
+    requirements = (ROOT / "functions" / "audit" / "requirements.txt").read_text()
+    for package in ("functions-framework", "google-cloud-bigquery", "google-cloud-storage", "google-auth", "requests"):
+        assert f"{package}==" in requirements
+    for path in files:
+        outside = telemetry_packages_imported(path) - AUDIT_PACKAGES
+        if path.name == "reprocess.py":
+            assert outside == {"pipelines"}, path
+            assert "telemetry.pipelines.build" in imports(path)
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            (local,) = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "LocalPipelines"]
+            assert any(isinstance(n, ast.ImportFrom) and n.module == "telemetry.pipelines" for n in ast.walk(local))
+            assert not any(
+                isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("telemetry.pipelines")
+                for n in tree.body
+            )
+        else:
+            assert not outside, path
+        third_party = {name.split(".")[0] for name in imports(path)} - set(sys.stdlib_module_names) - {"__future__"}
+        assert third_party <= installed, (path, third_party - installed)
+
+
 def test_function_requirements_pin_the_versions_the_tests_ran_with():
     pinned = {}
     for name in ("requirements.txt", "constraints.txt"):
@@ -122,7 +153,11 @@ def test_function_requirements_pin_the_versions_the_tests_ran_with():
             if "==" in line and not line.startswith("#"):
                 package, _, version = line.partition("==")
                 pinned[package.strip().lower()] = version.split()[0]
-    for requirements in (ROOT / "functions" / "requirements.txt", ROOT / "functions" / "analytics" / "requirements.txt"):
+    for requirements in (
+        ROOT / "functions" / "requirements.txt",
+        ROOT / "functions" / "analytics" / "requirements.txt",
+        ROOT / "functions" / "audit" / "requirements.txt",
+    ):
         for line in requirements.read_text().splitlines():
             if "==" in line and not line.startswith("#"):
                 package, _, version = line.partition("==")

@@ -8,6 +8,12 @@ from telemetry.common import wire
 from tests.terraform.hcl import TF_DIR, _block, _expr, _grants_to, _iam_grants, _members, _resource, _squash, _strings
 
 BASIC_ROLES = re.compile(r"roles/(owner|editor|viewer)\b")
+TABLE_WRITER = "${google_project_iam_custom_role.table_writer.id}"
+
+# What a DML statement (the pipelines' MERGE, the analytics job's MERGE and
+# DELETE) needs on its target table; bigquery.jobs.create comes with
+# roles/bigquery.jobUser on the project.
+DML_PERMISSIONS = {"bigquery.tables.get", "bigquery.tables.getData", "bigquery.tables.updateData"}
 
 
 # --- Identities and grants ------------------------------------------------------------
@@ -30,13 +36,16 @@ PROJECT_GRANTS = {
     ("roles/dataflow.developer", "serviceAccount:${google_service_account.scheduler.email}"),
     ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.analytics.email}"),
     ("roles/logging.logWriter", "serviceAccount:${google_service_account.build.email}"),
+    ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.audit.email}"),
+    ("roles/dataflow.developer", "serviceAccount:${google_service_account.audit.email}"),
 }
 
 
 PIPELINE_GRANTS = {
     ("google_project_iam_member", "roles/dataflow.worker", "var.project_id"),
     ("google_project_iam_member", "roles/bigquery.jobUser", "var.project_id"),
-    ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor", "google_bigquery_dataset.telemetry.dataset_id"),
+    # Rows of the history tables only; create and drop only in the scratch dataset.
+    ("google_bigquery_table_iam_member", TABLE_WRITER, "google_bigquery_table.history[each.key].table_id"),
     ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor", "google_bigquery_dataset.staging.dataset_id"),
     ("google_storage_bucket_iam_member", "roles/storage.objectViewer", "google_storage_bucket.pings.name"),
     ("google_storage_bucket_iam_member", "roles/storage.objectAdmin", "google_storage_bucket.dataflow_temp.name"),
@@ -94,14 +103,25 @@ def test_pipeline_account_has_exactly_its_roles(tf):
 
 def test_scheduler_account_has_exactly_its_roles(tf):
     assert _grants_to(tf, "scheduler") == SCHEDULER_GRANTS
-    # Nobody else may act as (launch jobs as) any account.
-    acting = [(n, b["role"], _members(b)) for t, n, b in _iam_grants(tf) if t.startswith("google_service_account_iam")]
-    assert acting == [
+    # Nobody else may act as (launch jobs as) any account, but the audit (its reprocessing).
+    acting = [
+        (n, b["role"], _members(b), _expr(b["service_account_id"]))
+        for t, n, b in _iam_grants(tf)
+        if t.startswith("google_service_account_iam")
+    ]
+    assert sorted(acting) == [
+        (
+            "audit_acts_as_pipeline",
+            "roles/iam.serviceAccountUser",
+            ["serviceAccount:${google_service_account.audit.email}"],
+            "google_service_account.pipeline.name",
+        ),
         (
             "scheduler_acts_as_pipeline",
             "roles/iam.serviceAccountUser",
             ["serviceAccount:${google_service_account.scheduler.email}"],
-        )
+            "google_service_account.pipeline.name",
+        ),
     ]
 
 
@@ -201,3 +221,33 @@ def test_anyone_may_invoke_the_ingest_functions_through_cloud_run(tf):
         (t, n) for t, n, b in _iam_grants(tf) if any(m in ("allUsers", "allAuthenticatedUsers") for m in _members(b))
     ]
     assert public == [("google_cloud_run_service_iam_member", "public_invokes_ingest")]
+
+
+# --- Nobody but Terraform can drop a table of the history dataset ----------------------
+
+
+def test_the_table_writer_role_writes_rows_and_cannot_create_alter_or_drop_a_table(tf):
+    role = _resource(tf, "google_project_iam_custom_role", "table_writer")
+    assert _expr(role["project"]) == "var.project_id"
+    assert set(role["permissions"]) == DML_PERMISSIONS
+    assert len(role["permissions"]) == len(DML_PERMISSIONS)
+    assert not {"bigquery.tables.delete", "bigquery.tables.create", "bigquery.tables.update"} & set(
+        role["permissions"]
+    )
+    assert list(tf["resource"]["google_project_iam_custom_role"]) == ["table_writer"]
+
+
+def test_no_account_holds_a_role_on_the_history_dataset_that_can_drop_its_tables(tf):
+    """deletion_protection is Terraform's only: on the dataset of the history and the
+    analytics tables, no grant is dataset-wide and every table grant is the table
+    writer or a viewer (roles/bigquery.dataViewer has no tables.delete)."""
+    for rtype, name, body in _iam_grants(tf):
+        if rtype == "google_bigquery_dataset_iam_member":
+            assert _expr(body["dataset_id"]) != "google_bigquery_dataset.telemetry.dataset_id", name
+        if rtype == "google_bigquery_table_iam_member":
+            assert _expr(body["dataset_id"]) == "google_bigquery_dataset.telemetry.dataset_id", name
+            assert body["role"] in (TABLE_WRITER, "roles/bigquery.dataViewer"), name
+    assert not [t for t in tf["resource"] if t.startswith("google_bigquery_dataset_iam_") and t.endswith("_binding")]
+    grant = _resource(tf, "google_bigquery_table_iam_member", "pipeline_writes_history")
+    assert _expr(grant["for_each"]) == "local.bq_tables"
+    assert set(tf["locals"]["bq_tables"]) == {"sites", "deactivations", "tracking_skipped", "rejected"}

@@ -83,9 +83,15 @@ def test_dataflow_buckets_are_private_and_temp_files_expire(tf):
         assert bucket["public_access_prevention"] == "enforced"
         assert _expr(bucket["location"]) == "var.region"
     temp = _resource(tf, "google_storage_bucket", "dataflow_temp")
-    rule = _block(temp, "lifecycle_rule")
-    assert _block(rule, "action")["type"] == "Delete"
-    assert _expr(_block(rule, "condition")["age"]) == "var.dataflow_temp_retention_days"
+    rules = {}
+    for rule in temp["lifecycle_rule"]:
+        assert _block(rule, "action")["type"] == "Delete"
+        condition = _block(rule, "condition")
+        (prefix,) = condition["matches_prefix"]
+        rules[prefix] = _expr(condition["age"])
+    # Dataflow's temp files after the retention; staging/ (Dataflow's staged files and
+    # the pipelines' load-job files) after a day; nothing under locks/ or elsewhere.
+    assert rules == {"tmp/": "var.dataflow_temp_retention_days", "staging/": "1"}
 
 
 # --- Pipelines: the hourly launches ---------------------------------------------------
@@ -277,3 +283,8 @@ def test_scheduler_passes_exactly_what_the_template_declares(tf, template):
     variables = tf["variable"]
     assert variables["mongodb_db"]["default"] == config.VARIABLES["MONGODB_DB"].default
     assert variables["mail_api_url"]["default"] == "", "no mail unless asked for"
+    # A run's bound on what it drains: the same default here and locally, and one the template accepts.
+    assert _expr(always["max_messages_per_run"]) == "var.pipeline_max_messages_per_run"
+    bound = variables["pipeline_max_messages_per_run"]
+    assert str(bound["default"]) == config.VARIABLES["MAX_MESSAGES_PER_RUN"].default
+    assert "floor(var.pipeline_max_messages_per_run)" in bound["validation"][0]["condition"]

@@ -107,7 +107,7 @@ def _filters(values: dict) -> list[str]:
 def test_alert_filters_name_every_service_job_and_subscription(example_plan):
     planned = example_plan.planned
     policies = {a: v for a, v in planned.items() if a.startswith("google_monitoring_alert_policy.")}
-    assert len(policies) == 9
+    assert len(policies) == 10
     services = 'one_of("deactivate", "track", "tracking-skipped")'
     for name in ("ingest_5xx", "ingest_latency", "ingest_saturation"):
         (text,) = _filters(policies[f"google_monitoring_alert_policy.{name}"])
@@ -122,12 +122,15 @@ def test_alert_filters_name_every_service_job_and_subscription(example_plan):
     subscriptions = ", ".join(f'"ping-objects-{route}"' for route in sorted(wire.ROUTES))
     assert f"resource.label.subscription_id = one_of({subscriptions})" in text
     (text,) = _filters(policies["google_monitoring_alert_policy.scheduler_failed"])
-    for job_id in ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics"):
+    for job_id in ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics", "telemetry-audit"):
         assert f'"{job_id}"' in text
     for values in policies.values():
         assert values["notification_channels"] == ["projects/my-telemetry-project/notificationChannels/1234567890"]
     metric = planned["google_logging_metric.unreconciled_runs"]
     assert 'jsonPayload.message:"run does not reconcile"' in metric["filter"]
+    audit = planned["google_logging_metric.audit_unbalanced_hours"]
+    assert 'jsonPayload.message="audit: hour does not balance"' in audit["filter"]
+    assert 'resource.labels.service_name="telemetry-audit"' in audit["filter"]
 
 
 def test_budget_is_planned_only_with_a_billing_account(example_plan, tmp_path):
