@@ -21,6 +21,7 @@ import requests
 from google.api_core.exceptions import BadRequest, InvalidArgument
 from google.cloud import bigquery
 from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
+from google.pubsub_v1.services.publisher.client import PublisherClient as PublishRpc
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, WriteError
 
@@ -256,12 +257,12 @@ def test_publish_over_10_mb_is_refused(topic):
     # The library refuses it itself before sending (as it does against Pub/Sub) ...
     with pytest.raises(MessageTooLargeError):
         publisher.publish(topic_path, b"x" * PUBSUB_MAX_PUBLISH_REQUEST_BYTES)
-    # ... and a request that reaches the service is refused by it.
+    # ... and a request that reaches the service (the Publish RPC itself, unbatched) is refused by it.
     with pytest.raises(InvalidArgument) as refused:
-        publisher.api.publish(topic=topic_path, messages=[{"data": b"x" * PUBSUB_MAX_PUBLISH_REQUEST_BYTES}])
+        PublishRpc.publish(publisher, topic=topic_path, messages=[{"data": b"x" * PUBSUB_MAX_PUBLISH_REQUEST_BYTES}])
     assert refused.value.message.endswith("You passed request_size in the request, but the maximum value is 10000000.")
     with pytest.raises(InvalidArgument, match="You passed message_count in the request, but the maximum value is 1000"):
-        publisher.api.publish(topic=topic_path, messages=[{"data": b"m"}] * 1001)
+        PublishRpc.publish(publisher, topic=topic_path, messages=[{"data": b"m"}] * 1001)
     # Just under: a 9,999,900-byte message is published and delivered whole.
     data = b"y" * 9_999_900
     publisher.publish(topic_path, data).result(timeout=60)
