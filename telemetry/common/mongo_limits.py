@@ -21,15 +21,13 @@ only over-count.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
-from pymongo import InsertOne, ReplaceOne
-from pymongo.collection import Collection
-from pymongo.database import Database
-from pymongo.errors import BulkWriteError, OperationFailure, WriteError
-
 from telemetry.common import service_limits
+
+# pymongo is imported where it is used (the ingest functions' zip carries common/ without it).
 
 ARRAY_OPERATORS = ("$push", "$addToSet")
 
@@ -88,6 +86,8 @@ def replacement_refusal(document: Any) -> str | None:
 
 def operation_refusal(operation: Any) -> str | None:
     """The refusal of one bulk_write request (InsertOne, ReplaceOne, UpdateOne, UpdateMany)."""
+    from pymongo import InsertOne, ReplaceOne
+
     document = getattr(operation, "_doc", None)  # pymongo keeps each request's document here
     if isinstance(operation, InsertOne):
         return insert_refusal(document)
@@ -98,105 +98,119 @@ def operation_refusal(operation: Any) -> str | None:
     return None
 
 
-def _write_error(message: str) -> WriteError:
-    code = service_limits.MONGODB_OVERFLOW_CODE
-    return WriteError(message, code, {"index": 0, "code": code, "errmsg": message})
+def limited_database(client: Any, name: str) -> Any:
+    """The database `name` of `client`, its collections LimitedCollection."""
+    return _classes()[1](client, name)
 
 
-class LimitedCollection(Collection):
-    """A collection whose writes refuse documents nested past MongoDB's limit."""
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """(LimitedCollection, LimitedDatabase), made on first use."""
+    from pymongo import InsertOne
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+    from pymongo.errors import BulkWriteError, OperationFailure, WriteError
 
-    def insert_one(self, document, *args, **kwargs):
-        refusal = insert_refusal(document)
-        if refusal:
-            raise _write_error(refusal)
-        return super().insert_one(document, *args, **kwargs)
-
-    def replace_one(self, filter, replacement, *args, **kwargs):
-        refusal = replacement_refusal(replacement)
-        if refusal:
-            raise _write_error(refusal)
-        return super().replace_one(filter, replacement, *args, **kwargs)
-
-    def update_one(self, filter, update, *args, **kwargs):
-        refusal = update_refusal(update)
-        if refusal:
-            raise _write_error(refusal)
-        return super().update_one(filter, update, *args, **kwargs)
-
-    def update_many(self, filter, update, *args, **kwargs):
-        refusal = update_refusal(update)
-        if refusal:
-            raise _write_error(refusal)
-        return super().update_many(filter, update, *args, **kwargs)
-
-    def find_one_and_update(self, filter, update, *args, **kwargs):
-        refusal = update_refusal(update)
-        if refusal:
-            raise OperationFailure(refusal, service_limits.MONGODB_OVERFLOW_CODE)
-        return super().find_one_and_update(filter, update, *args, **kwargs)
-
-    def find_one_and_replace(self, filter, replacement, *args, **kwargs):
-        refusal = replacement_refusal(replacement)
-        if refusal:
-            raise OperationFailure(refusal, service_limits.MONGODB_OVERFLOW_CODE)
-        return super().find_one_and_replace(filter, replacement, *args, **kwargs)
-
-    def insert_many(self, documents: Iterable[Any], ordered: bool = True, *args, **kwargs):
-        documents = list(documents)
-        refusals = {i: r for i, document in enumerate(documents) if (r := insert_refusal(document))}
-        if not refusals:
-            return super().insert_many(documents, ordered, *args, **kwargs)
-        requests = [InsertOne(document) for document in documents]
-        return self._refuse_some(requests, refusals, ordered, kwargs)
-
-    def bulk_write(self, requests, ordered: bool = True, *args, **kwargs):
-        requests = list(requests)
-        refusals = {i: r for i, request in enumerate(requests) if (r := operation_refusal(request))}
-        if not refusals:
-            return super().bulk_write(requests, ordered, *args, **kwargs)
-        return self._refuse_some(requests, refusals, ordered, kwargs)
-
-    def _refuse_some(self, requests: list, refusals: dict[int, str], ordered: bool, kwargs: dict):
-        """As the server runs a batch with refused writes in it: ordered, the writes before the
-        first refusal run and the rest do not; unordered, every other write runs. Then the
-        BulkWriteError the server's answer raises, its indexes those of the caller's batch."""
-        first = min(refusals)
-        run = list(range(first)) if ordered else [i for i in range(len(requests)) if i not in refusals]
-        details: dict[str, Any] = {
-            "writeErrors": [],
-            "writeConcernErrors": [],
-            "nInserted": 0,
-            "nUpserted": 0,
-            "nMatched": 0,
-            "nModified": 0,
-            "nRemoved": 0,
-            "upserted": [],
-        }
-        if run:
-            try:
-                result = super().bulk_write([requests[i] for i in run], ordered, **kwargs).bulk_api_result
-            except BulkWriteError as e:
-                result = e.details
-            for key in ("nInserted", "nUpserted", "nMatched", "nModified", "nRemoved"):
-                details[key] = result.get(key, 0)
-            details["upserted"] = [dict(u, index=run[u["index"]]) for u in result.get("upserted", [])]
-            details["writeErrors"] = [dict(e, index=run[e["index"]]) for e in result.get("writeErrors", [])]
-            details["writeConcernErrors"] = result.get("writeConcernErrors", [])
+    def write_error(message: str) -> WriteError:
         code = service_limits.MONGODB_OVERFLOW_CODE
-        refused = [first] if ordered else sorted(refusals)
-        details["writeErrors"] += [
-            {"index": i, "code": code, "errmsg": refusals[i], "op": getattr(requests[i], "_doc", None)} for i in refused
-        ]
-        details["writeErrors"].sort(key=lambda entry: entry["index"])
-        raise BulkWriteError(details)
+        return WriteError(message, code, {"index": 0, "code": code, "errmsg": message})
 
+    class LimitedCollection(Collection):
+        """A collection whose writes refuse documents nested past MongoDB's limit."""
 
-class LimitedDatabase(Database):
-    """A database whose collections are LimitedCollection."""
+        def insert_one(self, document, *args, **kwargs):
+            refusal = insert_refusal(document)
+            if refusal:
+                raise write_error(refusal)
+            return super().insert_one(document, *args, **kwargs)
 
-    def __getitem__(self, name: str) -> LimitedCollection:
-        return LimitedCollection(self, name)
+        def replace_one(self, filter, replacement, *args, **kwargs):
+            refusal = replacement_refusal(replacement)
+            if refusal:
+                raise write_error(refusal)
+            return super().replace_one(filter, replacement, *args, **kwargs)
 
-    def get_collection(self, name: str, *args, **kwargs) -> LimitedCollection:
-        return LimitedCollection(self, name, False, *args, **kwargs)
+        def update_one(self, filter, update, *args, **kwargs):
+            refusal = update_refusal(update)
+            if refusal:
+                raise write_error(refusal)
+            return super().update_one(filter, update, *args, **kwargs)
+
+        def update_many(self, filter, update, *args, **kwargs):
+            refusal = update_refusal(update)
+            if refusal:
+                raise write_error(refusal)
+            return super().update_many(filter, update, *args, **kwargs)
+
+        def find_one_and_update(self, filter, update, *args, **kwargs):
+            refusal = update_refusal(update)
+            if refusal:
+                raise OperationFailure(refusal, service_limits.MONGODB_OVERFLOW_CODE)
+            return super().find_one_and_update(filter, update, *args, **kwargs)
+
+        def find_one_and_replace(self, filter, replacement, *args, **kwargs):
+            refusal = replacement_refusal(replacement)
+            if refusal:
+                raise OperationFailure(refusal, service_limits.MONGODB_OVERFLOW_CODE)
+            return super().find_one_and_replace(filter, replacement, *args, **kwargs)
+
+        def insert_many(self, documents: Iterable[Any], ordered: bool = True, *args, **kwargs):
+            documents = list(documents)
+            refusals = {i: r for i, document in enumerate(documents) if (r := insert_refusal(document))}
+            if not refusals:
+                return super().insert_many(documents, ordered, *args, **kwargs)
+            requests = [InsertOne(document) for document in documents]
+            return self._refuse_some(requests, refusals, ordered, kwargs)
+
+        def bulk_write(self, requests, ordered: bool = True, *args, **kwargs):
+            requests = list(requests)
+            refusals = {i: r for i, request in enumerate(requests) if (r := operation_refusal(request))}
+            if not refusals:
+                return super().bulk_write(requests, ordered, *args, **kwargs)
+            return self._refuse_some(requests, refusals, ordered, kwargs)
+
+        def _refuse_some(self, requests: list, refusals: dict[int, str], ordered: bool, kwargs: dict):
+            """As the server runs a batch with refused writes in it: ordered, the writes before the
+            first refusal run and the rest do not; unordered, every other write runs. Then the
+            BulkWriteError the server's answer raises, its indexes those of the caller's batch."""
+            first = min(refusals)
+            run = list(range(first)) if ordered else [i for i in range(len(requests)) if i not in refusals]
+            details: dict[str, Any] = {
+                "writeErrors": [],
+                "writeConcernErrors": [],
+                "nInserted": 0,
+                "nUpserted": 0,
+                "nMatched": 0,
+                "nModified": 0,
+                "nRemoved": 0,
+                "upserted": [],
+            }
+            if run:
+                try:
+                    result = super().bulk_write([requests[i] for i in run], ordered, **kwargs).bulk_api_result
+                except BulkWriteError as e:
+                    result = e.details
+                for key in ("nInserted", "nUpserted", "nMatched", "nModified", "nRemoved"):
+                    details[key] = result.get(key, 0)
+                details["upserted"] = [dict(u, index=run[u["index"]]) for u in result.get("upserted", [])]
+                details["writeErrors"] = [dict(e, index=run[e["index"]]) for e in result.get("writeErrors", [])]
+                details["writeConcernErrors"] = result.get("writeConcernErrors", [])
+            code = service_limits.MONGODB_OVERFLOW_CODE
+            refused = [first] if ordered else sorted(refusals)
+            details["writeErrors"] += [
+                {"index": i, "code": code, "errmsg": refusals[i], "op": getattr(requests[i], "_doc", None)}
+                for i in refused
+            ]
+            details["writeErrors"].sort(key=lambda entry: entry["index"])
+            raise BulkWriteError(details)
+
+    class LimitedDatabase(Database):
+        """A database whose collections are LimitedCollection."""
+
+        def __getitem__(self, name: str) -> LimitedCollection:
+            return LimitedCollection(self, name)
+
+        def get_collection(self, name: str, *args, **kwargs) -> LimitedCollection:
+            return LimitedCollection(self, name, False, *args, **kwargs)
+
+    return LimitedCollection, LimitedDatabase

@@ -15,72 +15,18 @@ pulls synchronously.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-import grpc
-
 from telemetry.common import service_limits
+
+# grpc is imported where it is used (the ingest functions' zip carries common/ without it).
 
 PUBLISH = "/google.pubsub.v1.Publisher/Publish"
 PULL = "/google.pubsub.v1.Subscriber/Pull"
 MODIFY_ACK_DEADLINE = "/google.pubsub.v1.Subscriber/ModifyAckDeadline"
 CREATE_SUBSCRIPTION = "/google.pubsub.v1.Subscriber/CreateSubscription"
 UPDATE_SUBSCRIPTION = "/google.pubsub.v1.Subscriber/UpdateSubscription"
-
-
-class Refused(grpc.RpcError, grpc.Future, grpc.Call):
-    """The service's refusal of one call, as the finished call grpc returns for an RPC
-    that failed: `result()` raises it, with a status code and details and no trailing
-    metadata, so google.api_core maps it as it maps the service's own."""
-
-    def __init__(self, details: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT):
-        super().__init__(details)
-        self._details, self._code = details, code
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def initial_metadata(self) -> None:
-        return None
-
-    def trailing_metadata(self) -> None:
-        return None
-
-    def result(self, timeout: float | None = None) -> Any:
-        raise self
-
-    def exception(self, timeout: float | None = None) -> Exception:
-        return self
-
-    def traceback(self, timeout: float | None = None) -> None:
-        return None
-
-    def add_done_callback(self, fn) -> None:
-        fn(self)
-
-    def add_callback(self, callback) -> bool:
-        return False
-
-    def cancel(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
-
-    def running(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return True
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> None:
-        return None
 
 
 def _pb(request: Any) -> Any:
@@ -114,20 +60,83 @@ def capped_pull(request: Any) -> Any:
     return capped
 
 
-class LimitsInterceptor(grpc.UnaryUnaryClientInterceptor):
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        method = client_call_details.method
-        detail = refusal(method, request)
-        if detail is not None:
-            return Refused(detail)
-        if method == PULL:
-            request = capped_pull(request)
-        return continuation(client_call_details, request)
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """(Refused, LimitsInterceptor), made on first use."""
+    import grpc
+
+    class Refused(grpc.RpcError, grpc.Future, grpc.Call):
+        """The service's refusal of one call, as the finished call grpc returns for an RPC
+        that failed: `result()` raises it, with a status code and details and no trailing
+        metadata, so google.api_core maps it as it maps the service's own."""
+
+        def __init__(self, details: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT):
+            super().__init__(details)
+            self._details, self._code = details, code
+
+        def code(self) -> grpc.StatusCode:
+            return self._code
+
+        def details(self) -> str:
+            return self._details
+
+        def initial_metadata(self) -> None:
+            return None
+
+        def trailing_metadata(self) -> None:
+            return None
+
+        def result(self, timeout: float | None = None) -> Any:
+            raise self
+
+        def exception(self, timeout: float | None = None) -> Exception:
+            return self
+
+        def traceback(self, timeout: float | None = None) -> None:
+            return None
+
+        def add_done_callback(self, fn) -> None:
+            fn(self)
+
+        def add_callback(self, callback) -> bool:
+            return False
+
+        def cancel(self) -> bool:
+            return False
+
+        def cancelled(self) -> bool:
+            return False
+
+        def running(self) -> bool:
+            return False
+
+        def done(self) -> bool:
+            return True
+
+        def is_active(self) -> bool:
+            return False
+
+        def time_remaining(self) -> None:
+            return None
+
+    class LimitsInterceptor(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, client_call_details, request):
+            method = client_call_details.method
+            detail = refusal(method, request)
+            if detail is not None:
+                return Refused(detail)
+            if method == PULL:
+                request = capped_pull(request)
+            return continuation(client_call_details, request)
+
+    return Refused, LimitsInterceptor
 
 
-def emulator_channel(host: str) -> grpc.Channel:
+def emulator_channel(host: str) -> Any:
     """An insecure channel to the emulator that refuses what Pub/Sub refuses. Its message
     sizes are unbounded, as on the library's channel to the real service (the library's
     own emulator channel keeps gRPC's 4 MiB receive limit, which the service does not have)."""
+    import grpc
+
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    return grpc.intercept_channel(grpc.insecure_channel(host, options=options), LimitsInterceptor())
+    return grpc.intercept_channel(grpc.insecure_channel(host, options=options), _classes()[1]())
