@@ -6,6 +6,12 @@ client talks to that emulator with anonymous credentials; otherwise to the real
 service with Application Default Credentials. Nothing else in the code knows
 which of the two it is talking to.
 
+With an emulator, the clients also refuse what the real service refuses and the
+emulator does not: Pub/Sub's here (telemetry.common.pubsub_limits); BigQuery's
+and Cloud Storage's in the local stack's proxy (telemetry/local/limits.py);
+MongoDB's in telemetry.common.mongo. Clients of the real services are the
+libraries' own, untouched.
+
 The Google client libraries are imported inside the functions: the ingest
 functions ship only google-auth and urllib3 (functions/requirements.txt), and
 use `storage_credentials_and_endpoint` alone.
@@ -71,15 +77,35 @@ def bigquery_client(project: str) -> bigquery.Client:
 
 
 def pubsub_subscriber() -> pubsub_v1.SubscriberClient:
-    """The Pub/Sub library itself connects to PUBSUB_EMULATOR_HOST, without credentials, when it is set."""
+    """With PUBSUB_EMULATOR_HOST set, a client of the emulator that refuses what Pub/Sub
+    refuses (telemetry.common.pubsub_limits); otherwise the library's own client."""
     from google.cloud import pubsub_v1
 
+    emulator = config.get("PUBSUB_EMULATOR_HOST")
+    if emulator:
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+        from telemetry.common import pubsub_limits
+
+        return pubsub_v1.SubscriberClient(
+            transport=SubscriberGrpcTransport(channel=pubsub_limits.emulator_channel(emulator))
+        )
     return pubsub_v1.SubscriberClient()
 
 
 def pubsub_publisher() -> pubsub_v1.PublisherClient:
+    """As pubsub_subscriber."""
     from google.cloud import pubsub_v1
 
+    emulator = config.get("PUBSUB_EMULATOR_HOST")
+    if emulator:
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+        from telemetry.common import pubsub_limits
+
+        return pubsub_v1.PublisherClient(
+            transport=PublisherGrpcTransport(channel=pubsub_limits.emulator_channel(emulator))
+        )
     return pubsub_v1.PublisherClient()
 
 

@@ -76,6 +76,13 @@ VARIABLES: dict[str, Variable] = {
         Variable("STORAGE_EMULATOR_HOST", None, "fake-gcs-server URL, e.g. `http://127.0.0.1:4443`."),
         Variable("PUBSUB_EMULATOR_HOST", None, "Pub/Sub emulator `host:port`."),
         Variable("BIGQUERY_EMULATOR_HOST", None, "bqemulator URL, e.g. `http://127.0.0.1:9050`."),
+        Variable(
+            "MONGODB_EMULATOR",
+            None,
+            "Set by the local stack (to `secantusdb`): MONGODB_URI is the local stand-in, so the product's "
+            "MongoDB clients also refuse what MongoDB refuses and it does not (nesting past 100 levels); "
+            "unset in production.",
+        ),
         # Ingest limits and behaviour.
         Variable("MAX_BODY_BYTES", "262144", "Largest accepted request body; larger gets 413."),
         Variable("MAX_NESTING_DEPTH", "6", "Deepest accepted nesting of keys (`a[b][c]` is depth 3)."),
@@ -192,10 +199,22 @@ VARIABLES: dict[str, Variable] = {
             "Unset: `make audit` runs the pipelines here in hour mode.",
         ),
         # Local stack (telemetry/local/stack.py); ports on 127.0.0.1.
-        Variable("GCS_PORT", "4443", "Local fake-gcs-server port."),
+        Variable("GCS_PORT", "4443", "Local Cloud Storage port (fake-gcs-server behind Google's limits)."),
         Variable("PUBSUB_PORT", "8085", "Local Pub/Sub emulator port."),
-        Variable("BQ_PORT", "9050", "Local bqemulator REST port."),
+        Variable("BQ_PORT", "9050", "Local BigQuery REST port (bqemulator behind Google's limits)."),
         Variable("BQ_GRPC_PORT", "9060", "Local bqemulator gRPC port."),
+        Variable(
+            "GCS_EMULATOR_PORT",
+            None,
+            "Port of fake-gcs-server itself, behind the proxy on GCS_PORT that refuses what Cloud Storage "
+            "refuses (telemetry/local/limits.py); unset: a free port at each start.",
+        ),
+        Variable(
+            "BQ_EMULATOR_PORT",
+            None,
+            "Port of bqemulator's REST API itself, behind the proxy on BQ_PORT that refuses what BigQuery "
+            "refuses; unset: a free port at each start.",
+        ),
         Variable("MONGODB_PORT", "27018", "Local SecantusDB port."),
         Variable("INGEST_PORT", "8080", "Local port of the three ingest functions behind one base URL."),
         Variable(

@@ -34,4 +34,9 @@ def database(uri: str, name: str, timeout_seconds: float | None = None) -> Datab
         connectTimeoutMS=ms,
         socketTimeoutMS=ms,
     )
+    if config.get("MONGODB_EMULATOR"):
+        # The local stand-in: its collections also refuse what MongoDB refuses and it does not.
+        from telemetry.common import mongo_limits
+
+        return mongo_limits.limited_database(client, name)
     return client[name]

@@ -10,6 +10,11 @@
 Each service runs in its own process group, so `down` also stops its children
 (the Pub/Sub emulator's JVM behind its launcher script). Ports come from the
 variables in telemetry/config.py (GCS_PORT, PUBSUB_PORT, ...).
+
+Cloud Storage and BigQuery are each one service of two processes: a proxy
+(telemetry/local/limits.py) on GCS_PORT / BQ_PORT that refuses what Google
+Cloud refuses, and the emulator behind it on an internal port. Every client
+uses the proxy's URL from .local/env; nothing reaches the emulator directly.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import psutil
 
 from telemetry.common import cloud, config, mongo
 from telemetry.common.wire import ROUTES
+from telemetry.local import limits
 
 # The checkout this package is installed from (editable, `make venv`): the stack
 # keeps its state in .local/ and serves the functions from functions/.
@@ -88,6 +94,8 @@ def stack_env() -> dict[str, str]:
         "PUBSUB_EMULATOR_HOST": f"{HOST}:{config.get_int('PUBSUB_PORT')}",
         "BIGQUERY_EMULATOR_HOST": f"http://{HOST}:{config.get_int('BQ_PORT')}",
         "MONGODB_URI": f"mongodb://{HOST}:{config.get_int('MONGODB_PORT')}",
+        # The product's MongoDB clients add the checks SecantusDB lacks (telemetry.common.mongo).
+        "MONGODB_EMULATOR": "secantusdb",
         "INGEST_URL": f"http://{HOST}:{config.get_int('INGEST_PORT')}/",
     }
 
@@ -179,13 +187,29 @@ def _fake_gcs_binary() -> Path:
     return binary
 
 
+def _behind_limits(service: str, port: int, backend_port: int, emulator: list[str]) -> list[str]:
+    """The emulator's command run behind the proxy that enforces Google Cloud's limits:
+    one process group, clients on `port`, the emulator on `backend_port`."""
+    return [
+        sys.executable, "-m", "telemetry.local.limits",
+        "--port", str(port), "--backend-port", str(backend_port), service, "--", *emulator,
+    ]  # fmt: skip
+
+
+def _emulator_port(variable: str) -> int:
+    """The emulator's own port: the variable's, or a free one at each start."""
+    return config.get_int(variable) if config.get(variable) else limits.free_port()
+
+
 def _gcs_command() -> list[str]:
     port = config.get_int("GCS_PORT")
-    return [
+    backend_port = _emulator_port("GCS_EMULATOR_PORT")
+    return _behind_limits("storage", port, backend_port, [
         str(_fake_gcs_binary()),
         "-scheme", "http",
         "-host", HOST,
-        "-port", str(port),
+        "-port", str(backend_port),
+        # The URL clients use (resumable upload sessions point there): the proxy's.
         "-external-url", f"http://{HOST}:{port}",
         "-backend", "filesystem",
         "-filesystem-root", str(GCS_ROOT),
@@ -196,7 +220,7 @@ def _gcs_command() -> list[str]:
         # notification): not the work bucket's run locks and load files, nor the benchmarks' buckets.
         "-event.bucket", config.get("TRACKING_BUCKET"),
         "-log-level", "warn",
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def _gcs_provision() -> None:
@@ -219,16 +243,17 @@ def create_bucket(name: str) -> None:
 
 
 def _bq_command() -> list[str]:
-    return [
+    backend_port = _emulator_port("BQ_EMULATOR_PORT")
+    return _behind_limits("bigquery", config.get_int("BQ_PORT"), backend_port, [
         str(Path(sys.executable).parent / "bqemulator"), "start",
         "--project", config.get("GCP_PROJECT"),
         "--rest-host", HOST,
         "--grpc-host", HOST,
-        "--rest-port", str(config.get_int("BQ_PORT")),
+        "--rest-port", str(backend_port),
         "--grpc-port", str(config.get_int("BQ_GRPC_PORT")),
         "--persistent", "--data-dir", str(BQ_DIR),
         "--log-level", "warning",
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def _bq_provision() -> None:
