@@ -175,3 +175,19 @@ def test_mongodb_update_depth_from_the_update_itself():
     assert mongo_limits.operation_refusal(ReplaceOne({}, _nested(DEPTH + 1))).startswith("Document exceeds")
     assert mongo_limits.operation_refusal(UpdateOne({}, {"$set": {"x": _nested(DEPTH)}})) is not None
     assert mongo_limits.operation_refusal(UpdateMany({}, {"$set": {"x": 1}})) is None
+
+
+def test_product_code_never_streams_into_bigquery():
+    """No `insertAll` (insert_rows, insert_rows_json) in the product: its request and row
+    limits, new-table 404s and streaming buffer cannot be reached (warehouse.py: load jobs)."""
+    import ast
+    from pathlib import Path
+
+    import telemetry
+
+    calls = []
+    for path in sorted(Path(telemetry.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("insert_rows", "insert_rows_json", "insertAll"):
+                calls.append(f"{path.name}:{node.lineno}")
+    assert calls == []
