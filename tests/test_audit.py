@@ -25,9 +25,7 @@ def test_route_tables_pipelines_and_hour_format_are_the_pipelines_own():
     assert audit.PIPELINE == {r.name: p.name for p in routes.PIPELINES.values() for r in p.routes}
     assert set(audit.HISTORY_TABLE) == set(wire.ROUTES)
     assert audit.REJECTED_TABLE == "rejected"
-    from telemetry.audit import reprocess
 
-    assert reprocess.HOUR_FORMAT == options.HOUR_FORMAT
     assert audit.MAX_HOURS == options.MAX_HOURS
 
 

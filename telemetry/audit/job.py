@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from telemetry.audit.reprocess import HOUR_FORMAT, DataflowLaunches, HourRange, LaunchSpec, LocalPipelines, Reprocessor
+from telemetry.audit.reprocess import DataflowLaunches, HourRange, LaunchSpec, LocalPipelines, Reprocessor
 from telemetry.common import cloud, config, stored_ping, wire
 from telemetry.common.logs import get_logger
 
@@ -120,16 +120,9 @@ def hours_between(first: datetime, last: datetime) -> list[datetime]:
     return [first + timedelta(hours=n) for n in range(count)]
 
 
-def parse_hour(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, HOUR_FORMAT).replace(tzinfo=UTC)
-    except ValueError as e:
-        raise ValueError(f"an hour is YYYY-MM-DDTHH (UTC), got {text!r}") from e
-
-
 def explicit_hours(hour: str, hour_to: str | None = None) -> list[datetime]:
-    first = parse_hour(hour)
-    last = parse_hour(hour_to) if hour_to else first
+    first = stored_ping.parse_hour(hour)
+    last = stored_ping.parse_hour(hour_to) if hour_to else first
     if last < first:
         raise ValueError(f"hour_to {hour_to} is before hour {hour}")
     hours = hours_between(first, last)
@@ -161,7 +154,7 @@ class HourBalance:
     def as_log(self) -> dict[str, Any]:
         return {
             "route": self.route,
-            "hour": self.hour.strftime(HOUR_FORMAT),
+            "hour": self.hour.strftime(stored_ping.HOUR_ARGUMENT),
             "objects": self.objects,
             "rows": self.rows,
             "rejected": self.rejected,
@@ -240,8 +233,8 @@ class AuditReport:
             return sum(getattr(b, key) for b in self.balances)
 
         return {
-            "first_hour": self.hours[0].strftime(HOUR_FORMAT) if self.hours else None,
-            "last_hour": self.hours[-1].strftime(HOUR_FORMAT) if self.hours else None,
+            "first_hour": self.hours[0].strftime(stored_ping.HOUR_ARGUMENT) if self.hours else None,
+            "last_hour": self.hours[-1].strftime(stored_ping.HOUR_ARGUMENT) if self.hours else None,
             "hour_folders": len(self.balances),
             "objects": total("objects"),
             "rows": total("rows"),

@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-# The pipelines' hour format (telemetry.pipelines.options.HOUR_FORMAT, and the
-# templates' `hour` regex); restated here because the audit function's zip does
-# not carry the pipelines' package (a test keeps the two equal).
-HOUR_FORMAT = "%Y-%m-%dT%H"
+from telemetry.common.stored_ping import HOUR_ARGUMENT
+
 DATAFLOW_API = "https://dataflow.googleapis.com/v1b3"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -43,11 +41,11 @@ class HourRange:
 
     @property
     def hour(self) -> str:
-        return self.first.strftime(HOUR_FORMAT)
+        return self.first.strftime(HOUR_ARGUMENT)
 
     @property
     def hour_to(self) -> str:
-        return self.last.strftime(HOUR_FORMAT)
+        return self.last.strftime(HOUR_ARGUMENT)
 
     @property
     def job_name(self) -> str:

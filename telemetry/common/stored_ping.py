@@ -63,6 +63,18 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, _TIMESTAMP).replace(tzinfo=UTC)
 
 
+# An hour as commands and template parameters name it (`--hour`, `hour`, the audit's hours).
+HOUR_ARGUMENT = "%Y-%m-%dT%H"
+
+
+def parse_hour(text: str) -> datetime:
+    """A `YYYY-MM-DDTHH` (UTC) argument as the start of that hour."""
+    try:
+        return datetime.strptime(text, HOUR_ARGUMENT).replace(tzinfo=UTC)
+    except ValueError as e:
+        raise ValueError(f"an hour is YYYY-MM-DDTHH (UTC), got {text!r}") from e
+
+
 def hour_folder(hour: datetime) -> str:
     """`YYYY/MM/DD/HH` of a moment, in UTC."""
     return hour.astimezone(UTC).strftime(_HOUR)

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry.common import cloud, mongo, stored_ping
+from telemetry.common import cloud, mongo, service_limits, stored_ping
 from telemetry.pipelines import leases, mongodb, records, run_lock, warehouse
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.transforms import NAMESPACE
@@ -24,7 +24,7 @@ from telemetry.pipelines.transforms import NAMESPACE
 log = logging.getLogger("telemetry.pipelines")
 
 ACKS = "acks"
-PULL_BATCH = 1000  # Pub/Sub returns at most 1,000 messages per pull
+PULL_BATCH = service_limits.PUBSUB_MAX_MESSAGES_PER_PULL
 # An empty answer to a pull that returns immediately can hide messages on the real
 # service; a few in a row mean drained. What a run misses stays for the next one.
 EMPTY_PULLS_TO_STOP = 3

@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from telemetry.common import config, privacy, stored_ping
+from telemetry.common import config, privacy, service_limits, stored_ping
 
 SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
-HOUR_FORMAT = "%Y-%m-%dT%H"
 MAX_HOURS = 24 * 31
-DEFAULT_LEASE_SECONDS = 600  # Pub/Sub's longest ack deadline, as the subscriptions are made
+# Pub/Sub's longest ack deadline, as the subscriptions are made, and the range a lease may take.
+DEFAULT_LEASE_SECONDS = service_limits.PUBSUB_MAX_ACK_DEADLINE_SECONDS
+LEASE_SECONDS_RANGE = (service_limits.PUBSUB_MIN_SUBSCRIPTION_ACK_DEADLINE_SECONDS, DEFAULT_LEASE_SECONDS)
 # Hourly runs last minutes; the bound fails a stuck run (and stops it holding its
 # notifications) while leaving a catch-up run after an outage room to finish.
 DEFAULT_MAX_RUN_SECONDS = 6 * 3600
@@ -149,17 +150,10 @@ def _resolve(value: str | None) -> str | None:
     return value
 
 
-def parse_hour(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, HOUR_FORMAT).replace(tzinfo=UTC)
-    except ValueError as e:
-        raise ValueError(f"an hour is YYYY-MM-DDTHH (UTC), got {text!r}") from e
-
-
 def hour_paths(first: str, last: str | None = None) -> list[str]:
     """The `YYYY/MM/DD/HH` folders from `first` to `last` inclusive."""
-    start = parse_hour(first)
-    end = parse_hour(last) if last else start
+    start = stored_ping.parse_hour(first)
+    end = stored_ping.parse_hour(last) if last else start
     if end < start:
         raise ValueError(f"--hour_to {last} is before --hour {first}")
     count = int((end - start) / timedelta(hours=1)) + 1
@@ -213,8 +207,9 @@ class PipelineSettings:
             raise ValueError(f"missing settings: {', '.join(missing)}")
         if opts.hour_to and not opts.hour:
             raise ValueError("--hour_to needs --hour")
-        if not 10 <= opts.lease_seconds <= 600:
-            raise ValueError(f"--lease_seconds must be 10 to 600, got {opts.lease_seconds}")
+        low, high = LEASE_SECONDS_RANGE
+        if not low <= opts.lease_seconds <= high:
+            raise ValueError(f"--lease_seconds must be {low} to {high}, got {opts.lease_seconds}")
         for name in ("mongodb", "bigquery", "pubsub"):
             if getattr(opts, f"{name}_timeout_seconds") < 1:
                 raise ValueError(f"--{name}_timeout_seconds must be at least 1")

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
-from telemetry.common import tables
+from telemetry.common import service_limits, tables
 from telemetry.common.stored_ping import format_timestamp
 from telemetry.common.wire import ROUTES
 
@@ -69,7 +69,7 @@ STAGING_TABLE_PREFIX = "_staging_"
 # (5 MB; a load job takes JSON rows up to 100 MB), so a row within it is never
 # refused for its size whichever API writes it. No ping within ingest's limits comes
 # near it: a MAX_BODY_BYTES (256 KiB) body of `%01` values makes rows of about 0.6 MB.
-MAX_ROW_BYTES = 5 * 1024 * 1024
+MAX_ROW_BYTES = service_limits.BQ_MAX_ROW_BYTES
 # A part object is cut at this size (besides WRITE_BATCH's rows), so that what one
 # upload holds stays bounded whatever the rows are.
 MAX_PART_BYTES = 32 * 1024 * 1024

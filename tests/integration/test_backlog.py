@@ -5,47 +5,17 @@ from __future__ import annotations
 
 import os
 import random
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from telemetry.common import cloud, config, stored_ping
+from telemetry.common import stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples
 from telemetry.pipelines import build, mongodb
+from tests.integration.test_pipelines import _pending
 
 BOUND = 10
 PINGS = 35  # three and a half runs' worth
-
-
-def _subscription(route: str) -> str:
-    name = config.subscription_name(os.environ["PINGS_TOPIC"], route)
-    return f"projects/{os.environ['GCP_PROJECT']}/subscriptions/{name}"
-
-
-def _pending(route: str) -> int:
-    """How many notifications pulls get now (each handed back at once)."""
-    subscriber = cloud.pubsub_subscriber()
-    got = 0
-    try:
-        for _ in range(3):  # the emulator may answer a first immediate pull empty
-            response = subscriber.pull(
-                request={"subscription": _subscription(route), "max_messages": 1000, "return_immediately": True},
-                timeout=30,
-            )
-            if response.received_messages:
-                got += len(response.received_messages)
-                subscriber.modify_ack_deadline(
-                    request={
-                        "subscription": _subscription(route),
-                        "ack_ids": [m.ack_id for m in response.received_messages],
-                        "ack_deadline_seconds": 0,
-                    }
-                )
-            time.sleep(0.2)
-    finally:
-        subscriber.close()
-    return got
 
 
 def _run(*args: str):
