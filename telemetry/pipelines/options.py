@@ -46,7 +46,7 @@ class TelemetryOptions(PipelineOptions):
         parser.add_argument(
             "--work_bucket",
             default=config.get("WORK_BUCKET"),
-            help="Bucket of the pipelines' working objects (load-job files under staging/, run locks under locks/).",
+            help="Bucket of the pipelines' working objects (load-job files under loads/, run locks under locks/).",
         )
         parser.add_argument(
             "--mongodb_uri",
