@@ -26,8 +26,8 @@ each limit needs the request parsed as the Google API defines it (the insertAll
 rows, a job's configuration, the object name in a path, a query string or a
 multipart metadata part) and answered in Google's error format; that logic is
 this module whichever proxy carries it, and the standard library's threaded HTTP
-server carries it with no dependency and no extra process. Bodies are streamed
-when nothing in them is checked (object uploads and downloads); only BigQuery
+server carries it with no dependency and no extra process. Bodies over 256 KiB are
+streamed when nothing in them is checked (object uploads and downloads); only BigQuery
 JSON requests and the metadata of multipart/resumable uploads are read whole,
 and those are capped at the 10 MB the real API accepts.
 """
@@ -307,6 +307,11 @@ class LimitsHandler(BaseHTTPRequestHandler):
                         self._discard_body()
                     self._refuse(refusal)
                     return
+            length = self._content_length()
+            if body is None and not self._chunked() and length and length <= CHUNK:
+                # A small body is held, so that a request written to a kept-alive connection
+                # the emulator closes at that moment can be sent again (see _send).
+                body = self._read_body(CHUNK)
             self._forward(body)
         except (ConnectionError, http.client.HTTPException, OSError):
             # The emulator went away mid-request (killed, restarted): drop the client's
