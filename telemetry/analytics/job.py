@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from telemetry.analytics import metrics, serving
-from telemetry.common import cloud, config, mongo, tables
+from telemetry.common import cloud, config, mongo, secrets, tables
 from telemetry.common.logs import get_logger
 
 if TYPE_CHECKING:
@@ -99,8 +99,8 @@ class AnalyticsSettings:
         return cls(
             project=config.require("GCP_PROJECT", environ),
             dataset=config.require("BQ_DATASET", environ),
-            # Mounted from Secret Manager in production: a version added with `echo` ends in a newline.
-            mongodb_uri=config.require("MONGODB_URI", environ).rstrip(),
+            # Mounted from Secret Manager in production (telemetry.common.secrets).
+            mongodb_uri=secrets.resolve(config.require("MONGODB_URI", environ)),  # type: ignore[arg-type]
             mongodb_db=config.require("MONGODB_DB", environ),
             window_days=window_days,
             settle_hours=config.get_int("ANALYTICS_SETTLE_HOURS", environ, minimum=0),
@@ -160,7 +160,6 @@ class AnalyticsJob:
 
     def _query(self, sql: str, day: date | None = None) -> bigquery.QueryJob:
         from google.cloud import bigquery
-        from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
         parameters = [
             bigquery.ScalarQueryParameter("kept_days_mask", "INT64", (1 << KEPT_DAYS) - 1),
@@ -174,14 +173,7 @@ class AnalyticsJob:
             parameters.append(bigquery.ScalarQueryParameter("day", "DATE", day))
         used = [p for p in parameters if f"@{p.name}" in sql]
         job_config = bigquery.QueryJobConfig(query_parameters=used, maximum_bytes_billed=self.settings.max_bytes_billed)
-        # Bounded as the pipelines' calls are (warehouse.HistoryWriter): the library's own
-        # retries run for up to 600 s (2400 s for a failed job), each request and wait untimed.
-        seconds = self.settings.bigquery_timeout_seconds
-        bounds = {
-            "retry": bigquery.DEFAULT_RETRY.with_timeout(seconds),
-            "timeout": seconds,
-            "job_retry": DEFAULT_JOB_RETRY.with_timeout(seconds),
-        }
+        bounds = cloud.bigquery_query_bounds(self.settings.bigquery_timeout_seconds)
         job = self.client.query(sql, job_config=job_config, **bounds)
         job.result(**bounds)
         return job

@@ -300,7 +300,6 @@ class Audit:
     def day_rows(self, start: datetime, end: datetime) -> tuple[dict[str, dict[datetime, set[str]]], set[str]]:
         """({route: {hour: ping_ids}}, rejected sources) of the hours [start, end) of one day."""
         from google.cloud import bigquery
-        from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
         parts = [
             f"SELECT '{route}' AS kind, ping_id AS id, TIMESTAMP_TRUNC(received_at, HOUR) AS hour "  # noqa: S608
@@ -329,12 +328,7 @@ class Audit:
         job_config = bigquery.QueryJobConfig(
             query_parameters=parameters, maximum_bytes_billed=self.settings.max_bytes_billed
         )
-        seconds = self.settings.bigquery_timeout_seconds
-        bounds = {
-            "retry": bigquery.DEFAULT_RETRY.with_timeout(seconds),
-            "timeout": seconds,
-            "job_retry": DEFAULT_JOB_RETRY.with_timeout(seconds),
-        }
+        bounds = cloud.bigquery_query_bounds(self.settings.bigquery_timeout_seconds)
         job = self.client.query(" UNION ALL ".join(parts), job_config=job_config, **bounds)
         history: dict[str, dict[datetime, set[str]]] = {route: defaultdict(set) for route in HISTORY_TABLE}
         rejected: set[str] = set()

@@ -109,6 +109,14 @@ def pubsub_publisher() -> pubsub_v1.PublisherClient:
     return pubsub_v1.PublisherClient()
 
 
+def secret_manager_client():
+    """The Secret Manager client (telemetry.common.secrets); no emulator exists, so always
+    the real service, with Application Default Credentials."""
+    from google.cloud import secretmanager
+
+    return secretmanager.SecretManagerServiceClient()
+
+
 def pubsub_call_bounds(seconds: float) -> dict:
     """`retry` and `timeout` for one Pub/Sub call, bounded by `seconds` in all: each try
     waits at most `seconds`, and no try starts after `seconds` (so a call that never gets
@@ -128,3 +136,42 @@ def pubsub_call_bounds(seconds: float) -> dict:
         "retry": retry.Retry(predicate=predicate, initial=0.1, maximum=min(10.0, seconds), timeout=seconds),
         "timeout": seconds,
     }
+
+
+# The BigQuery and Cloud Storage call policy: one bound, BIGQUERY_TIMEOUT_SECONDS (the
+# pipelines' --bigquery_timeout_seconds), for every call the pipelines, the analytics job,
+# the audit and the erasure make. Unbounded, the libraries' own retries run for up to
+# 600 s (2400 s for a failed query job), each HTTP request and each wait for a job
+# without a timeout, so a server that stops answering would hang the caller. Here a
+# call with its retries, or the wait for a job, lasts at most about `seconds` (twice,
+# if a try starts late).
+
+
+def bigquery_call_bounds(seconds: float) -> dict:
+    """`retry` and `timeout` for one BigQuery API call, or for the wait for a load job:
+    the library's own retry (what it deems transient), bounded by `seconds`."""
+    from google.cloud import bigquery
+
+    return {"retry": bigquery.DEFAULT_RETRY.with_timeout(seconds), "timeout": seconds}
+
+
+def bigquery_query_bounds(seconds: float) -> dict:
+    """As bigquery_call_bounds, for a query job and the wait for its result: a job that
+    failed for a retryable reason is started again (`job_retry`), also within `seconds`."""
+    from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
+
+    return {**bigquery_call_bounds(seconds), "job_retry": DEFAULT_JOB_RETRY.with_timeout(seconds)}
+
+
+def bigquery_job_timeout_ms(seconds: float) -> int:
+    """A query job's `job_timeout_ms`: BigQuery stops the job on the server this long
+    after its creation (best effort; telemetry.pipelines.run_lock.ttl_seconds)."""
+    return int(seconds * 1000)
+
+
+def storage_call_bounds(seconds: float) -> dict:
+    """`retry` and `timeout` for one Cloud Storage call: the library's own retry (which
+    retries a write only where it is idempotent), bounded by `seconds`."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return {"retry": DEFAULT_RETRY.with_timeout(seconds), "timeout": seconds}

@@ -59,6 +59,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from telemetry.common import cloud
+
 log = logging.getLogger("telemetry.pipelines")
 
 LOCKS_PREFIX = "locks/"
@@ -274,9 +276,7 @@ class RunLock:
         return True
 
     def _retry(self):
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        return DEFAULT_RETRY.with_timeout(self._timeout)
+        return cloud.storage_call_bounds(self._timeout)["retry"]
 
 
 def _iso(epoch: float) -> str:
@@ -295,7 +295,7 @@ class FencedBigQuery:
     def __init__(self, client, lock: RunLock, job_timeout_seconds: float):
         self._client = client
         self.lock = lock
-        self._job_timeout_ms = int(job_timeout_seconds * 1000)
+        self._job_timeout_ms = cloud.bigquery_job_timeout_ms(job_timeout_seconds)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)

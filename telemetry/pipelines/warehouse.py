@@ -49,9 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
-from telemetry.common import service_limits, tables
+from telemetry.common import cloud, config, service_limits, tables
 from telemetry.common.stored_ping import format_timestamp
 from telemetry.common.wire import ROUTES
 
@@ -174,21 +173,15 @@ class HistoryWriter:
         staging_dataset: str,
         table: Table,
         run_id: str,
-        timeout_seconds: float = 300,
+        timeout_seconds: float = int(config.VARIABLES["BIGQUERY_TIMEOUT_SECONDS"].default),  # type: ignore[arg-type]
     ):
-        from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
-
         self.client = client
         self.bucket = bucket
-        # Every call is bounded: the library's own retry runs for up to 600 s, each HTTP
-        # request without a timeout, and a job wait without one (a server that stops
-        # answering would hang the run). Here a call with its retries, or the wait for a
-        # job, lasts at most about `timeout_seconds` (twice, if a try starts late).
+        # Every call is bounded by `timeout_seconds` (the call policy: telemetry.common.cloud).
         self.timeout = timeout_seconds
-        self._bounds = {"retry": bigquery.DEFAULT_RETRY.with_timeout(timeout_seconds), "timeout": timeout_seconds}
-        # A query job that failed for a retryable reason is started again (the library: for up to 2400 s).
-        self._job_bounds = {**self._bounds, "job_retry": DEFAULT_JOB_RETRY.with_timeout(timeout_seconds)}
-        self._storage_bounds = {"retry": STORAGE_RETRY.with_timeout(timeout_seconds), "timeout": timeout_seconds}
+        self._bounds = cloud.bigquery_call_bounds(timeout_seconds)
+        self._job_bounds = cloud.bigquery_query_bounds(timeout_seconds)
+        self._storage_bounds = cloud.storage_call_bounds(timeout_seconds)
         self.table = table
         self.target = f"{client.project}.{dataset}.{table.name}"
         self.staging = f"{client.project}.{staging_dataset}.{STAGING_TABLE_PREFIX}{table.name}_{run_id}"
