@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from telemetry.common import cloud, config, mongo
+from telemetry.common import cloud, config, mongo, secrets
 from telemetry.common.wire import HASH_PATTERN
-from telemetry.pipelines import erase, options
+from telemetry.pipelines import erase
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     target = erase.Target.site(args.hash, args.url) if args.what == "site" else erase.Target(args.hash)
     project = config.require("GCP_PROJECT")
-    mongodb_uri = options._resolve(config.require("MONGODB_URI"))
+    mongodb_uri = secrets.resolve(config.require("MONGODB_URI"))
     db = mongo.database(mongodb_uri, config.require("MONGODB_DB"))
     try:
         storage = cloud.storage_client(project)

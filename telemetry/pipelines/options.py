@@ -1,23 +1,22 @@
 """The pipelines' settings: Beam pipeline options whose defaults are the
-environment variables of telemetry/config.py, so the same names configure a
+environment variables of telemetry/common/config.py, so the same names configure a
 local run (environment) and a Dataflow job (template parameters).
 
 `--mongodb_uri` and `--mail_api_token` take either the value itself or a
-Secret Manager version (`projects/P/secrets/S/versions/V`), read on the worker.
+Secret Manager version (`projects/P/secrets/S/versions/V`), read on the worker
+(telemetry.common.secrets).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from telemetry.common import config, privacy, service_limits, stored_ping
+from telemetry.common import config, privacy, secrets, service_limits, stored_ping
 
-SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
 MAX_HOURS = 24 * 31
 # Pub/Sub's longest ack deadline, as the subscriptions are made, and the range a lease may take.
 DEFAULT_LEASE_SECONDS = service_limits.PUBSUB_MAX_ACK_DEADLINE_SECONDS
@@ -28,126 +27,228 @@ DEFAULT_MAX_RUN_SECONDS = 6 * 3600
 MAX_RUN_SECONDS_RANGE = (10, 24 * 3600)
 
 
+def _default(variable: str) -> str:
+    return config.VARIABLES[variable].default  # type: ignore[return-value]
+
+
+BUCKET_REGEX = "^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
+DATASET_REGEX = "^[A-Za-z0-9_]{1,1024}$"
+HOUR_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}$"
+SECRET_VERSION_REGEX = f"^{secrets.VERSION_NAME.pattern}$"
+_FIELD = f"({'|'.join(privacy.CONTACT_FIELDS)})"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One pipeline option, declared once: its command-line argument (a local run; the
+    default is its environment variable's) and its Flex Template parameter (`label`,
+    `help`, `regexes`, `optional`; telemetry.pipelines.template_metadata writes them
+    into each template's metadata.json)."""
+
+    name: str
+    label: str
+    help: str
+    regexes: tuple[str, ...]
+    optional: bool = False
+    variable: str | None = None  # its environment variable, whose value is the default
+    default: int | str | None = None  # the default where it has no variable
+    type: type = str
+
+    def add_to(self, parser) -> None:
+        default = self.default
+        if self.variable:
+            # An integer's range is checked with the other settings (PipelineSettings.from_options).
+            default = config.get_int(self.variable, minimum=0) if self.type is int else config.get(self.variable)
+        parser.add_argument(f"--{self.name}", type=self.type, default=default, help=self.help)
+
+    def parameter(self) -> dict:
+        """The Flex Template parameter (metadata.json)."""
+        described = {"name": self.name, "label": self.label, "helpText": self.help}
+        if self.optional:
+            described["isOptional"] = True
+        return {**described, "regexes": list(self.regexes)}
+
+
+def _bound(name: str, service: str) -> Option:
+    variable = f"{name.upper()}_TIMEOUT_SECONDS"
+    return Option(
+        f"{name}_timeout_seconds",
+        f"{service} call bound (seconds)",
+        f"Bound of one {service} call, so that a service that stops answering fails the run instead of "
+        f"hanging it. 1 to 99999, default {_default(variable)}.",
+        ("^[1-9][0-9]{0,4}$",),
+        optional=True,
+        variable=variable,
+        type=int,
+    )
+
+
+# In the order of the templates' parameters.
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "tracking_bucket",
+        "Pings bucket",
+        "Bucket the ingest functions write pings to (TRACKING_BUCKET).",
+        (BUCKET_REGEX,),
+        variable="TRACKING_BUCKET",
+    ),
+    Option(
+        "pings_topic",
+        "Notifications topic",
+        "Topic of the bucket's finalize notifications; the run drains the subscriptions <topic>-<route> (PINGS_TOPIC).",
+        ("^[A-Za-z][-A-Za-z0-9._~%+]{2,254}$",),
+        variable="PINGS_TOPIC",
+    ),
+    Option(
+        "bq_dataset",
+        "BigQuery dataset",
+        "Dataset of the history tables (BQ_DATASET).",
+        (DATASET_REGEX,),
+        variable="BQ_DATASET",
+    ),
+    Option(
+        "bq_staging_dataset",
+        "BigQuery staging dataset",
+        "Scratch dataset of the per-run staging tables (BQ_STAGING_DATASET).",
+        (DATASET_REGEX,),
+        variable="BQ_STAGING_DATASET",
+    ),
+    Option(
+        "work_bucket",
+        "Work bucket",
+        "Bucket of the pipelines' working objects: load-job files under loads/, run locks under locks/ (WORK_BUCKET).",
+        (BUCKET_REGEX,),
+        variable="WORK_BUCKET",
+    ),
+    Option(
+        "mongodb_uri",
+        "MongoDB URI",
+        "Secret Manager version holding the MongoDB connection string, e.g. "
+        "projects/P/secrets/mongodb-uri/versions/latest (or the URI itself).",
+        (f"^(mongodb(\\+srv)?://.+|{secrets.VERSION_NAME.pattern})$",),
+        variable="MONGODB_URI",
+    ),
+    Option(
+        "mongodb_db",
+        "MongoDB database",
+        "Database of projects, sites and deactivations (MONGODB_DB).",
+        ('^[^/\\\\. \\"$*<>:|?]{1,63}$',),
+        variable="MONGODB_DB",
+    ),
+    Option(
+        "mail_api_url",
+        "Mail API URL",
+        "Dashboard API endpoint that subscribes new sites' contacts (MAIL_API_URL); leave empty to send no mail.",
+        ("^https?://[^\\s]+$",),
+        optional=True,
+        variable="MAIL_API_URL",
+    ),
+    Option(
+        "mail_api_token",
+        "Mail API token",
+        "Secret Manager version holding the mail API's bearer token (MAIL_API_TOKEN).",
+        (SECRET_VERSION_REGEX,),
+        optional=True,
+        variable="MAIL_API_TOKEN",
+    ),
+    Option(
+        "mail_contacts_per_project_hour",
+        "Mail contacts per project and hour",
+        "Most contacts sent to the mail API per project and UTC hour, retries included; the rest wait for a "
+        f"later hour (MAIL_CONTACTS_PER_PROJECT_HOUR, default {_default('MAIL_CONTACTS_PER_PROJECT_HOUR')}).",
+        ("^[1-9][0-9]{0,6}$",),
+        optional=True,
+        variable="MAIL_CONTACTS_PER_PROJECT_HOUR",
+        type=int,
+    ),
+    Option(
+        "ip_prefix_v4",
+        "IPv4 prefix kept",
+        "Bits of an IPv4 ip_address kept in MongoDB/BigQuery sites: 0 drops it, 32 keeps it whole "
+        f"(IP_PREFIX_V4, default {_default('IP_PREFIX_V4')}).",
+        ("^(3[0-2]|[12]?[0-9])$",),
+        optional=True,
+        variable="IP_PREFIX_V4",
+        type=int,
+    ),
+    Option(
+        "ip_prefix_v6",
+        "IPv6 prefix kept",
+        "Bits of an IPv6 ip_address kept in MongoDB/BigQuery sites: 0 drops it, 128 keeps it whole "
+        f"(IP_PREFIX_V6, default {_default('IP_PREFIX_V6')}).",
+        ("^(12[0-8]|1[01][0-9]|[1-9]?[0-9])$",),
+        optional=True,
+        variable="IP_PREFIX_V6",
+        type=int,
+    ),
+    Option(
+        "site_personal_fields",
+        "Personal fields kept",
+        f"Which of {', '.join(privacy.CONTACT_FIELDS)} MongoDB/BigQuery sites keep, comma-separated, or none "
+        "(SITE_PERSONAL_FIELDS, default all three).",
+        (f"^(none|{_FIELD}(,{_FIELD})*)$",),
+        optional=True,
+        variable="SITE_PERSONAL_FIELDS",
+    ),
+    Option(
+        "hour",
+        "Hour (reprocessing)",
+        "Hour mode: process the pings received in this UTC hour, YYYY-MM-DDTHH, instead of draining notifications.",
+        (HOUR_REGEX,),
+        optional=True,
+    ),
+    Option(
+        "hour_to",
+        "Last hour (backfill)",
+        "With hour: the last hour of a range, inclusive.",
+        (HOUR_REGEX,),
+        optional=True,
+    ),
+    Option(
+        "lease_seconds",
+        "Notification lease (seconds)",
+        "Ack deadline of the drained notifications, extended every third of it while the run works; a failed "
+        "run's notifications come back after this at the latest. "
+        f"{LEASE_SECONDS_RANGE[0]} to {LEASE_SECONDS_RANGE[1]}, default {DEFAULT_LEASE_SECONDS}.",
+        ("^([1-9][0-9]|[1-5][0-9]{2}|600)$",),
+        optional=True,
+        default=DEFAULT_LEASE_SECONDS,
+        type=int,
+    ),
+    Option(
+        "max_messages_per_run",
+        "Notifications per run",
+        "Notification mode: most notifications a run pulls from each of its subscriptions; the rest stays for "
+        "the next run, so that a backlog drains over hourly runs that each end within Dataflow's runtime bound "
+        "(MAX_MESSAGES_PER_RUN). 1 to 999999999.",
+        ("^[1-9][0-9]{0,8}$",),
+        optional=True,
+        variable="MAX_MESSAGES_PER_RUN",
+        type=int,
+    ),
+    Option(
+        "max_run_seconds",
+        "Run bound (seconds)",
+        "Bound of a run from its launch: past it, its notifications are no longer kept leased and the run "
+        "fails instead of acknowledging them, so the next run gets them again. "
+        f"{MAX_RUN_SECONDS_RANGE[0]} to {MAX_RUN_SECONDS_RANGE[1]}, default {DEFAULT_MAX_RUN_SECONDS} "
+        f"({DEFAULT_MAX_RUN_SECONDS // 3600} h).",
+        ("^([1-9][0-9]|[1-9][0-9]{2,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)$",),
+        optional=True,
+        default=DEFAULT_MAX_RUN_SECONDS,
+        type=int,
+    ),
+    _bound("mongodb", "MongoDB"),
+    _bound("bigquery", "BigQuery"),
+    _bound("pubsub", "Pub/Sub"),
+)
+
+
 class TelemetryOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--tracking_bucket", default=config.get("TRACKING_BUCKET"), help="Bucket of the pings.")
-        parser.add_argument(
-            "--pings_topic",
-            default=config.get("PINGS_TOPIC"),
-            help="Topic whose <topic>-<route> subscriptions announce new pings.",
-        )
-        parser.add_argument("--bq_dataset", default=config.get("BQ_DATASET"), help="BigQuery dataset of the history.")
-        parser.add_argument(
-            "--bq_staging_dataset",
-            default=config.get("BQ_STAGING_DATASET"),
-            help="BigQuery scratch dataset of the per-run staging tables.",
-        )
-        parser.add_argument(
-            "--work_bucket",
-            default=config.get("WORK_BUCKET"),
-            help="Bucket of the pipelines' working objects (load-job files under loads/, run locks under locks/).",
-        )
-        parser.add_argument(
-            "--mongodb_uri",
-            default=config.get("MONGODB_URI"),
-            help="MongoDB URI, or a Secret Manager version holding it.",
-        )
-        parser.add_argument("--mongodb_db", default=config.get("MONGODB_DB"), help="MongoDB database.")
-        parser.add_argument(
-            "--mail_api_url",
-            default=config.get("MAIL_API_URL"),
-            help="Dashboard API endpoint that subscribes new sites' contacts; unset: no mail.",
-        )
-        parser.add_argument(
-            "--mail_api_token",
-            default=config.get("MAIL_API_TOKEN"),
-            help="Bearer token for the mail API, or a Secret Manager version holding it.",
-        )
-        parser.add_argument(
-            "--mail_contacts_per_project_hour",
-            type=int,
-            default=config.get_int("MAIL_CONTACTS_PER_PROJECT_HOUR"),
-            help="Most contacts sent to the mail API per project and UTC hour, retries included (at least 1); "
-            "the rest wait for a later hour.",
-        )
-        parser.add_argument(
-            "--ip_prefix_v4",
-            type=int,
-            default=config.get("IP_PREFIX_V4"),
-            help="Bits of an IPv4 ip_address kept in sites (0-32; 0 drops it, 32 keeps it whole).",
-        )
-        parser.add_argument(
-            "--ip_prefix_v6",
-            type=int,
-            default=config.get("IP_PREFIX_V6"),
-            help="Bits of an IPv6 ip_address kept in sites (0-128; 0 drops it, 128 keeps it whole).",
-        )
-        parser.add_argument(
-            "--site_personal_fields",
-            default=config.get("SITE_PERSONAL_FIELDS"),
-            help="Which of admin_email, first_name, last_name sites keep (comma-separated), or none.",
-        )
-        parser.add_argument(
-            "--hour",
-            default=None,
-            help="Hour mode: process the objects received in this hour (YYYY-MM-DDTHH, UTC) "
-            "instead of draining notifications.",
-        )
-        parser.add_argument("--hour_to", default=None, help="With --hour: last hour of a range, inclusive.")
-        parser.add_argument(
-            "--lease_seconds",
-            type=int,
-            default=DEFAULT_LEASE_SECONDS,
-            help="Ack deadline of drained notifications (10-600), extended every third of it while "
-            "the run works. The run acknowledges them when its sinks have committed; if it fails, they "
-            "come back (at once where the runner sees the failure, otherwise after this).",
-        )
-        for name, service in (("mongodb", "MongoDB"), ("bigquery", "BigQuery"), ("pubsub", "Pub/Sub")):
-            variable = f"{name.upper()}_TIMEOUT_SECONDS"
-            parser.add_argument(
-                f"--{name}_timeout_seconds",
-                type=int,
-                default=config.get_int(variable),
-                help=f"Bound of one {service} call, so that a service that stops answering fails the run "
-                f"instead of hanging it (default: {variable}).",
-            )
-        parser.add_argument(
-            "--max_messages_per_run",
-            type=int,
-            default=config.get_int("MAX_MESSAGES_PER_RUN"),
-            help="Notification mode: most notifications a run pulls from each of its subscriptions; the "
-            "rest stays for the next run, so a backlog drains over successive runs (default: MAX_MESSAGES_PER_RUN).",
-        )
-        parser.add_argument(
-            "--max_run_seconds",
-            type=int,
-            default=DEFAULT_MAX_RUN_SECONDS,
-            help="Bound of a notification-mode run from its start (10-86400): past it, its leases are no "
-            "longer extended and the run fails instead of acknowledging, so the next run gets them again.",
-        )
-
-
-def read_secret(name: str) -> str:
-    from google.cloud import secretmanager
-
-    client = secretmanager.SecretManagerServiceClient()
-    return secret_value(client.access_secret_version(request={"name": name}).payload.data)
-
-
-def secret_value(payload: bytes) -> str:
-    """A secret version's payload as the setting it holds: UTF-8, trailing whitespace removed.
-
-    A value added with `echo ... | gcloud secrets versions add` ends in a newline,
-    which would break a MongoDB URI or a bearer token; neither ever ends in whitespace.
-    """
-    return payload.decode("utf-8").rstrip()
-
-
-def _resolve(value: str | None) -> str | None:
-    if value and SECRET_VERSION.fullmatch(value):
-        return read_secret(value)
-    return value
+        for option in OPTIONS:
+            option.add_to(parser)
 
 
 def hour_paths(first: str, last: str | None = None) -> list[str]:
@@ -245,10 +346,10 @@ class PipelineSettings:
         )
 
     def mongodb_uri(self) -> str:
-        return _resolve(self.mongodb_uri_value)  # type: ignore[return-value]
+        return secrets.resolve(self.mongodb_uri_value)  # type: ignore[return-value]
 
     def mail_api_token(self) -> str | None:
-        return _resolve(self.mail_api_token_value)
+        return secrets.resolve(self.mail_api_token_value)
 
     @property
     def run_deadline(self) -> float:
