@@ -54,6 +54,7 @@ from urllib.parse import quote
 import psutil
 
 from telemetry.common import config, wire
+from telemetry.ingest.settings import IngestSettings
 from telemetry.local import stack
 from telemetry.local.samples import http_build_query, project_hash, site_url, track_payload
 
@@ -214,7 +215,7 @@ def _fill(fields: list[str], budget: int, unit: str) -> list[str]:
     return [field + unit * per_field for field in fields]
 
 
-def worst_bodies(settings: config.IngestSettings, variants: int) -> list[WorstBody]:
+def worst_bodies(settings: IngestSettings, variants: int) -> list[WorstBody]:
     """Bodies as large as the default limits allow, each of a kind that costs the most per
     byte somewhere in ingest: many fields (MAX_KEYS bounds the `&`-separated fields) that
     each append (`[]` keys add no key to the count once they become lists), appends nested
@@ -281,7 +282,7 @@ def _json_filled(index: int, size: int, filler: Callable[[int], str]) -> str:
     return head + filler(size - len(head) - 1) + "}"
 
 
-def _check_accepted(name: str, body: str, content_type: str, settings: config.IngestSettings) -> None:
+def _check_accepted(name: str, body: str, content_type: str, settings: IngestSettings) -> None:
     """A worst body must be one ingest accepts, within the limits: else it measures a 4xx."""
     data = body.encode()
     if len(data) > settings.max_body_bytes:
@@ -343,7 +344,7 @@ def main() -> int:
     rng = random.Random(7)
     bodies = [http_build_query(track_payload(rng, project_hash("bench"), i)) for i in range(args.bodies)]
     # The limits a deployment runs with when it sets none: the defaults of config.VARIABLES.
-    default_settings = config.IngestSettings.from_env({})
+    default_settings = IngestSettings.from_env({})
     try:
         worst = worst_bodies(default_settings, args.worst_variants)
     except RuntimeError as e:

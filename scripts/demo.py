@@ -42,6 +42,7 @@ from telemetry.analytics import metrics
 from telemetry.common import cloud, config, mongo, wire
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter
+from telemetry.ingest.settings import IngestSettings
 from telemetry.local import population
 from telemetry.local.samples import http_build_query
 from telemetry.pipelines import build, mongodb
@@ -115,11 +116,11 @@ def as_stored(ping: population.Ping) -> StoredPing:
     )
 
 
-LIMITS = config.IngestSettings.from_env().limits
+LIMITS = IngestSettings.from_env().limits
 
 
 def write_month(month: population.Month) -> None:
-    writer = ObjectWriter(replace(config.IngestSettings.from_env(), storage_attempts=5))
+    writer = ObjectWriter(replace(IngestSettings.from_env(), storage_attempts=5))
     envelopes = [as_stored(ping) for ping in month.pings]
     done = 0
     with ThreadPoolExecutor(max_workers=4) as pool:  # the writer's pool holds 10 connections

@@ -36,14 +36,15 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["telemetry"]):
-    from telemetry.common import config, wire
+    from telemetry.common import wire
     from telemetry.common.stored_ping import StoredPing
+    from telemetry.ingest.settings import IngestSettings
     from telemetry.pipelines import records
 
 ROOT = Path(__file__).resolve().parents[1]
 MIMETYPES = (wire.FORM, wire.JSON, "Application/X-WWW-Form-Urlencoded", "APPLICATION/JSON", "text/plain", "")
 CHARSETS = (None, "utf-8", "UTF-8", "utf8", "latin-1", "")
-LIMITS = config.IngestSettings.from_env({}).limits
+LIMITS = IngestSettings.from_env({}).limits
 PROJECT = {"custom_fields": ["license", "orders"], "deactivation_reasons": {"too-slow": "Too slow"}}
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from telemetry.common import config
+from telemetry.ingest.settings import IngestSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,9 +45,9 @@ def test_values_defaults_and_errors():
 
 
 def test_ingest_limits_are_read_from_the_environment_only():
-    settings = config.IngestSettings.from_env({"MAX_KEYS": "5000", "MAX_NESTING_DEPTH": "3"})
+    settings = IngestSettings.from_env({"MAX_KEYS": "5000", "MAX_NESTING_DEPTH": "3"})
     assert (settings.limits.max_keys, settings.limits.max_depth) == (5000, 3)
-    defaults = config.IngestSettings.from_env({}).limits
+    defaults = IngestSettings.from_env({}).limits
     assert defaults.max_keys == int(config.VARIABLES["MAX_KEYS"].default)
 
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from telemetry.common import config, privacy
+from telemetry.common import privacy
 from telemetry.common.stored_ping import StoredPing
+from telemetry.ingest.settings import IngestSettings, privacy_policy
 from telemetry.pipelines import erase, records
 from telemetry.pipelines.options import PipelineOptions, PipelineSettings
 
@@ -50,11 +51,11 @@ def test_whole_ips_keep_what_was_sent():
 
 
 def test_settings_parse_and_refuse_nonsense():
-    assert config.privacy_policy({}) == privacy.DEFAULT
+    assert privacy_policy({}) == privacy.DEFAULT
     assert privacy.DEFAULT.kept_fields == set(privacy.CONTACT_FIELDS)
-    policy = config.privacy_policy({"IP_PREFIX_V4": "0", "IP_PREFIX_V6": "64", "SITE_PERSONAL_FIELDS": "admin_email"})
+    policy = privacy_policy({"IP_PREFIX_V4": "0", "IP_PREFIX_V6": "64", "SITE_PERSONAL_FIELDS": "admin_email"})
     assert policy == privacy.Policy(0, 64, frozenset({"admin_email"}))
-    assert config.privacy_policy({"SITE_PERSONAL_FIELDS": " none "}).kept_fields == frozenset()
+    assert privacy_policy({"SITE_PERSONAL_FIELDS": " none "}).kept_fields == frozenset()
     for bad in (
         {"IP_PREFIX_V4": "33"},
         {"IP_PREFIX_V6": "-1"},
@@ -62,8 +63,8 @@ def test_settings_parse_and_refuse_nonsense():
         {"SITE_PERSONAL_FIELDS": "phone"},
     ):
         with pytest.raises(ValueError):
-            config.privacy_policy(bad)
-    assert config.IngestSettings.from_env({"IP_PREFIX_V4": "16"}).privacy.ip_prefix_v4 == 16
+            privacy_policy(bad)
+    assert IngestSettings.from_env({"IP_PREFIX_V4": "16"}).privacy.ip_prefix_v4 == 16
 
 
 def test_pipeline_options_carry_the_policy():

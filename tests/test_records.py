@@ -10,12 +10,13 @@ import pytest
 from telemetry.common import config, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import parse_body
+from telemetry.ingest.settings import IngestSettings
 from telemetry.pipelines import records, warehouse
 from telemetry.pipelines.records import Rejected
 from tests import fixtures
 
 WHEN = datetime(2026, 11, 23, 11, 47, 18, 123456, tzinfo=UTC)
-LIMITS = config.IngestSettings.from_env({}).limits
+LIMITS = IngestSettings.from_env({}).limits
 
 
 def stored(route: str = "track", body: dict | None = None, ping_id: str = "p-1") -> tuple[str, bytes]:

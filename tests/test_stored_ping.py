@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from telemetry.common import config, stored_ping, wire
+from telemetry.common import stored_ping, wire
 from telemetry.common.stored_ping import StoredPing, StoredPingError
 from telemetry.ingest.object_writer import TRANSIENT_STATUSES, retry_policy
+from telemetry.ingest.settings import IngestSettings
 from telemetry.local import samples
 
 WHEN = datetime(2026, 11, 23, 11, 47, 18, 123456, tzinfo=UTC)
-LIMITS = config.IngestSettings.from_env({}).limits
+LIMITS = IngestSettings.from_env({}).limits
 
 
 def test_object_name_uses_the_utc_hour_of_receipt():

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 
-from telemetry.common import config
 from telemetry.common.wire import (
     PayloadError,
     UnsupportedMediaType,
@@ -20,12 +19,13 @@ from telemetry.common.wire import (
     split_php_key,
     validate,
 )
+from telemetry.ingest.settings import IngestSettings
 from telemetry.local import samples
 from tests import fixtures, php
 
 FORM = "application/x-www-form-urlencoded"
 # The limits ingest runs with when no variable is set: config.py holds their defaults.
-DEFAULT_LIMITS = config.IngestSettings.from_env({}).limits
+DEFAULT_LIMITS = IngestSettings.from_env({}).limits
 REAL_TRACK_BODY = (
     "url=https%3A%2F%2Fbakery.example.org&site=Bakery+%26+Caf%C3%A9+%22%C3%91and%C3%BA%22"
     "&admin_email=owner%40example.org&first_name=Zo%C3%AB&last_name=O%27Brien"
@@ -239,7 +239,7 @@ def test_unsupported_media_types():
 def test_limits_come_from_the_settings():
     """One source: what MAX_KEYS says is what parsing enforces (no second set of defaults)."""
     body = "&".join(f"k{i}=v" for i in range(2501)) + "&hash=abc&url=https%3A%2F%2Fx.org"
-    raised = limits(max_keys=config.IngestSettings.from_env({"MAX_KEYS": "5000"}).limits.max_keys)
+    raised = limits(max_keys=IngestSettings.from_env({"MAX_KEYS": "5000"}).limits.max_keys)
     assert len(parse_body(body.encode(), FORM, None, raised)) == 2503
     assert _code(body) == "too_many_keys"
 

@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from telemetry.common import config, wire
+from telemetry.common import wire
 from telemetry.common.stored_ping import StoredPing
+from telemetry.ingest.settings import IngestSettings
 from telemetry.pipelines import records
 
-LIMITS = config.IngestSettings.from_env({}).limits
+LIMITS = IngestSettings.from_env({}).limits
 FORM, JSON = wire.FORM, wire.JSON
 WHEN = datetime(2026, 11, 23, 11, 47, 18, 123456, tzinfo=UTC)
 PROJECT = {"custom_fields": ["license", "orders"], "deactivation_reasons": {"too-slow": "Too slow"}}

@@ -67,7 +67,7 @@ ACCEPTED_CONTENT_TYPES = (FORM, JSON)
 
 @dataclass(frozen=True)
 class Limits:
-    """What one body may hold. The values are settings: `config.IngestSettings`
+    """What one body may hold. The values are settings: `telemetry.ingest.settings.IngestSettings`
     reads them from the environment, the only place their defaults live."""
 
     max_depth: int

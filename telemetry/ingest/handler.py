@@ -24,6 +24,7 @@ from telemetry.common import config, privacy, wire
 from telemetry.common.logs import get_logger
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter, StorageUnavailable
+from telemetry.ingest.settings import IngestSettings
 
 log = get_logger("telemetry.ingest")
 
@@ -33,9 +34,9 @@ FALLBACK_RETRY_AFTER_SECONDS = 30
 
 
 @cache
-def instance() -> tuple[config.IngestSettings, ObjectWriter]:
+def instance() -> tuple[IngestSettings, ObjectWriter]:
     """Settings and storage writer, made once per function instance (a failure is retried next request)."""
-    settings = config.IngestSettings.from_env()
+    settings = IngestSettings.from_env()
     return settings, ObjectWriter(settings)
 
 
@@ -161,7 +162,7 @@ def handle(route: str, request: flask.Request) -> flask.Response:
 
 
 def _accept(
-    route: str, request: flask.Request, body: bytes, settings: config.IngestSettings, address: str | None
+    route: str, request: flask.Request, body: bytes, settings: IngestSettings, address: str | None
 ) -> StoredPing:
     mimetype, charset = content_type(request.headers.get("Content-Type", ""))
     parsed = wire.parse_body(body, mimetype, charset, settings.limits)

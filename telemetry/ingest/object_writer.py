@@ -27,9 +27,9 @@ from google.auth.transport.urllib3 import AuthorizedHttp
 from urllib3.util.retry import Retry
 
 from telemetry.common import cloud
-from telemetry.common.config import IngestSettings
 from telemetry.common.logs import get_logger
 from telemetry.common.stored_ping import CONTENT_TYPE
+from telemetry.ingest.settings import IngestSettings
 
 log = get_logger("telemetry.ingest")
 
