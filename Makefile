@@ -1,7 +1,10 @@
 # Every target installs what it needs first, so each works on a fresh clone.
 # Configuration: environment variables listed in README.md ("Configuration").
 
-PYTHON ?= python3.11
+# The one Python version (.python-version): the venv's, the template images' (a build
+# argument, dataflow_templates/cloudbuild.yaml) and the functions' runtime (terraform/functions.tf).
+PYTHON_VERSION := $(strip $(file < .python-version))
+PYTHON ?= python$(PYTHON_VERSION)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -34,8 +37,10 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt functions/requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(STAMP): requirements.txt constraints.txt functions/requirements.txt pyproject.toml .python-version
+	# A venv of another Python than .python-version's is made again.
+	$(PY) -c 'import sys; sys.exit(sys.version.split(".")[:2] != "$(PYTHON_VERSION)".split("."))' 2>/dev/null || \
+	  { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	# The project's own package, editable: code, tests and scripts import `telemetry` from here.

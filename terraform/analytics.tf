@@ -187,7 +187,7 @@ resource "google_cloudfunctions2_function" "analytics" {
   description = "Hourly: the BigQuery history into the dashboard's daily figures (BigQuery analytics_daily, MongoDB analytics)."
 
   build_config {
-    runtime           = "python312"
+    runtime           = local.python_runtime
     entry_point       = "analytics"
     service_account   = local.build_service_account
     docker_repository = google_artifact_registry_repository.functions.id

@@ -183,7 +183,7 @@ resource "google_cloudfunctions2_function" "audit" {
   description = "Daily: each hour folder of the raw pings against the BigQuery history; reprocesses the hours that do not balance."
 
   build_config {
-    runtime           = "python312"
+    runtime           = local.python_runtime
     entry_point       = "audit"
     service_account   = local.build_service_account
     docker_repository = google_artifact_registry_repository.functions.id

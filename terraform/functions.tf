@@ -15,6 +15,11 @@
 locals {
   repo_root = "${path.module}/.."
 
+  # Every function's runtime (ingest, analytics, audit): the repository's one Python
+  # version (.python-version, which the Makefile's venv and the template images also
+  # read), as a runtime id: python and the version without its dot.
+  python_runtime = "python${replace(trimspace(file("${local.repo_root}/.python-version")), ".", "")}"
+
   # The folders of the telemetry package that make up the functions' deploy unit.
   function_packages = ["common", "ingest"]
 
@@ -90,7 +95,7 @@ resource "google_cloudfunctions2_function" "ingest" {
   description = "Stores each ${each.key} ping as one object under ${each.value.prefix} in the pings bucket."
 
   build_config {
-    runtime           = "python312"
+    runtime           = local.python_runtime
     entry_point       = each.value.entry_point
     service_account   = local.build_service_account
     docker_repository = google_artifact_registry_repository.functions.id

@@ -39,7 +39,7 @@ def test_three_gen2_functions_named_after_routes(tf, routes):
         "deactivate": ("deactivate", "deactivate"),
         "tracking-skipped": ("tracking-skipped", "tracking_skipped"),
     }
-    assert build["runtime"] == "python312"
+    assert _expr(build["runtime"]) == "local.python_runtime"
     storage = _block(_block(build, "source"), "storage_source")
     assert _expr(storage["bucket"]) == "google_storage_bucket.function_source.name"
     assert _expr(storage["object"]) == "google_storage_bucket_object.function_source[each.key].name"
