@@ -28,8 +28,10 @@ from tests.terraform.hcl import (
 def test_template_folders_are_the_templates(templates):
     folders = {p.parent.name for p in TEMPLATES_DIR.glob("*/metadata.json")}
     assert set(templates) == folders == {"tracking", "deactivation"}
+    for file in ("Dockerfile", "requirements.txt", "cloudbuild.yaml"):  # one for both templates
+        assert (TEMPLATES_DIR / file).is_file(), f"dataflow_templates/{file} is missing"
     for name in templates:
-        for file in ("Dockerfile", "metadata.json", "requirements.txt", "main.py"):
+        for file in ("metadata.json", "main.py"):
             assert (TEMPLATES_DIR / name / file).is_file(), f"dataflow_templates/{name}/{file} is missing"
         metadata = _metadata(name)
         assert metadata["name"] and metadata["parameters"]
