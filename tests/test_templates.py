@@ -46,7 +46,7 @@ def test_both_templates_build_from_one_dockerfile_and_one_requirements_file():
 def test_the_metadata_files_are_current():
     """metadata.json is generated from the pipeline options: a new or changed option
     fails here until `python -m telemetry.pipelines.template_metadata` is run."""
-    assert template_metadata.stale() == []
+    assert template_metadata.stale() == [], "run: python -m telemetry.pipelines.template_metadata"
     for name in TEMPLATES:
         on_disk = json.loads((ROOT / "dataflow_templates" / name / "metadata.json").read_text())
         assert [p["name"] for p in on_disk["parameters"]] == [option.name for option in OPTIONS]
