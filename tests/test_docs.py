@@ -52,9 +52,7 @@ def slug(heading: str) -> str:
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link renders as its text
     text = re.sub(r"<[^>]+>", "", text).replace("`", "").replace("*", "")
     kept = (
-        ch
-        for ch in text.lower()
-        if ch.isalnum() or ch in " -_" or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Pc")
+        ch for ch in text.lower() if ch.isalnum() or ch in " -_" or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Pc")
     )
     return "".join(kept).replace(" ", "-")
 
