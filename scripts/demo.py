@@ -179,10 +179,8 @@ def run_pipelines(mail_api_url: str, *hours: str) -> None:
         print(f"    {name} pipeline running ...", flush=True)
         mail = ["--mail_api_url", mail_api_url, "--mail_contacts_per_project_hour", DEMO_MAIL_CONTACTS_PER_PROJECT_HOUR]
         pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, *mail, *hours])
-        print(
-            "    "
-            + reconciliation.format_report(reconciliation.report_from_metrics(pipeline, result)).replace("\n", "\n    ")
-        )
+        report_text = reconciliation.format_report(reconciliation.report_from_metrics(pipeline, result))
+        print("    " + report_text.replace("\n", "\n    "))
 
 
 def project_summary(project: population.DemoProject, docs: dict[tuple[str, str], dict], today: str) -> list[str]:

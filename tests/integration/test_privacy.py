@@ -194,9 +194,9 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
     # Through the BigQuery mapping alone (no scan): the processed track, deactivate and rejected objects.
     dry = counts(erase_cli(capsys, "site", "--hash", one, "--url", url + "/", "--dry-run", "--recent-hours", "0"))
     assert dry == {
-        "site_state.sites": 1,
-        "site_state.sites.mail_error": 0,
-        "site_state.deactivations": 1,
+        "mongodb.sites": 1,
+        "mongodb.sites.mail_error": 0,
+        "mongodb.deactivations": 1,
         "bigquery.sites": 2,
         "bigquery.deactivations": 1,
         "bigquery.rejected": 1,
@@ -219,7 +219,7 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
     assert db[site_state.SITES].count_documents({"hash": one}) == 2  # nulled, not deleted
 
     out = erase_cli(capsys, "project", "--hash", two)
-    assert counts(out)["site_state.sites"] == 2 and counts(out)["storage.objects"] == 6, out
+    assert counts(out)["mongodb.sites"] == 2 and counts(out)["storage.objects"] == 6, out
     left = everything(db, bq, bucket, prefixes)
     for who in ("p2a", "p2b"):
         for value in values(people[who]):
@@ -343,9 +343,9 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
 
     dry = counts(erase_cli(capsys, "site", "--hash", project, "--url", "https://SITE-1.example.org/", "--dry-run"))
     expected = {
-        "site_state.sites": 3,  # the three URL forms
-        "site_state.sites.mail_error": 4,  # every site of the project: any error may quote any contact of its batch
-        "site_state.deactivations": 0,
+        "mongodb.sites": 3,  # the three URL forms
+        "mongodb.sites.mail_error": 4,  # every site of the project: any error may quote any contact of its batch
+        "mongodb.deactivations": 0,
         "bigquery.sites": 3,
         "bigquery.deactivations": 0,
         "bigquery.rejected": 1,
