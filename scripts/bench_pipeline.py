@@ -34,13 +34,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from telemetry.common import cloud, config, mongo, stored_ping
+from telemetry.common.projects import load_projects, project_document, save_project
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
 from telemetry.ingest.object_writer import ObjectWriter
 from telemetry.ingest.settings import IngestSettings
 from telemetry.local import stack
 from telemetry.local.samples import deactivate_payload, project_hash, track_payload, tracking_skipped_payload
-from telemetry.pipelines import mongodb, records, warehouse
+from telemetry.pipelines import records, site_state, warehouse
 
 TARGET_RATIO = 0.5
 HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)  # a fixed past hour: nothing else lives there
@@ -88,20 +89,9 @@ def generate(count: int, bucket: str) -> dict[str, int]:
 
 def add_projects(db_name: str) -> None:
     db = mongo.database(config.require("MONGODB_URI"), db_name)
-    mongodb.ensure_indexes(db)
+    site_state.ensure_indexes(db)
     for index, project in enumerate(PROJECTS):
-        db[mongodb.PROJECTS].replace_one(
-            {"hash": project},
-            {
-                "hash": project,
-                "name": f"bench {index}",
-                "type": "plugin",
-                "custom_fields": ["license_type"],
-                "mail_integrations": {},
-                "deactivation_reasons": [],
-            },
-            upsert=True,
-        )
+        save_project(db, project_document(hash=project, name=f"bench {index}", custom_fields=["license_type"]))
     db.client.close()
 
 
@@ -131,12 +121,12 @@ def _peak_rss_mib(output: bytes) -> float:
 def measure_pipeline(env: dict[str, str], bucket: str, db_name: str, dataset: str) -> tuple[float, float]:
     code = (
         "import resource, sys\n"
-        "from telemetry.pipelines import build\n"
+        "from telemetry.pipelines import build, reconciliation\n"
         f"for name in ('tracking', 'deactivation'):\n"
         f"    pipeline, result, _ = build.run([name, '--runner', build.LOCAL_RUNNER, '--hour', '{HOUR:%Y-%m-%dT%H}',"
         f" '--tracking_bucket', '{bucket}', '--mongodb_db', '{db_name}', '--bq_dataset', '{dataset}'])\n"
-        "    report = build.report_from_metrics(pipeline, result)\n"
-        "    print(build.format_report(report))\n"
+        "    report = reconciliation.report_from_metrics(pipeline, result)\n"
+        "    print(reconciliation.format_report(report))\n"
         "    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
         "    print(f'{name} done: peak RSS so far {rss} MiB')\n"
         "    assert report['balanced'], report\n"
@@ -155,7 +145,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     project = config.require("GCP_PROJECT")
     bucket = cloud.storage_client(project).bucket(bucket_name)
     db = mongo.database(config.require("MONGODB_URI"), db_name)
-    projects = mongodb.load_projects(db)
+    projects = load_projects(db)
     bq = cloud.bigquery_client(project)
     run_id = uuid.uuid4().hex[:12]
     work_bucket = cloud.storage_client(project).bucket(config.require("WORK_BUCKET"))
@@ -192,11 +182,12 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
                     )
                 )
     updates = [
-        mongodb.site_update(site, first, last, False) for site, first, last in mongodb.latest_per_site(rows["sites"])
+        site_state.site_update(site, first, last, False)
+        for site, first, last in site_state.latest_per_site(rows["sites"])
     ]
     for start in range(0, len(updates), 1000):
-        mongodb.apply(db[mongodb.SITES], updates[start : start + 1000])
-    mongodb.apply(db[mongodb.DEACTIVATIONS], [mongodb.deactivation_update(r) for r in deactivations])
+        site_state.apply(db[site_state.SITES], updates[start : start + 1000])
+    site_state.apply(db[site_state.DEACTIVATIONS], [site_state.deactivation_update(r) for r in deactivations])
     for name, table_rows in rows.items():
         columns = warehouse.columns(name)
         writers[name].stage([records.bigquery_row(r, columns) for r in table_rows])

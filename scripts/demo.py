@@ -40,12 +40,13 @@ import requests
 from telemetry.analytics import job as analytics
 from telemetry.analytics import metrics
 from telemetry.common import cloud, config, mongo, wire
+from telemetry.common.projects import save_project
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter
 from telemetry.ingest.settings import IngestSettings
 from telemetry.local import population
 from telemetry.local.samples import http_build_query
-from telemetry.pipelines import build, mongodb
+from telemetry.pipelines import build, reconciliation
 from telemetry.report import browser
 from telemetry.report import page as report
 
@@ -179,7 +180,8 @@ def run_pipelines(mail_api_url: str, *hours: str) -> None:
         print(f"    {name} pipeline running ...", flush=True)
         mail = ["--mail_api_url", mail_api_url, "--mail_contacts_per_project_hour", DEMO_MAIL_CONTACTS_PER_PROJECT_HOUR]
         pipeline, result, _ = build.run([name, "--runner", build.LOCAL_RUNNER, *mail, *hours])
-        print("    " + build.format_report(build.report_from_metrics(pipeline, result)).replace("\n", "\n    "))
+        report_text = reconciliation.format_report(reconciliation.report_from_metrics(pipeline, result))
+        print("    " + report_text.replace("\n", "\n    "))
 
 
 def project_summary(project: population.DemoProject, docs: dict[tuple[str, str], dict], today: str) -> list[str]:
@@ -228,7 +230,7 @@ def main() -> int:
 
     with Step("three projects in MongoDB `projects`"):
         for project in population.PROJECTS:
-            db[mongodb.PROJECTS].replace_one({"hash": project.hash}, project.document(), upsert=True)
+            save_project(db, project.document())
             print(f"    {project.name} ({project.type}, {project.hash}), {project.sites} sites")
 
     with Step(f"{population.HISTORY_DAYS} days of history as raw pings in their hour folders (synthetic)"):

@@ -5,7 +5,8 @@
         --mail mailchimp=LIST_ID --deactivation-reason "too-expensive=It is too expensive"
     python scripts/projects.py list
 
-Uses MONGODB_URI and MONGODB_DB (see .local/env).
+Uses MONGODB_URI and MONGODB_DB (see .local/env). The document and its rules are
+telemetry/common/projects.py's; this is only its command line.
 """
 
 from __future__ import annotations
@@ -14,65 +15,64 @@ import argparse
 import json
 import sys
 
-from telemetry.common import config, mongo
-from telemetry.common.wire import HASH_PATTERN
-from telemetry.pipelines import mongodb
-from telemetry.pipelines.records import REASON_SLUG
-
-MAIL_PROVIDERS = ("mailchimp", "mailjet", "wemail")
+from telemetry.common import config, mongo, projects
 
 
 def project_document(args: argparse.Namespace) -> dict:
-    if not HASH_PATTERN.fullmatch(args.hash):
-        raise SystemExit(f"--hash must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-', got {args.hash!r}")
-    integrations = {}
-    for spec in args.mail or []:
-        provider, _, list_id = spec.partition("=")
-        if provider not in MAIL_PROVIDERS or not list_id:
-            raise SystemExit(f"--mail takes PROVIDER=LIST_ID with PROVIDER one of {', '.join(MAIL_PROVIDERS)}")
-        integrations[provider] = {"enabled": True, "list_id": list_id}
-    reasons = {}
-    for spec in args.deactivation_reason or []:
-        slug, _, label = spec.partition("=")
-        if not REASON_SLUG.fullmatch(slug):
-            raise SystemExit(f"--deactivation-reason takes SLUG[=LABEL], SLUG of A-Z a-z 0-9 _ -, got {slug!r}")
-        reasons[slug] = label or slug
-    return {
-        "hash": args.hash,
-        "name": args.name,
-        "type": args.type,
-        "custom_fields": args.custom_field or [],
-        "mail_integrations": integrations,
-        "deactivation_reasons": reasons,
-    }
+    """The validated document the `add` command's arguments describe; SystemExit naming the broken rule."""
+    try:
+        return projects.project_document(
+            hash=args.hash,
+            name=args.name,
+            type=args.type,
+            custom_fields=args.custom_field or [],
+            mail_integrations=dict(projects.mail_integration(spec) for spec in args.mail or []),
+            deactivation_reasons=dict(projects.deactivation_reason(spec) for spec in args.deactivation_reason or []),
+            mail_double_opt_in=False if args.single_opt_in else None,
+        )
+    except projects.InvalidProject as e:
+        raise SystemExit(f"invalid project: {e}") from None
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="add a project, or replace the one with the same hash")
     add.add_argument("--name", required=True)
     add.add_argument("--hash", required=True, help="the project's public id, as the plugin sends it")
-    add.add_argument("--type", choices=("plugin", "theme"), default="plugin")
+    add.add_argument("--type", choices=projects.TYPES, default="plugin")
     add.add_argument("--custom-field", action="append", help="an `extra` key to keep (repeatable)")
-    add.add_argument("--mail", action="append", help="PROVIDER=LIST_ID, provider mailchimp, mailjet or wemail")
+    add.add_argument(
+        "--mail", action="append", help=f"PROVIDER=LIST_ID, provider one of {', '.join(projects.MAIL_PROVIDERS)}"
+    )
+    add.add_argument(
+        "--single-opt-in",
+        action="store_true",
+        help="subscribe the contacts without a confirmation mail (the default is double opt-in)",
+    )
     add.add_argument(
         "--deactivation-reason",
         action="append",
         help="SLUG[=LABEL]: one of the project's own reasons and its label (repeatable)",
     )
     commands.add_parser("list", help="print every project")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+
+    document = project_document(args) if args.command == "add" else None
     db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
-    mongodb.ensure_indexes(db)
-    if args.command == "add":
-        document = project_document(args)
-        db[mongodb.PROJECTS].replace_one({"hash": document["hash"]}, document, upsert=True)
-        print(f"project {document['name']!r} ({document['hash']}) saved")
-    else:
-        for project in mongodb.load_projects(db).values():
-            print(json.dumps(project, sort_keys=True))
+    try:
+        if document is not None:
+            saved = projects.save_project(db, document)
+            print(f"project {saved['name']!r} ({saved['hash']}) saved")
+        else:
+            for project in projects.load_projects(db).values():
+                print(json.dumps(project, sort_keys=True))
+    finally:
+        db.client.close()
     return 0
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 import aiohttp
 
 from telemetry.common import cloud, config, mongo, stored_ping
+from telemetry.common.projects import project_document, save_project
 from telemetry.local import stack
 from telemetry.local.samples import (
     deactivate_payload,
@@ -57,7 +58,6 @@ from telemetry.local.samples import (
     track_payload,
     tracking_skipped_payload,
 )
-from telemetry.pipelines import mongodb
 
 SEED = 4242
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
@@ -484,11 +484,7 @@ def main() -> int:
     db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     hashes = [project_hash(f"soak-{name}") for name, _ in PROJECTS]
     for (name, kind), h in zip(PROJECTS, hashes, strict=True):
-        db[mongodb.PROJECTS].replace_one(
-            {"hash": h},
-            {"hash": h, "name": name, "type": kind, "custom_fields": ["license_type"], "mail_integrations": {}},
-            upsert=True,
-        )
+        save_project(db, project_document(hash=h, name=name, type=kind, custom_fields=["license_type"]))
     db.client.close()
     started = time.monotonic()
     plan = schedule(seconds * rate, hashes)

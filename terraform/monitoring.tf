@@ -28,7 +28,7 @@ locals {
     [google_cloud_scheduler_job.analytics.name, google_cloud_scheduler_job.audit.name],
   )
 
-  # The pipelines' reconciliation (telemetry/pipelines/build.py,
+  # The pipelines' reconciliation (telemetry/pipelines/reconciliation.py,
   # log_reconciliation): a run that does not balance logs, at ERROR, exactly
   # this message (a balanced run logs "run reconciled" at INFO). The report,
   # with its `balanced` field, rides in the same record as an extra field, but
@@ -230,7 +230,7 @@ resource "google_monitoring_alert_policy" "pipeline_overrun" {
 resource "google_logging_metric" "unreconciled_runs" {
   project     = var.project_id
   name        = "telemetry-unreconciled-runs"
-  description = "Pipeline runs whose objects read != rows written + rejected + duplicates skipped (telemetry/pipelines/build.py)."
+  description = "Pipeline runs whose objects read != rows written + rejected + duplicates skipped (telemetry/pipelines/reconciliation.py)."
   filter      = "resource.type=\"dataflow_step\" AND severity>=ERROR AND (jsonPayload.message:\"${local.unreconciled_message}\" OR textPayload:\"${local.unreconciled_message}\")"
 
   metric_descriptor {

@@ -21,7 +21,7 @@ def hour(n: int) -> datetime:
 
 
 def test_route_tables_pipelines_and_hour_format_are_the_pipelines_own():
-    assert audit.HISTORY_TABLE == {name: route.history.name for name, route in routes.ROUTES.items()}
+    assert audit.HISTORY_TABLE == {name: route.history.name for name, route in routes.ROUTE_BY_NAME.items()}
     assert audit.PIPELINE == {r.name: p.name for p in routes.PIPELINES.values() for r in p.routes}
     assert set(audit.HISTORY_TABLE) == set(wire.ROUTES)
     assert audit.REJECTED_TABLE == "rejected"

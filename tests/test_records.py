@@ -190,12 +190,6 @@ def test_deactivation_reasons(reasons):
         assert e.value.reason == records.INVALID_REASON
 
 
-def test_project_reason_labels():
-    assert records.project_reason_labels({"deactivation_reasons": {"a": "Label A"}}) == {"a": "Label A"}
-    assert records.project_reason_labels({"deactivation_reasons": ["a"]}) == {"a": "a"}
-    assert records.project_reason_labels({}) == {}
-
-
 def test_rejected_row_drops_every_personal_field():
     body = {"hash": "abc", "admin_email": "a@b.org", "ip_address": "1.2.3.4", "first_name": "Zoë", "last_name": "X"}
     row = records.rejected_row("track/2026/11/23/11/x.json", "unknown_project", "no project", WHEN, body)

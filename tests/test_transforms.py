@@ -13,7 +13,7 @@ from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
 from telemetry.pipelines import records
 from telemetry.pipelines.build import LOCAL_RUNNER
-from telemetry.pipelines.routes import ROUTES
+from telemetry.pipelines.routes import ROUTE_BY_NAME
 from telemetry.pipelines.transforms import (
     REJECTED,
     AttachProject,
@@ -125,7 +125,7 @@ def test_process_route_follows_the_route_description(route, site_status):
     expected_history = {TRACK: "active", DEACTIVATE: True, TRACKING_SKIPPED: True}[route]
     with TestPipeline(runner=LOCAL_RUNNER) as p:
         projects = beam.pvalue.AsDict(p | "projects" >> beam.Create([("known", PROJECT)]))
-        out = p | beam.Create(objects) | ProcessRoute(ROUTES[route], projects)
+        out = p | beam.Create(objects) | ProcessRoute(ROUTE_BY_NAME[route], projects)
         assert_that(
             out["history"] | "history" >> beam.Map(lambda r: (r["ping_id"], r[columns])),
             equal_to([("t1", expected_history)]),

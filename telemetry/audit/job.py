@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# Each route's history table and pipeline (telemetry.pipelines.routes.ROUTES and
+# Each route's history table and pipeline (telemetry.pipelines.routes.ROUTE_BY_NAME and
 # PIPELINES; restated because the audit's zip does not carry the pipelines'
 # package, and a test keeps them equal).
 HISTORY_TABLE = {wire.TRACK: "sites", wire.TRACKING_SKIPPED: "tracking_skipped", wire.DEACTIVATE: "deactivations"}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from telemetry.common.projects import project_document
 from telemetry.local.samples import CLIENT_VERSION, wp_title, wp_user_name
 
 T = TypeVar("T")
@@ -38,15 +39,15 @@ class DemoProject:
     deactivation_reasons: dict[str, str] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:
-        """The project as the dashboard stores it in MongoDB `projects`."""
-        return {
-            "hash": self.hash,
-            "name": self.name,
-            "type": self.type,
-            "custom_fields": list(self.custom_fields),
-            "mail_integrations": self.mail_integrations,
-            "deactivation_reasons": self.deactivation_reasons,
-        }
+        """The project as the dashboard stores it in MongoDB `projects` (validated)."""
+        return project_document(
+            hash=self.hash,
+            name=self.name,
+            type=self.type,
+            custom_fields=self.custom_fields,
+            mail_integrations=self.mail_integrations,
+            deactivation_reasons=self.deactivation_reasons,
+        )
 
 
 PROJECTS = (

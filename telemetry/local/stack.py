@@ -282,11 +282,11 @@ def _mongo_command() -> list[str]:
 
 def _mongo_provision() -> None:
     from telemetry.analytics import serving
-    from telemetry.pipelines import mongodb
+    from telemetry.pipelines import site_state
 
     db = mongo.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
     try:
-        mongodb.ensure_indexes(db)
+        site_state.ensure_indexes(db)
         serving.ensure_indexes(db)
     finally:
         db.client.close()

@@ -17,9 +17,10 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from telemetry.common import cloud, mongo, service_limits, stored_ping
-from telemetry.pipelines import leases, mongodb, records, run_lock, warehouse
+from telemetry.common.projects import enabled_mail_integrations, load_projects, mail_double_opt_in, mail_flag
+from telemetry.pipelines import leases, records, run_lock, site_state, warehouse
+from telemetry.pipelines.counters import NAMESPACE
 from telemetry.pipelines.options import PipelineSettings
-from telemetry.pipelines.transforms import NAMESPACE
 
 log = logging.getLogger("telemetry.pipelines")
 
@@ -202,8 +203,8 @@ class LoadProjects(beam.DoFn):
         )
         try:
             with mongo_errors("loading projects"):
-                mongodb.ensure_indexes(db)
-                projects = mongodb.load_projects(db)
+                site_state.ensure_indexes(db)
+                projects = load_projects(db)
         finally:
             db.client.close()
         yield from projects.items()
@@ -229,17 +230,15 @@ class UpsertSites(_MongoFn):
     for the mail step.
     """
 
-    def process(self, batch: list[mongodb.SiteState], projects: dict[str, dict]):
-        from telemetry.pipelines.transforms import mail_flag
-
+    def process(self, batch: list[site_state.SiteState], projects: dict[str, dict]):
         updates, mailable = [], []
         for record, first_seen, last_seen in batch:
             mail = mail_flag(record, projects)
-            updates.append(mongodb.site_update(record, first_seen, last_seen, mail))
+            updates.append(site_state.site_update(record, first_seen, last_seen, mail))
             if mail:
                 mailable.append(record)
         with mongo_errors("the sites upsert"):
-            result = mongodb.apply(self._db[mongodb.SITES], updates)
+            result = site_state.apply(self._db[site_state.SITES], updates)
         if result is not None:
             Metrics.counter(NAMESPACE, "sites_inserted").inc(len(result.upserted_ids))
             Metrics.counter(NAMESPACE, "site_updates_applied").inc(result.modified_count)
@@ -251,9 +250,9 @@ class UpsertDeactivations(_MongoFn):
     """A batch of deactivation records -> the latest per site in MongoDB `deactivations`."""
 
     def process(self, batch: list[dict[str, Any]]):
-        updates = [mongodb.deactivation_update(record) for record in batch]
+        updates = [site_state.deactivation_update(record) for record in batch]
         with mongo_errors("the deactivations upsert"):
-            mongodb.apply(self._db[mongodb.DEACTIVATIONS], updates)
+            site_state.apply(self._db[site_state.DEACTIVATIONS], updates)
         yield len(batch)
 
 
@@ -263,7 +262,7 @@ class SendMail(_MongoFn):
     Per project and chunk of MAIL_CONTACTS_PER_CALL sites: the sites whose mail
     is due (new and pending, failed and past their backoff, or `sending` under a
     lost claim) take a share of the project's hourly bound (the rest are deferred
-    to the next hour, counted), are claimed atomically (mongodb.claim_mail) and
+    to the next hour, counted), are claimed atomically (site_state.claim_mail) and
     sent in one call with the contacts as MongoDB holds them. A failed call is
     logged and counted and its sites become `failed` (due again after a backoff)
     or `abandoned`; it never fails the job. Each transition has a counter:
@@ -290,7 +289,7 @@ class SendMail(_MongoFn):
             for start in range(0, len(ordered), MAIL_CONTACTS_PER_CALL):
                 chunk = ordered[start : start + MAIL_CONTACTS_PER_CALL]
                 with mongo_errors("finding due mail"):
-                    due = mongodb.due_mail(self._db[mongodb.SITES], project_hash, _now(), len(chunk), chunk)
+                    due = site_state.due_mail(self._db[site_state.SITES], project_hash, _now(), len(chunk), chunk)
                 sent = self._send(project_hash, due, projects[project_hash])
                 if sent:
                     yield sent
@@ -301,20 +300,20 @@ class SendMail(_MongoFn):
 
         if not due:
             return 0
-        sites, quota = self._db[mongodb.SITES], self._db[mongodb.MAIL_QUOTA]
+        sites, quota = self._db[site_state.SITES], self._db[site_state.MAIL_QUOTA]
         now = _now()
         hour = now.replace(minute=0, second=0, microsecond=0)
         bound = self._settings.mail_contacts_per_project_hour
         with mongo_errors("reserving mail contacts"):
-            granted = mongodb.reserve_mail_contacts(quota, project_hash, hour, len(due), bound)
+            granted = site_state.reserve_mail_contacts(quota, project_hash, hour, len(due), bound)
             if granted < len(due):
                 Metrics.counter(NAMESPACE, "mail_deferred_over_bound").inc(len(due) - granted)
-                mongodb.defer_mail(sites, project_hash, due[granted:], hour + timedelta(hours=1))
+                site_state.defer_mail(sites, project_hash, due[granted:], hour + timedelta(hours=1))
             if not granted:
                 return 0
             claim = uuid.uuid4().hex
-            taken, claimed = mongodb.claim_mail(sites, project_hash, due[:granted], claim, now)
-            mongodb.release_mail_contacts(quota, project_hash, hour, granted - len(claimed))
+            taken, claimed = site_state.claim_mail(sites, project_hash, due[:granted], claim, now)
+            site_state.release_mail_contacts(quota, project_hash, hour, granted - len(claimed))
         for state, count in taken.items():
             Metrics.counter(NAMESPACE, f"mail_claimed_{state}").inc(count)
         if not claimed:
@@ -323,22 +322,22 @@ class SendMail(_MongoFn):
         try:
             self._api.subscribe(
                 project_hash,
-                mongodb.enabled_mail_integrations(project),
+                enabled_mail_integrations(project),
                 contacts,
-                double_opt_in=mongodb.mail_double_opt_in(project),
+                double_opt_in=mail_double_opt_in(project),
             )
         except MailApiError as e:
             log.error(
                 "mail integration failed", extra={"project": project_hash, "sites": len(contacts), "error": e.summary}
             )
             with mongo_errors("marking mail failed"):
-                finished = mongodb.finish_mail(sites, project_hash, claimed, claim, False, _now(), e.summary)
+                finished = site_state.finish_mail(sites, project_hash, claimed, claim, False, _now(), e.summary)
             for state, count in finished.items():
                 Metrics.counter(NAMESPACE, f"mail_{state}").inc(count)
             return 0
         with mongo_errors("marking mail sent"):
-            finished = mongodb.finish_mail(sites, project_hash, claimed, claim, True, _now())
-        Metrics.counter(NAMESPACE, "mail_sent").inc(finished[mongodb.MAIL_SENT])
+            finished = site_state.finish_mail(sites, project_hash, claimed, claim, True, _now())
+        Metrics.counter(NAMESPACE, "mail_sent").inc(finished[site_state.MAIL_SENT])
         return len(contacts)
 
 
@@ -349,7 +348,7 @@ class SweepMail(SendMail):
     a contact that failed, was deferred over the hourly bound or was left
     `sending` by a crash would wait that long. So every run also asks, per project
     with an enabled integration, for the sites whose mail is due (an index range
-    per state, mongodb.due_mail), at most the hourly bound of them, and sends
+    per state, site_state.due_mail), at most the hourly bound of them, and sends
     them as SendMail does.
     """
 
@@ -358,10 +357,10 @@ class SweepMail(SendMail):
             return
         bound = self._settings.mail_contacts_per_project_hour
         for project_hash, project in sorted(projects.items()):
-            if not mongodb.enabled_mail_integrations(project):
+            if not enabled_mail_integrations(project):
                 continue
             with mongo_errors("finding due mail"):
-                due = mongodb.due_mail(self._db[mongodb.SITES], project_hash, _now(), bound)
+                due = site_state.due_mail(self._db[site_state.SITES], project_hash, _now(), bound)
             Metrics.counter(NAMESPACE, "mail_swept").inc(len(due))
             for start in range(0, len(due), MAIL_CONTACTS_PER_CALL):
                 sent = self._send(project_hash, due[start : start + MAIL_CONTACTS_PER_CALL], project)

@@ -64,7 +64,7 @@ from google.api_core.exceptions import BadRequest, NotFound, PreconditionFailed
 from google.cloud import bigquery
 
 from telemetry.common import privacy, stored_ping, wire
-from telemetry.pipelines import mongodb, records, warehouse
+from telemetry.pipelines import records, site_state, warehouse
 
 SITE_FIELDS = (*privacy.PERSONAL_FIELDS, "custom_fields")  # nulled in `sites`
 DEACTIVATION_FIELDS = ("reason_info",)  # nulled in `deactivations`
@@ -495,7 +495,7 @@ class Eraser:
         objects |= self._recent_object_names(target, now or datetime.now(UTC))
 
         mongo_filter = target.mongo_filter()
-        for collection, fields in ((mongodb.SITES, SITE_FIELDS), (mongodb.DEACTIVATIONS, DEACTIVATION_FIELDS)):
+        for collection, fields in ((site_state.SITES, SITE_FIELDS), (site_state.DEACTIVATIONS, DEACTIVATION_FIELDS)):
             query = {**mongo_filter, "$or": [{f: {"$ne": None}} for f in fields]}
             if dry_run:
                 counts[f"mongodb.{collection}"] = self._db[collection].count_documents(query)
@@ -505,9 +505,9 @@ class Eraser:
         # A batch is one project's: any site's error may quote the target's contact.
         with_error = {"hash": target.hash, "mail.error": {"$exists": True}}
         if dry_run:
-            counts["mongodb.sites.mail_error"] = self._db[mongodb.SITES].count_documents(with_error)
+            counts["mongodb.sites.mail_error"] = self._db[site_state.SITES].count_documents(with_error)
         else:
-            result = self._db[mongodb.SITES].update_many(with_error, {"$unset": {"mail.error": ""}})
+            result = self._db[site_state.SITES].update_many(with_error, {"$unset": {"mail.error": ""}})
             counts["mongodb.sites.mail_error"] = result.modified_count
 
         counts["bigquery.sites"] = self._null("sites", SITE_FIELDS, target, dry_run)

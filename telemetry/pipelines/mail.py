@@ -18,7 +18,7 @@ an address its owner never gave.
 Any 2xx means accepted. Connection errors, 429 and 5xx are retried with
 exponential backoff (urllib3's Retry, without waiting for a `Retry-After`, so
 that one call stays within MAX_CALL_SECONDS); what still fails raises
-MailApiError, and a later run tries the contacts again (mongodb.py).
+MailApiError, and a later run tries the contacts again (site_state.py).
 """
 
 from __future__ import annotations

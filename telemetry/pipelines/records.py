@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from telemetry.common import privacy, stored_ping, wire
+from telemetry.common import privacy, projects, stored_ping, wire
 from telemetry.common.stored_ping import StoredPing
 
 ACTIVE = "active"
@@ -78,10 +78,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 STREAMING_PAST = timedelta(days=1825)
 STREAMING_FUTURE = timedelta(days=364)
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
-
-# A deactivation reason id, as the client's `appsero_custom_deactivation_reasons`
-# filter lets plugin authors add them: a slug.
-REASON_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _TRUE = frozenset({"1", "yes", "true", "on"})
 _FALSE = frozenset({"0", "no", "false", "off", ""})
@@ -302,29 +298,12 @@ def site_record(
         "ip_address": to_text(body.get("ip_address")),
         "is_local": bool_field("is_local", body.get("is_local")),
         "tracking_skipped": bool_field("tracking_skipped", body.get("tracking_skipped")),
-        "custom_fields": custom_fields(body, project.get("custom_fields") or []),
+        "custom_fields": custom_fields(body, projects.custom_field_keys(project)),
         "status": status,
         "ping_id": ping.id,
         "received_at": ping.received_at,
     }
     return policy.site_record(record)
-
-
-def project_reason_labels(project: dict[str, Any]) -> dict[str, str]:
-    """The project's own reason slugs and the labels the dashboard shows for them.
-
-    `deactivation_reasons` is an object from slug to label, or (the older form)
-    a list of slugs, each its own label.
-    """
-    reasons = project.get("deactivation_reasons") or {}
-    if isinstance(reasons, dict):
-        return {str(slug): str(label) for slug, label in reasons.items()}
-    return {str(slug): str(slug) for slug in reasons}
-
-
-def is_known_reason(reason: str, project: dict[str, Any]) -> bool:
-    """Whether the client library or the project lists the reason."""
-    return reason in wire.CLIENT_DEACTIVATION_REASONS or reason in project_reason_labels(project)
 
 
 def deactivation_record(ping: StoredPing, project: dict[str, Any]) -> dict[str, Any]:
@@ -336,14 +315,14 @@ def deactivation_record(ping: StoredPing, project: dict[str, Any]) -> dict[str, 
     """
     body = ping.payload
     reason = to_text(body.get("reason_id"))
-    if reason is not None and not REASON_SLUG.fullmatch(reason):
+    if reason is not None and not projects.REASON_SLUG.fullmatch(reason):
         raise Rejected(INVALID_REASON, f"reason_id {reason[:100]!r} is not a slug of at most 64 of A-Z a-z 0-9 _ -")
     return {
         "hash": body["hash"],
         "url": url_field(body["url"]),
         "site": display_text(body.get("site")),
         "reason_id": reason,
-        "reason_known": None if reason is None else is_known_reason(reason, project),
+        "reason_known": None if reason is None else projects.is_known_reason(reason, project),
         "reason_info": to_text(body.get("reason_info")),
         "project_version": to_text(body.get("project_version")),
         "ping_id": ping.id,

@@ -1,6 +1,6 @@
 """What the pipelines do with each route's pings, described once as data.
 
-The graph (build.py), the per-route transform (transforms.ProcessRoute), the
+The graph (graph.py), the per-route transform (transforms.ProcessRoute), the
 MERGEs and the reconciliation all loop over these descriptions; none of them
 branches on a route's name.
 """
@@ -46,7 +46,8 @@ def _tracking_skipped_row(ping: StoredPing, _project: dict[str, Any]) -> dict[st
     return records.tracking_skipped_row(ping)
 
 
-ROUTES: dict[str, Route] = {
+# Each route of the wire format (wire.ROUTES, the names) described, by name.
+ROUTE_BY_NAME: dict[str, Route] = {
     route.name: route
     for route in (
         Route(wire.TRACK, warehouse.SITES, record=None, site_status=records.ACTIVE),
@@ -60,7 +61,7 @@ ROUTES: dict[str, Route] = {
         ),
     )
 }
-assert set(ROUTES) == set(wire.ROUTES), "every route of the wire format is described"
+assert set(ROUTE_BY_NAME) == set(wire.ROUTES), "every route of the wire format is described"
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ class Pipeline:
 
 
 PIPELINES = {
-    "tracking": Pipeline("tracking", (ROUTES[wire.TRACK], ROUTES[wire.TRACKING_SKIPPED])),
-    "deactivation": Pipeline("deactivation", (ROUTES[wire.DEACTIVATE],)),
+    "tracking": Pipeline("tracking", (ROUTE_BY_NAME[wire.TRACK], ROUTE_BY_NAME[wire.TRACKING_SKIPPED])),
+    "deactivation": Pipeline("deactivation", (ROUTE_BY_NAME[wire.DEACTIVATE],)),
 }
 
 

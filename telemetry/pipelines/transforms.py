@@ -20,11 +20,11 @@ from apache_beam.metrics import Metrics
 
 from telemetry.common import privacy, stored_ping
 from telemetry.common.stored_ping import StoredPing
-from telemetry.pipelines import mongodb, records, warehouse
+from telemetry.pipelines import records, site_state, warehouse
+from telemetry.pipelines.counters import NAMESPACE
 from telemetry.pipelines.records import Rejected
 from telemetry.pipelines.routes import Route
 
-NAMESPACE = "telemetry"
 REJECTED = "rejected"
 ACCEPTED = "accepted"
 
@@ -222,19 +222,13 @@ WRITE_BATCH = {"min_batch_size": 50, "max_batch_size": 500}
 
 
 class LatestPerSite(beam.PTransform):
-    """Records -> batches of `mongodb.latest_per_site`, folded within each write batch.
+    """Records -> batches of `site_state.latest_per_site`, folded within each write batch.
 
     Not across the whole run: that would hold every site of the hour in memory
     (a GroupByKey). A site that lands in two batches gets two updates, and
-    `mongodb.site_update` is order-independent (newest record wins, first/last
+    `site_state.site_update` is order-independent (newest record wins, first/last
     seen only widen), so the stored document is the same either way.
     """
 
     def expand(self, site_records):
-        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(mongodb.latest_per_site)
-
-
-def mail_flag(record: dict[str, Any], projects: dict[str, dict[str, Any]]) -> bool:
-    """Whether a new site of this record's project must be sent to the mail integration."""
-    project = projects.get(record["hash"])
-    return bool(project and mongodb.enabled_mail_integrations(project))
+        return site_records | beam.BatchElements(**WRITE_BATCH) | beam.Map(site_state.latest_per_site)

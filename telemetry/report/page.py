@@ -37,8 +37,7 @@ import vl_convert
 
 from telemetry.analytics import metrics
 from telemetry.common import config, mongo
-from telemetry.pipelines import mongodb
-from telemetry.pipelines.records import project_reason_labels
+from telemetry.common.projects import load_projects, project_reason_labels
 
 DEFAULT_DAYS = 90
 SHORT_DAYS = 30
@@ -93,9 +92,9 @@ def load(
 
     `hashes` limits both to those projects; None reads every project.
     """
-    only = {"hash": {"$in": sorted(set(hashes))}} if hashes is not None else {}
-    fields = {"_id": 0, "hash": 1, "name": 1, "type": 1, "deactivation_reasons": 1}
-    projects = {doc["hash"]: doc for doc in db[mongodb.PROJECTS].find(only, fields)}
+    hashes = sorted(set(hashes)) if hashes is not None else None
+    only = {"hash": {"$in": hashes}} if hashes is not None else {}
+    projects = load_projects(db, hashes)
     analytics = db[metrics.COLLECTION]
     latest = analytics.find_one(only, {"_id": 0, "day": 1}, sort=[("day", -1)])
     if latest is None:

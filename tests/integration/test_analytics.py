@@ -29,8 +29,9 @@ import pytest
 from telemetry.analytics import job as analytics
 from telemetry.analytics import metrics, serving
 from telemetry.common import cloud, mongo, stored_ping
+from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
-from telemetry.pipelines import build, mongodb, warehouse
+from telemetry.pipelines import build, site_state, warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW_DAYS = 3
@@ -151,9 +152,9 @@ def setup():
     client = cloud.bigquery_client(settings.project)
     warehouse.ensure_tables(client, name)
     db = mongo.database(settings.mongodb_uri, name)
-    mongodb.ensure_indexes(db)
+    site_state.ensure_indexes(db)
     project = uuid.uuid4().hex
-    db[mongodb.PROJECTS].insert_one(
+    db[PROJECTS].insert_one(
         {"hash": project, "name": "Analytics test", "type": "plugin", "custom_fields": [], "mail_integrations": {}}
     )
     bucket = cloud.storage_client(settings.project).bucket(os.environ["TRACKING_BUCKET"])

@@ -20,7 +20,7 @@ from telemetry.audit import job as audit
 from telemetry.audit.reprocess import HourRange, LocalPipelines
 from telemetry.common import cloud, wire
 from telemetry.local import samples
-from telemetry.pipelines import build
+from telemetry.pipelines import build, reconciliation
 from tests.integration.test_pipelines import new_project, put_bytes, put_ping
 
 
@@ -47,7 +47,7 @@ def hour_mode(name: str, first: datetime, last: datetime | None = None) -> None:
     last = last or first
     argv = [name, "--runner", build.LOCAL_RUNNER, "--hour", f"{first:%Y-%m-%dT%H}", "--hour_to", f"{last:%Y-%m-%dT%H}"]
     pipeline, result, waited = build.run(argv)
-    assert waited and build.report_from_metrics(pipeline, result)["balanced"]
+    assert waited and reconciliation.report_from_metrics(pipeline, result)["balanced"]
 
 
 def counts(bq, table: str, project: str, column: str = "ping_id") -> tuple[int, int]:

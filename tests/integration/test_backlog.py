@@ -9,9 +9,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from telemetry.common import stored_ping
+from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples
-from telemetry.pipelines import build, mongodb
+from telemetry.pipelines import build, reconciliation, site_state
 from tests.integration.test_pipelines import _pending
 
 BOUND = 10
@@ -21,7 +22,7 @@ PINGS = 35  # three and a half runs' worth
 def _run(*args: str):
     pipeline, result, waited = build.run(["tracking", "--runner", build.LOCAL_RUNNER, *args])
     assert waited
-    report = build.report_from_metrics(pipeline, result)
+    report = reconciliation.report_from_metrics(pipeline, result)
     assert report["balanced"], report
     counters = {c.key.metric.name: c.committed or 0 for c in result.metrics().query()["counters"]}
     return report, counters
@@ -30,7 +31,7 @@ def _run(*args: str):
 def test_a_backlog_of_several_runs_drains_over_successive_runs_with_nothing_lost_or_doubled(bucket, db, bq):
     _run()  # drain what earlier tests left, so that the counts below are this test's
     project = uuid.uuid4().hex
-    db[mongodb.PROJECTS].insert_one(
+    db[PROJECTS].insert_one(
         {"hash": project, "name": "test", "type": "plugin", "custom_fields": [], "mail_integrations": {}}
     )
     rng = random.Random(43)
@@ -61,5 +62,5 @@ def test_a_backlog_of_several_runs_drains_over_successive_runs_with_nothing_lost
 
     sql = f"SELECT ping_id FROM `{bq.project}.{os.environ['BQ_DATASET']}.sites` WHERE hash = '{project}'"
     assert sorted(row["ping_id"] for row in bq.query(sql).result()) == sorted(ids)  # each once
-    assert db[mongodb.SITES].count_documents({"hash": project}) == PINGS
+    assert db[site_state.SITES].count_documents({"hash": project}) == PINGS
     assert _pending("track") == 0 and _pending("tracking-skipped") == 0  # every notification acknowledged

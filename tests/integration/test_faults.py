@@ -26,10 +26,11 @@ import pytest
 import requests
 
 from telemetry.common import cloud, config, stored_ping
+from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest import handler
 from telemetry.local import samples
-from telemetry.pipelines import build, connectors, mongodb, warehouse
+from telemetry.pipelines import build, connectors, reconciliation, site_state, warehouse
 from tests.integration import faults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,7 +188,7 @@ BOUNDS = [f"--{name}_timeout_seconds={BOUND}" for name in ("mongodb", "bigquery"
 def _run(*args: str) -> dict:
     pipeline, result, waited = build.run(["tracking", "--runner", build.LOCAL_RUNNER, *BOUNDS, *args])
     assert waited
-    report = build.report_from_metrics(pipeline, result)
+    report = reconciliation.report_from_metrics(pipeline, result)
     assert report["balanced"], report
     return report
 
@@ -211,7 +212,7 @@ class _Hour:
             for blob in bucket.list_blobs(prefix=stored_ping.hour_prefix(route, hour)):
                 blob.delete()
         self.project = uuid.uuid4().hex
-        db[mongodb.PROJECTS].insert_one(
+        db[PROJECTS].insert_one(
             {"hash": self.project, "name": "faults", "type": "plugin", "custom_fields": [], "mail_integrations": {}}
         )
         self.unknown_project = uuid.uuid4().hex
@@ -253,8 +254,8 @@ class _Hour:
         assert sites == sorted(p.id for p in self.good)
         assert skipped == sorted(p.id for p in self.skipped)
         assert rejected == sorted(p.object_name for p in self.rejected)
-        assert db[mongodb.SITES].count_documents({"hash": self.project}) == len(self.good)
-        assert db[mongodb.SITES].count_documents({"hash": self.unknown_project}) == 0
+        assert db[site_state.SITES].count_documents({"hash": self.project}) == len(self.good)
+        assert db[site_state.SITES].count_documents({"hash": self.unknown_project}) == 0
 
 
 def _pending(route: str) -> int:

@@ -28,7 +28,7 @@ import requests
 
 from telemetry.common import cloud, config, stored_ping
 from telemetry.local import samples
-from telemetry.pipelines import build, records, warehouse
+from telemetry.pipelines import build, reconciliation, records, warehouse
 from tests.integration.test_pipelines import FORM, bq_rows, new_project, post, run, run_both
 
 INSERT_ALL_REQUEST_BYTES = 10_485_760  # BigQuery's limit of one insertAll request
@@ -219,6 +219,6 @@ def test_a_run_leaves_no_staging_table_and_no_staging_object(ingest_url, db, bq)
     before = leftovers()
     post(ingest_url, "track", samples.track_payload(random.Random(3), new_project(db), 0))
     pipeline, result, _ = build.run(["tracking", "--runner", build.LOCAL_RUNNER])
-    assert build.report_from_metrics(pipeline, result)["routes"]["track"]["rows_written"] >= 1
+    assert reconciliation.report_from_metrics(pipeline, result)["routes"]["track"]["rows_written"] >= 1
     after = leftovers()
     assert after[0] <= before[0] and after[1] <= before[1]

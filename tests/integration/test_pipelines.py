@@ -26,10 +26,12 @@ import pytest
 import requests
 
 from telemetry.common import cloud, stored_ping
+from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest import handler
 from telemetry.local import samples, stack
-from telemetry.pipelines import build, connectors, mongodb, records, transforms
+from telemetry.pipelines import build, connectors, reconciliation, records, site_state
+from telemetry.pipelines.counters import NAMESPACE
 from tests import fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +41,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
 
 def new_project(db, **fields) -> str:
     project_hash = uuid.uuid4().hex
-    db[mongodb.PROJECTS].insert_one(
+    db[PROJECTS].insert_one(
         {"hash": project_hash, "name": "test", "type": "plugin", "custom_fields": [], "mail_integrations": {}, **fields}
     )
     return project_hash
@@ -54,7 +56,7 @@ def post(ingest_url: str, route: str, body: dict) -> str:
 def run(name: str, *args: str) -> dict:
     pipeline, result, waited = build.run([name, "--runner", build.LOCAL_RUNNER, *args])
     assert waited
-    report = build.report_from_metrics(pipeline, result)
+    report = reconciliation.report_from_metrics(pipeline, result)
     assert report["balanced"], report
     return report
 
@@ -71,8 +73,8 @@ def bq_rows(bq, table: str, where: str) -> list[dict]:
 def snapshot(db, bq, hashes: list[str]) -> dict:
     quoted = ", ".join(f"'{h}'" for h in hashes)
     return {
-        "sites": sorted(map(repr, db[mongodb.SITES].find({"hash": {"$in": hashes}}, {"_id": 0}).sort("url"))),
-        "deactivations": sorted(map(repr, db[mongodb.DEACTIVATIONS].find({"hash": {"$in": hashes}}, {"_id": 0}))),
+        "sites": sorted(map(repr, db[site_state.SITES].find({"hash": {"$in": hashes}}, {"_id": 0}).sort("url"))),
+        "deactivations": sorted(map(repr, db[site_state.DEACTIVATIONS].find({"hash": {"$in": hashes}}, {"_id": 0}))),
         **{
             t: len(bq_rows(bq, t, f"hash IN ({quoted})"))
             for t in ("sites", "deactivations", "tracking_skipped", "rejected")
@@ -123,7 +125,7 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
     reports = run_both()
     assert reports["tracking"]["routes"]["track"]["objects_read"] >= 6
 
-    sites = {doc["url"]: doc for doc in db[mongodb.SITES].find({"hash": project}, {"_id": 0})}
+    sites = {doc["url"]: doc for doc in db[site_state.SITES].find({"hash": project}, {"_id": 0})}
     assert sorted(sites) == [samples.site_url(i) for i in range(3)]
     site0 = sites[samples.site_url(0)]
     assert site0["wp_version"] == "6.7.1" and site0["custom_fields"] == {"license_type": "agency"}
@@ -131,7 +133,7 @@ def test_contracts_end_to_end_and_reruns_change_nothing(ingest_url, bucket, db, 
     assert isinstance(site0["users_total"], int) and isinstance(site0["multisite"], bool)
     assert sites[samples.site_url(1)]["status"] == "deactivated"
     assert "secret" not in json.dumps([doc["custom_fields"] for doc in sites.values()])
-    [deactivated] = db[mongodb.DEACTIVATIONS].find({"hash": project})
+    [deactivated] = db[site_state.DEACTIVATIONS].find({"hash": project})
     assert deactivated["reason_id"] == "too-expensive" and deactivated["url"] == samples.site_url(1)
 
     assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 5  # 4 track + the deactivated site's ping
@@ -173,7 +175,7 @@ def test_what_real_sites_send_reaches_mongodb_and_bigquery_decoded_and_kept(inge
     post(ingest_url, "deactivate", custom)
     run_both()
 
-    site = db[mongodb.SITES].find_one({"hash": project, "url": url})
+    site = db[site_state.SITES].find_one({"hash": project, "url": url})
     assert site["site"] == 'Bakery & Café "Ñandú"' and site["last_name"] == "O'Brien & Sons"
     [row] = bq_rows(bq, "sites", f"hash = '{project}' AND url = '{url}'")
     assert row["site"] == 'Bakery & Café "Ñandú"' and row["last_name"] == "O'Brien & Sons"
@@ -181,7 +183,7 @@ def test_what_real_sites_send_reaches_mongodb_and_bigquery_decoded_and_kept(inge
     assert deactivation["reason_id"] == "switched-to-pro" and deactivation["reason_known"] is False
     assert deactivation["reason_info"] == "Price &amp; support"  # the user's own text, as received
     assert deactivation["site"] == "L'Atelier"
-    latest = db[mongodb.DEACTIVATIONS].find_one({"hash": project})
+    latest = db[site_state.DEACTIVATIONS].find_one({"hash": project})
     assert (latest["reason_id"], latest["reason_known"]) == ("switched-to-pro", False)
     assert bq_rows(bq, "rejected", f"hash = '{project}'") == []
 
@@ -221,7 +223,7 @@ def test_out_of_order_pings_keep_the_newest_state(bucket, db, bq):
     put_ping(bucket, "track", t_old, old_body)  # arrives late
     run("tracking")
 
-    [site] = db[mongodb.SITES].find({"hash": project})
+    [site] = db[site_state.SITES].find({"hash": project})
     assert site["project_version"] == "9.9.9"
     assert site["first_seen"] == t_old.replace(tzinfo=site["first_seen"].tzinfo)
     assert site["last_seen"] == t_new.replace(tzinfo=site["last_seen"].tzinfo)
@@ -241,16 +243,16 @@ def test_site_updates_give_the_same_document_in_any_order(db):
         site_records.append(records.site_record(ping, project))
     documents = set()
     for order in (site_records, site_records[::-1], site_records[1:] + site_records[:1]):
-        db[mongodb.SITES].delete_many({"hash": project["hash"]})
+        db[site_state.SITES].delete_many({"hash": project["hash"]})
         for record in order:  # one update per batch: the worst case
             at_once = record["received_at"]
-            mongodb.apply(db[mongodb.SITES], [mongodb.site_update(record, at_once, at_once, False)])
-        [document] = db[mongodb.SITES].find({"hash": project["hash"]}, {"_id": 0})
+            site_state.apply(db[site_state.SITES], [site_state.site_update(record, at_once, at_once, False)])
+        [document] = db[site_state.SITES].find({"hash": project["hash"]}, {"_id": 0})
         assert (document["project_version"], document["ping_id"]) == ("c", "c")
         assert (document["first_seen"], document["last_seen"]) == (at, at + timedelta(minutes=30))
         documents.add(repr(sorted(document.items())))
     assert len(documents) == 1
-    db[mongodb.SITES].delete_many({"hash": project["hash"]})
+    db[site_state.SITES].delete_many({"hash": project["hash"]})
 
 
 def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ingest_url, db, bq):
@@ -271,7 +273,7 @@ def test_mongodb_down_fails_the_run_and_a_rerun_completes_without_duplicates(ing
     assert report["routes"]["track"]["objects_read"] >= 5
     rows = bq_rows(bq, "sites", f"hash = '{project}'")
     assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 5
+    assert db[site_state.SITES].count_documents({"hash": project}) == 5
 
 
 def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicates(bucket, db, bq, monkeypatch):
@@ -308,7 +310,7 @@ def test_mongodb_stopped_mid_run_fails_it_and_a_rerun_completes_without_duplicat
         "balanced": True,
     }
     assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 60
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 60
+    assert db[site_state.SITES].count_documents({"hash": project}) == 60
 
 
 class _MailReceiver(http.server.BaseHTTPRequestHandler):
@@ -381,16 +383,16 @@ def test_mail_integration_called_once_per_new_site(ingest_url, db, mail_api):
     run("tracking", "--mail_api_url", url, "--hour", datetime.now(UTC).strftime("%Y-%m-%dT%H"))
     mine = [c for c in receiver.calls if c["body"]["project"] == project]
     assert [[c["url"] for c in call["body"]["contacts"]] for call in mine[1:]] == [[samples.site_url(3)]]
-    statuses = {d["url"]: d["mail"]["status"] for d in db[mongodb.SITES].find({"hash": project})}
-    assert set(statuses.values()) == {mongodb.MAIL_SENT}
+    statuses = {d["url"]: d["mail"]["status"] for d in db[site_state.SITES].find({"hash": project})}
+    assert set(statuses.values()) == {site_state.MAIL_SENT}
 
 
 def test_mail_failure_is_counted_and_never_fails_the_job(ingest_url, db):
     project = new_project(db, mail_integrations={"wemail": {"enabled": True}})
     post(ingest_url, "track", samples.track_payload(random.Random(1), project, 1))
     run("tracking", "--mail_api_url", "http://127.0.0.1:9/nothing-listens")
-    [site] = db[mongodb.SITES].find({"hash": project})
-    assert site["mail"]["status"] == mongodb.MAIL_FAILED and site["mail"]["error"]
+    [site] = db[site_state.SITES].find({"hash": project})
+    assert site["mail"]["status"] == site_state.MAIL_FAILED and site["mail"]["error"]
 
 
 def run_counted(name: str, *args: str) -> dict[str, int]:
@@ -398,9 +400,9 @@ def run_counted(name: str, *args: str) -> dict[str, int]:
     from apache_beam.metrics.metric import MetricsFilter
 
     pipeline, result, waited = build.run([name, "--runner", build.LOCAL_RUNNER, *args])
-    assert waited and build.report_from_metrics(pipeline, result)["balanced"]
+    assert waited and reconciliation.report_from_metrics(pipeline, result)["balanced"]
     totals: dict[str, int] = {}
-    for counter in result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]:
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (counter.committed or 0)
     return totals
 
@@ -412,7 +414,7 @@ def contacts_sent(receiver, project: str) -> list[str]:
 
 
 def mail_of(db, project: str) -> dict[str, dict]:
-    return {d["url"]: d["mail"] for d in db[mongodb.SITES].find({"hash": project}, {"url": 1, "mail": 1})}
+    return {d["url"]: d["mail"] for d in db[site_state.SITES].find({"hash": project}, {"url": 1, "mail": 1})}
 
 
 def test_mail_failure_keeps_a_summary_that_quotes_no_contact(ingest_url, db, mail_api):
@@ -424,7 +426,7 @@ def test_mail_failure_keeps_a_summary_that_quotes_no_contact(ingest_url, db, mai
     receiver.refuse_next = 1  # 400, the request (and its contacts) echoed in the answer
     counters = run_counted("tracking", "--mail_api_url", url)
     [mail] = mail_of(db, project).values()
-    assert mail["status"] == mongodb.MAIL_FAILED and mail["attempts"] == 1
+    assert mail["status"] == site_state.MAIL_FAILED and mail["attempts"] == 1
     assert mail["error"] == "mail API answered 400"
     assert body["admin_email"] not in repr(mail)
     assert counters["mail_failed"] >= 1
@@ -439,10 +441,10 @@ def test_mail_retries_failed_and_lost_claims_with_a_bound(ingest_url, db, mail_a
     for site in range(1, 6):
         post(ingest_url, "track", samples.track_payload(rng, project, site))
     run("tracking")  # no mail API in this run: every site stays pending
-    assert {m["status"] for m in mail_of(db, project).values()} == {mongodb.MAIL_PENDING}
+    assert {m["status"] for m in mail_of(db, project).values()} == {site_state.MAIL_PENDING}
 
     now = datetime.now(UTC)
-    sites = db[mongodb.SITES]
+    sites = db[site_state.SITES]
     past, ahead = now - timedelta(minutes=1), now + timedelta(minutes=30)
 
     def set_mail(site: int, **mail):
@@ -450,47 +452,47 @@ def test_mail_retries_failed_and_lost_claims_with_a_bound(ingest_url, db, mail_a
 
     # 1: failed, due again; 2: failed, backing off; 3: left `sending` by a worker that died an hour
     # and more ago; 4: `sending` as the code before due_at left it; 5: a claim in flight.
-    set_mail(1, status=mongodb.MAIL_FAILED, attempts=1, due_at=past, error="mail API answered 503")
-    set_mail(2, status=mongodb.MAIL_FAILED, attempts=1, due_at=ahead)
-    lost = now - mongodb.MAIL_RECLAIM_AFTER - timedelta(minutes=1)
+    set_mail(1, status=site_state.MAIL_FAILED, attempts=1, due_at=past, error="mail API answered 503")
+    set_mail(2, status=site_state.MAIL_FAILED, attempts=1, due_at=ahead)
+    lost = now - site_state.MAIL_RECLAIM_AFTER - timedelta(minutes=1)
     set_mail(
         3,
-        status=mongodb.MAIL_SENDING,
+        status=site_state.MAIL_SENDING,
         claim="dead",
         attempts=1,
         claimed_at=lost,
-        due_at=lost + mongodb.MAIL_RECLAIM_AFTER,
+        due_at=lost + site_state.MAIL_RECLAIM_AFTER,
     )
-    set_mail(4, status=mongodb.MAIL_SENDING, claim="old")
+    set_mail(4, status=site_state.MAIL_SENDING, claim="old")
     set_mail(
         5,
-        status=mongodb.MAIL_SENDING,
+        status=site_state.MAIL_SENDING,
         claim="live",
         attempts=1,
         claimed_at=now,
-        due_at=now + mongodb.MAIL_RECLAIM_AFTER,
+        due_at=now + site_state.MAIL_RECLAIM_AFTER,
     )
 
     counters = run_counted("tracking", "--mail_api_url", url)  # no site pings in this run
     assert sorted(contacts_sent(receiver, project)) == [samples.site_url(i) for i in (1, 3, 4)]
     mail = mail_of(db, project)
     assert {u: m["status"] for u, m in mail.items()} == {
-        samples.site_url(1): mongodb.MAIL_SENT,
-        samples.site_url(2): mongodb.MAIL_FAILED,
-        samples.site_url(3): mongodb.MAIL_SENT,
-        samples.site_url(4): mongodb.MAIL_SENT,
-        samples.site_url(5): mongodb.MAIL_SENDING,
+        samples.site_url(1): site_state.MAIL_SENT,
+        samples.site_url(2): site_state.MAIL_FAILED,
+        samples.site_url(3): site_state.MAIL_SENT,
+        samples.site_url(4): site_state.MAIL_SENT,
+        samples.site_url(5): site_state.MAIL_SENDING,
     }
     assert mail[samples.site_url(1)]["attempts"] == 2 and "error" not in mail[samples.site_url(1)]
     assert counters["mail_claimed_failed"] >= 1 and counters["mail_claimed_sending"] >= 2
     assert counters["mail_sent"] >= 3
 
     # The last attempt fails: abandoned, and no later run tries it again.
-    set_mail(2, status=mongodb.MAIL_FAILED, attempts=mongodb.MAIL_MAX_ATTEMPTS - 1, due_at=past)
+    set_mail(2, status=site_state.MAIL_FAILED, attempts=site_state.MAIL_MAX_ATTEMPTS - 1, due_at=past)
     receiver.refuse_next = 1
     counters = run_counted("tracking", "--mail_api_url", url)
     abandoned = mail_of(db, project)[samples.site_url(2)]
-    assert abandoned["status"] == mongodb.MAIL_ABANDONED and abandoned["attempts"] == mongodb.MAIL_MAX_ATTEMPTS
+    assert abandoned["status"] == site_state.MAIL_ABANDONED and abandoned["attempts"] == site_state.MAIL_MAX_ATTEMPTS
     assert counters["mail_abandoned"] >= 1
     calls = len(receiver.calls)
     run("tracking", "--mail_api_url", url)
@@ -514,7 +516,7 @@ def test_forged_new_sites_double_opt_in_and_an_hourly_bound(ingest_url, db, mail
     assert [c["body"]["double_opt_in"] for c in receiver.calls if c["body"]["project"] == trusting] == [False]
     first = contacts_sent(receiver, project)
     assert len(first) == 3 and counters["mail_deferred_over_bound"] >= 2
-    waiting = {u: m for u, m in mail_of(db, project).items() if m["status"] == mongodb.MAIL_PENDING}
+    waiting = {u: m for u, m in mail_of(db, project).items() if m["status"] == site_state.MAIL_PENDING}
     assert len(waiting) == 2
     next_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     assert {m["due_at"].replace(tzinfo=UTC) for m in waiting.values()} == {next_hour}
@@ -523,27 +525,27 @@ def test_forged_new_sites_double_opt_in_and_an_hourly_bound(ingest_url, db, mail
     assert len(contacts_sent(receiver, project)) == 3
 
     # The next hour (its quota document is new, and the deferred sites are due): the rest go out, once.
-    db[mongodb.MAIL_QUOTA].delete_many({"hash": project})
-    db[mongodb.SITES].update_many(
-        {"hash": project, "mail.status": mongodb.MAIL_PENDING}, {"$set": {"mail.due_at": datetime.now(UTC)}}
+    db[site_state.MAIL_QUOTA].delete_many({"hash": project})
+    db[site_state.SITES].update_many(
+        {"hash": project, "mail.status": site_state.MAIL_PENDING}, {"$set": {"mail.due_at": datetime.now(UTC)}}
     )
     run("tracking", "--mail_api_url", url, "--mail_contacts_per_project_hour", "3")
     assert sorted(contacts_sent(receiver, project)) == [samples.site_url(i) for i in range(1, 6)]
-    assert {m["status"] for m in mail_of(db, project).values()} == {mongodb.MAIL_SENT}
+    assert {m["status"] for m in mail_of(db, project).values()} == {site_state.MAIL_SENT}
 
 
 def test_indexes(db):
-    sites = db[mongodb.SITES].index_information()
+    sites = db[site_state.SITES].index_information()
     assert sites["hash_url_unique"]["unique"] is True
     assert sites["hash_last_seen"]["key"] == [("hash", 1), ("last_seen", -1)]
     assert sites["hash_mail_due"]["key"] == [("hash", 1), ("mail.status", 1), ("mail.due_at", 1)]
     key = {"hash": f"dup-{uuid.uuid4().hex}", "url": "https://dup.example.org"}
-    db[mongodb.SITES].insert_one(dict(key))
+    db[site_state.SITES].insert_one(dict(key))
     try:
         with pytest.raises(pymongo.errors.DuplicateKeyError):
-            db[mongodb.SITES].insert_one(dict(key))
+            db[site_state.SITES].insert_one(dict(key))
     finally:
-        db[mongodb.SITES].delete_many(key)
+        db[site_state.SITES].delete_many(key)
 
 
 # --- Notification leases (telemetry/pipelines/leases.py) --------------------------------
@@ -656,7 +658,7 @@ def test_a_run_longer_than_its_lease_keeps_its_notifications_and_acknowledges_ea
     took = time.monotonic() - started
     assert took > 2.5 * LEASE  # the leases were extended at least twice, or the run would have lost them
     assert puller.pulls >= 2 * LEASE and puller.got == []  # no notification came to another pull during the run
-    report = build.report_from_metrics(pipeline, result)
+    report = reconciliation.report_from_metrics(pipeline, result)
     assert report["routes"]["track"] == {
         "objects_read": 8,
         "rows_written": 8,
@@ -673,7 +675,7 @@ def test_a_run_longer_than_its_lease_keeps_its_notifications_and_acknowledges_ea
     assert _pending("track") == 0 and _pending("tracking-skipped") == 0
     rows = bq_rows(bq, "sites", f"hash = '{project}'")
     assert sorted(r["ping_id"] for r in rows) == sorted(ids)
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 8
+    assert db[site_state.SITES].count_documents({"hash": project}) == 8
 
 
 def test_a_run_past_its_bound_fails_and_its_notifications_come_back_for_the_next_run(ingest_url, db, bq, monkeypatch):
@@ -695,7 +697,7 @@ def test_a_run_past_its_bound_fails_and_its_notifications_come_back_for_the_next
     assert report["routes"]["track"]["objects_read"] == 5
     rows = bq_rows(bq, "sites", f"hash = '{project}'")
     assert sorted(r["ping_id"] for r in rows) == sorted(ids)  # each once, whichever run wrote it
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 5
+    assert db[site_state.SITES].count_documents({"hash": project}) == 5
 
 
 def test_pings_that_pass_ingest_but_not_the_sinks_are_rejected_with_reasons_and_the_runs_balance(bucket, db, bq):
@@ -748,7 +750,7 @@ def test_pings_that_pass_ingest_but_not_the_sinks_are_rejected_with_reasons_and_
         assert row["received_at"] in (today, today + timedelta(days=1))  # dated by the day it was set aside
         assert row["detail"].startswith("[received_at ")
     assert len(bq_rows(bq, "sites", f"hash = '{project}'")) == 1
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 1
+    assert db[site_state.SITES].count_documents({"hash": project}) == 1
 
     # The same day, a re-run stores the out-of-range rejection once.
     run("tracking", "--hour", hour_arg(too_old))

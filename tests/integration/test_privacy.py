@@ -23,9 +23,10 @@ import pytest
 from google.cloud import bigquery
 
 from telemetry.common import cloud, stored_ping
+from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples, stack
-from telemetry.pipelines import erase, mongodb, records, warehouse
+from telemetry.pipelines import erase, records, site_state, warehouse
 from tests.integration import loopback
 from tests.integration.test_pipelines import FORM, new_project
 
@@ -91,7 +92,7 @@ def everything(db, bq, bucket, prefixes: list[str]) -> str:
     """All that the stores hold that a test's pings could have reached, as one text: MongoDB,
     every table of the history and staging datasets (staging tables of failed runs included),
     the bucket's objects under `prefixes` and the work bucket's staging files."""
-    parts = [repr(list(db[c].find({}, {"_id": 0}))) for c in (mongodb.SITES, mongodb.DEACTIVATIONS, "analytics")]
+    parts = [repr(list(db[c].find({}, {"_id": 0}))) for c in (site_state.SITES, site_state.DEACTIVATIONS, "analytics")]
     for dataset in (os.environ["BQ_DATASET"], os.environ["BQ_STAGING_DATASET"]):
         for table in bq.list_tables(f"{bq.project}.{dataset}"):
             sql = f"SELECT TO_JSON_STRING(t) AS j FROM `{bq.project}.{dataset}.{table.table_id}` t"
@@ -115,8 +116,8 @@ def state_of(db, bq, project_hash: str, url: str) -> dict:
 
     query = {"hash": project_hash, "url": url}
     return {
-        "sites": list(db[mongodb.SITES].find(query, {"_id": 0})),
-        "deactivations": list(db[mongodb.DEACTIVATIONS].find(query, {"_id": 0})),
+        "sites": list(db[site_state.SITES].find(query, {"_id": 0})),
+        "deactivations": list(db[site_state.DEACTIVATIONS].find(query, {"_id": 0})),
         "bq_sites": rows("sites"),
         "bq_deactivations": rows("deactivations"),
     }
@@ -166,7 +167,7 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
             assert value not in pipeline_output
 
     url = samples.site_url(1)
-    gone = db[mongodb.SITES].find_one({"hash": one, "url": url})
+    gone = db[site_state.SITES].find_one({"hash": one, "url": url})
     assert gone["admin_email"] == people["gone"]["admin_email"]  # the default keeps the contact
     truncated = ipaddress.ip_network(people["gone"]["ip_address"] + "/48", strict=False).network_address
     assert gone["ip_address"] == str(truncated)
@@ -215,7 +216,7 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
     for value in values(people["kept"]) + values(people["p2a"]):
         assert value in left, value
     assert state_of(db, bq, one, samples.site_url(2)) == kept_before
-    assert db[mongodb.SITES].count_documents({"hash": one}) == 2  # nulled, not deleted
+    assert db[site_state.SITES].count_documents({"hash": one}) == 2  # nulled, not deleted
 
     out = erase_cli(capsys, "project", "--hash", two)
     assert counts(out)["mongodb.sites"] == 2 and counts(out)["storage.objects"] == 6, out
@@ -305,16 +306,16 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
     post("track", ping(kept, 2, samples.site_url(2)), kept["client_ip"])
     run_pipeline_logged("tracking")
     run_pipeline_logged("deactivation")
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 4  # three forms of site 1, and site 2
+    assert db[site_state.SITES].count_documents({"hash": project}) == 4  # three forms of site 1, and site 2
 
     # mail.error as the mail step stored it before it kept only a summary: the API's answer,
     # quoting the batch's contacts, on every site of the batch.
     answer = f'mail API answered 400: b\'{{"contacts": [{{"email": "{gone["admin_email"]}"\''
-    db[mongodb.SITES].update_many({"hash": project}, {"$set": {"mail": {"status": "failed", "error": answer}}})
+    db[site_state.SITES].update_many({"hash": project}, {"$set": {"mail": {"status": "failed", "error": answer}}})
 
     # Failed runs' staging: a streamed table left in the history dataset by an older run, and a
     # load-job run's files and tables in the work bucket and the staging dataset.
-    project_doc = db[mongodb.PROJECTS].find_one({"hash": project})
+    project_doc = db[PROJECTS].find_one({"hash": project})
     history, scratch = os.environ["BQ_DATASET"], os.environ["BQ_STAGING_DATASET"]
     site_rows = staged_rows(bucket, project_doc, "sites", [ping(gone, 1, url)])
     both_rows = staged_rows(
@@ -371,7 +372,7 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
         if file:
             lines = work.blob(file).download_as_bytes().decode().splitlines()
             assert [json.loads(line)[key] for line in lines] == [r[key] for r in before[name]]
-    kept_site = db[mongodb.SITES].find_one({"hash": project, "url": samples.site_url(2)})
+    kept_site = db[site_state.SITES].find_one({"hash": project, "url": samples.site_url(2)})
     assert kept_site["custom_fields"] == {"billing_email": kept["billing_email"]}
     assert "error" not in kept_site["mail"] and kept_site["mail"]["status"] == "failed"
 

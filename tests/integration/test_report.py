@@ -10,7 +10,7 @@ import pytest
 
 from telemetry.analytics import metrics
 from telemetry.common import mongo
-from telemetry.pipelines import mongodb
+from telemetry.common.projects import PROJECTS
 from telemetry.report import browser
 from telemetry.report import page as report
 from tests.analytics_samples import documents
@@ -37,10 +37,10 @@ def seeded(stack_env):
         {"hash": full, "name": "Report Plugin", "type": "plugin", "deactivation_reasons": {"too-expensive": "$$$"}},
         {"hash": empty, "name": "Report Theme", "type": "theme", "deactivation_reasons": []},
     ]
-    db[mongodb.PROJECTS].insert_many([dict(p) for p in projects])
+    db[PROJECTS].insert_many([dict(p) for p in projects])
     db[metrics.COLLECTION].insert_many(documents(full, END, days=40))
     yield db, full, empty
-    db[mongodb.PROJECTS].delete_many({"hash": {"$in": [full, empty]}})
+    db[PROJECTS].delete_many({"hash": {"$in": [full, empty]}})
     db[metrics.COLLECTION].delete_many({"hash": {"$in": [full, empty]}})
 
 

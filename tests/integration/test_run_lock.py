@@ -18,9 +18,10 @@ import requests
 from google.api_core.exceptions import PreconditionFailed
 
 from telemetry.common import cloud, stored_ping
+from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples
-from telemetry.pipelines import build, mongodb, run_lock
+from telemetry.pipelines import build, reconciliation, run_lock, site_state
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,7 @@ def _put(bucket, route: str, received_at: datetime, body: dict) -> str:
 
 def _new_project(db) -> str:
     project_hash = uuid.uuid4().hex
-    db[mongodb.PROJECTS].insert_one(
+    db[PROJECTS].insert_one(
         {"hash": project_hash, "name": "test", "type": "plugin", "custom_fields": [], "mail_integrations": {}}
     )
     return project_hash
@@ -254,7 +255,7 @@ def test_two_runs_of_one_hour_started_together_write_each_ping_once(bucket, work
         runs = list(pool.map(lambda _: build.run(argv), range(2)))
     monkeypatch.undo()
 
-    reports = [build.report_from_metrics(pipeline, result) for pipeline, result, _ in runs]
+    reports = [reconciliation.report_from_metrics(pipeline, result) for pipeline, result, _ in runs]
     counters = [_counters(result) for _, result, _ in runs]
     assert all(report["balanced"] for report in reports), reports
     assert sorted(c.get("run_lock_waits", 0) for c in counters) == [0, 1]  # the second provably waited
@@ -268,7 +269,7 @@ def test_two_runs_of_one_hour_started_together_write_each_ping_once(bucket, work
     messages = [r.getMessage() for r in caplog.records]
     assert "run lock held by another run: waiting" in messages and "run lock acquired after waiting" in messages
     assert _history_ids(bq, project) == sorted(ids)  # each ping_id once
-    assert db[mongodb.SITES].count_documents({"hash": project}) == 20  # each site once
+    assert db[site_state.SITES].count_documents({"hash": project}) == 20  # each site once
     assert work_bucket.get_blob(run_lock.LOCKS_PREFIX + "tracking").metadata["holder"] == ""  # released
 
 
@@ -280,7 +281,7 @@ def test_a_dead_holders_expired_lock_is_taken_over(bucket, work_bucket, db, bq):
     _set_lock(work_bucket, "tracking", "dead-run/0000", datetime.now(UTC) - timedelta(seconds=1))
 
     pipeline, result, _ = build.run(["tracking", "--runner", build.LOCAL_RUNNER, "--hour", f"{hour:%Y-%m-%dT%H}"])
-    assert build.report_from_metrics(pipeline, result)["balanced"]
+    assert reconciliation.report_from_metrics(pipeline, result)["balanced"]
     counters = _counters(result)
     assert counters.get("run_lock_takeovers") == 1 and counters.get("run_lock_waits", 0) == 0
     assert _history_ids(bq, project) == sorted(ids)
@@ -315,6 +316,6 @@ def test_a_run_that_cannot_get_the_lock_fails_clearly_and_its_notifications_come
     assert _history_ids(bq, project) == []  # nothing merged
     # Nothing was acknowledged: the next run gets the notifications again and writes each ping once.
     pipeline, result, _ = build.run(["tracking", "--runner", build.LOCAL_RUNNER])
-    report = build.report_from_metrics(pipeline, result)
+    report = reconciliation.report_from_metrics(pipeline, result)
     assert report["routes"]["track"]["objects_read"] == 4 and report["routes"]["track"]["rows_written"] == 4
     assert _history_ids(bq, project) == sorted(ids)

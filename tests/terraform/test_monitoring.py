@@ -10,7 +10,7 @@ import pytest
 
 from tests.terraform.hcl import ROOT, _block, _expr, _resource
 
-PIPELINES_BUILD = ROOT / "telemetry" / "pipelines" / "build.py"
+PIPELINES_RECONCILIATION = ROOT / "telemetry" / "pipelines" / "reconciliation.py"
 ANALYTICS_JOB = ROOT / "telemetry" / "analytics" / "job.py"
 
 
@@ -115,8 +115,8 @@ def test_the_signals_cover_the_stack(tf):
 
 
 def test_unreconciled_metric_matches_the_line_the_pipelines_log(tf):
-    error = _log_call(PIPELINES_BUILD, "log_reconciliation", "error")
-    info = _log_call(PIPELINES_BUILD, "log_reconciliation", "info")
+    error = _log_call(PIPELINES_RECONCILIATION, "log_reconciliation", "error")
+    info = _log_call(PIPELINES_RECONCILIATION, "log_reconciliation", "info")
     message = tf["locals"]["unreconciled_message"]
     assert _message(error) == message  # what an unbalanced run logs, at ERROR
     assert _message(info) not in message  # a balanced run's line does not match

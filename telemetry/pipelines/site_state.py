@@ -1,4 +1,8 @@
-"""MongoDB: the projects the dashboard owns, and the latest state of every site.
+"""The pipelines' state in MongoDB: the latest state of every site (`sites`), the
+latest deactivation (`deactivations`), the mail state machine and its hourly quota
+(`mail_quota`), and the indexes they rely on. The client comes from
+telemetry/common/mongo.py; the projects the dashboard owns are read through
+telemetry/common/projects.py.
 
 Invariants:
 - `sites` and `deactivations` hold one document per (`hash`, `url`), enforced
@@ -27,7 +31,8 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-PROJECTS = "projects"
+from telemetry.common import projects
+
 SITES = "sites"
 DEACTIVATIONS = "deactivations"
 
@@ -45,47 +50,21 @@ MAIL_MAX_ATTEMPTS = 6
 MAIL_RETRY_BACKOFF = timedelta(hours=1)
 # A `sending` claim older than this was lost (its worker died between claim and
 # finish): due again. Far above one mail API call, its retries included
-# (mail.MAX_CALL_SECONDS, about a minute; tests/test_mongodb.py checks the margin).
+# (mail.MAX_CALL_SECONDS, about a minute; tests/test_site_state.py checks the margin).
 MAIL_RECLAIM_AFTER = timedelta(hours=1)
 MAIL_QUOTA_KEEP = timedelta(days=2)  # a quota document's life (a TTL index removes it)
 
 
 def ensure_indexes(db: Database) -> None:
-    """Idempotent: creating an index that exists with the same spec is a no-op."""
+    """Every index the pipelines rely on, the projects' (projects.ensure_indexes) included.
+
+    Idempotent: creating an index that exists with the same spec is a no-op."""
     db[SITES].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
     db[SITES].create_index([("hash", 1), ("last_seen", -1)], name="hash_last_seen")
     db[DEACTIVATIONS].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
     db[SITES].create_index([("hash", 1), ("mail.status", 1), ("mail.due_at", 1)], name="hash_mail_due")
-    db[PROJECTS].create_index([("hash", 1)], unique=True, name="hash_unique")
+    projects.ensure_indexes(db)
     db[MAIL_QUOTA].create_index([("expires_at", 1)], expireAfterSeconds=0, name="expires_at_ttl")
-
-
-def load_projects(db: Database) -> dict[str, dict[str, Any]]:
-    """Every project by hash, with the fields the pipelines use."""
-    fields = {
-        "_id": 0,
-        "hash": 1,
-        "name": 1,
-        "type": 1,
-        "custom_fields": 1,
-        "mail_integrations": 1,
-        "mail_double_opt_in": 1,
-        "deactivation_reasons": 1,
-    }
-    return {doc["hash"]: doc for doc in db[PROJECTS].find({}, fields)}
-
-
-def enabled_mail_integrations(project: dict[str, Any]) -> list[str]:
-    integrations = project.get("mail_integrations") or {}
-    return sorted(
-        name for name, settings in integrations.items() if isinstance(settings, dict) and settings.get("enabled")
-    )
-
-
-def mail_double_opt_in(project: dict[str, Any]) -> bool:
-    """Whether the project's contacts are subscribed with double opt-in: yes unless
-    its document says `"mail_double_opt_in": false`."""
-    return project.get("mail_double_opt_in") is not False
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Unit tests of telemetry.pipelines.mongodb's pure functions (the writes are tested in tests/integration)."""
+"""Unit tests of telemetry.pipelines.site_state's pure functions (the writes are tested in tests/integration)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import records
-from telemetry.pipelines.mongodb import latest_per_site
+from telemetry.pipelines.site_state import latest_per_site
 
 T0 = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 PROJECT = {"hash": "known", "custom_fields": []}
@@ -31,21 +31,14 @@ def test_latest_per_site_breaks_a_tie_by_ping_id_as_mongodb_does():
 
 
 def test_a_lost_claim_is_reclaimed_long_after_any_call_could_still_be_running():
-    from telemetry.pipelines import mail, mongodb
+    from telemetry.pipelines import mail, site_state
 
     assert mail.MAX_CALL_SECONDS == 5 * mail.TIMEOUT_SECONDS + 1 + 2 + 4  # five tries and urllib3's backoff
-    assert mongodb.MAIL_RECLAIM_AFTER.total_seconds() >= 10 * mail.MAX_CALL_SECONDS
+    assert site_state.MAIL_RECLAIM_AFTER.total_seconds() >= 10 * mail.MAX_CALL_SECONDS
 
 
 def test_failed_mail_backs_off_exponentially():
-    from telemetry.pipelines import mongodb
+    from telemetry.pipelines import site_state
 
-    waits = [mongodb.retry_due_at(n, T0) - T0 for n in range(1, mongodb.MAIL_MAX_ATTEMPTS)]
+    waits = [site_state.retry_due_at(n, T0) - T0 for n in range(1, site_state.MAIL_MAX_ATTEMPTS)]
     assert waits == [timedelta(hours=h) for h in (1, 2, 4, 8, 16)]
-
-
-def test_double_opt_in_unless_the_project_turns_it_off():
-    from telemetry.pipelines import mongodb
-
-    assert mongodb.mail_double_opt_in({}) and mongodb.mail_double_opt_in({"mail_double_opt_in": "no"})
-    assert not mongodb.mail_double_opt_in({"mail_double_opt_in": False})

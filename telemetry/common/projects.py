@@ -1,0 +1,241 @@
+"""The project document: what MongoDB `projects` holds for each plugin or theme, and
+everything the pipelines, the report and the local tools know about it.
+
+The dashboard owns the documents in production; locally they are written by
+scripts/projects.py, the demo, the soak and the benchmark, all through
+`save_project`. One document per project:
+
+    {"hash": "<public id, as the plugin sends it>",
+     "name": "SEO Toolkit",
+     "type": "plugin" | "theme",
+     "custom_fields": ["license_type", ...],          # the `extra` keys kept
+     "mail_integrations": {"mailchimp": {"enabled": true, "list_id": "..."}},
+     "mail_double_opt_in": false,                     # optional; absent means true
+     "deactivation_reasons": {"too-expensive": "It is too expensive"}}
+
+Invariants:
+- FIELDS lists every field; `load_projects` reads exactly those, and `validate`
+  refuses any other, so a new field is added here and nowhere else.
+- Reading is lenient, as the dashboard may store older forms (`deactivation_reasons`
+  as a list of slugs, any missing field): the readers below give each field's
+  meaning whatever form it has. Writing is strict: `validate` refuses a document
+  that a reader would have to guess about.
+- `hash` is unique in the collection (`ensure_indexes`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from telemetry.common import wire
+
+PROJECTS = "projects"  # the MongoDB collection
+
+HASH = "hash"
+NAME = "name"
+TYPE = "type"
+CUSTOM_FIELDS = "custom_fields"
+MAIL_INTEGRATIONS = "mail_integrations"
+MAIL_DOUBLE_OPT_IN = "mail_double_opt_in"
+DEACTIVATION_REASONS = "deactivation_reasons"
+FIELDS = (HASH, NAME, TYPE, CUSTOM_FIELDS, MAIL_INTEGRATIONS, MAIL_DOUBLE_OPT_IN, DEACTIVATION_REASONS)
+REQUIRED = (HASH, NAME, TYPE)
+
+TYPES = ("plugin", "theme")
+# The integrations the dashboard's mail API server subscribes contacts with (pipelines/mail.py).
+MAIL_PROVIDERS = ("mailchimp", "mailjet", "wemail")
+
+# A deactivation reason id, as the client's `appsero_custom_deactivation_reasons`
+# filter lets plugin authors add them: a slug. The pipelines set aside a ping whose
+# reason_id is not one; a project's own reasons are slugs too.
+REASON_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NAME_CHARS = 200
+MAX_LABEL_CHARS = 200
+
+
+class InvalidProject(ValueError):
+    """A project document that breaks the contract; the message names the field and the rule."""
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def ensure_indexes(db: Any) -> None:
+    """The unique index on `hash`. Idempotent: creating an index that exists with the same spec is a no-op."""
+    db[PROJECTS].create_index([(HASH, 1)], unique=True, name="hash_unique")
+
+
+def load_projects(db: Any, hashes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Every project by hash (only those of `hashes`, if given), with the FIELDS it has."""
+    query = {HASH: {"$in": sorted(set(hashes))}} if hashes is not None else {}
+    projection = {"_id": 0, **dict.fromkeys(FIELDS, 1)}
+    return {doc[HASH]: doc for doc in db[PROJECTS].find(query, projection)}
+
+
+def custom_field_keys(project: Mapping[str, Any]) -> list[str]:
+    """The `extra` keys the project keeps of a ping (its whitelist); none when unset."""
+    return project.get(CUSTOM_FIELDS) or []
+
+
+def enabled_mail_integrations(project: Mapping[str, Any]) -> list[str]:
+    """The names of the project's mail integrations that are enabled, sorted."""
+    integrations = project.get(MAIL_INTEGRATIONS) or {}
+    return sorted(
+        name for name, settings in integrations.items() if isinstance(settings, dict) and settings.get("enabled")
+    )
+
+
+def mail_double_opt_in(project: Mapping[str, Any]) -> bool:
+    """Whether the project's contacts are subscribed with double opt-in: yes unless
+    its document says `"mail_double_opt_in": false`."""
+    return project.get(MAIL_DOUBLE_OPT_IN) is not False
+
+
+def mail_flag(record: Mapping[str, Any], projects: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a new site of this record's project must be sent to the mail integration."""
+    project = projects.get(record["hash"])
+    return bool(project and enabled_mail_integrations(project))
+
+
+def project_reason_labels(project: Mapping[str, Any]) -> dict[str, str]:
+    """The project's own reason slugs and the labels the dashboard shows for them.
+
+    `deactivation_reasons` is an object from slug to label, or (the older form)
+    a list of slugs, each its own label.
+    """
+    reasons = project.get(DEACTIVATION_REASONS) or {}
+    if isinstance(reasons, dict):
+        return {str(slug): str(label) for slug, label in reasons.items()}
+    return {str(slug): str(slug) for slug in reasons}
+
+
+def is_known_reason(reason: str, project: Mapping[str, Any]) -> bool:
+    """Whether the client library or the project lists the reason."""
+    return reason in wire.CLIENT_DEACTIVATION_REASONS or reason in project_reason_labels(project)
+
+
+# --- writing ---------------------------------------------------------------------
+
+
+def _text(field: str, value: Any, max_chars: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > max_chars:
+        raise InvalidProject(f"{field} must be a non-empty string of at most {max_chars} characters, got {value!r}")
+    return value
+
+
+def _custom_fields(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise InvalidProject(f"{CUSTOM_FIELDS} must be a list of `extra` keys, got {value!r}")
+    for key in value:
+        # The keys a ping's `extra` can hold at all (wire._check_key): any other would never match.
+        if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
+            raise InvalidProject(
+                f"{CUSTOM_FIELDS}: {key!r} is not an `extra` key (a non-empty string, no '.', NUL or leading '$')"
+            )
+    if len(set(value)) != len(value):
+        raise InvalidProject(f"{CUSTOM_FIELDS} lists a key twice: {value!r}")
+    return value
+
+
+def _mail_integrations(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidProject(f"{MAIL_INTEGRATIONS} must be an object of provider -> settings, got {value!r}")
+    for provider, settings in value.items():
+        if provider not in MAIL_PROVIDERS:
+            raise InvalidProject(
+                f"{MAIL_INTEGRATIONS}: provider {provider!r} is not one of {', '.join(MAIL_PROVIDERS)}"
+            )
+        if not isinstance(settings, dict) or not isinstance(settings.get("enabled"), bool):
+            raise InvalidProject(f"{MAIL_INTEGRATIONS}.{provider} must be an object with `enabled` true or false")
+        if "list_id" in settings:
+            _text(f"{MAIL_INTEGRATIONS}.{provider}.list_id", settings["list_id"], MAX_NAME_CHARS)
+    return value
+
+
+def _deactivation_reasons(value: Any) -> dict[str, str] | list[str]:
+    slugs = list(value) if isinstance(value, (dict, list)) else None
+    if slugs is None:
+        raise InvalidProject(f"{DEACTIVATION_REASONS} must be an object of slug -> label, got {value!r}")
+    for slug in slugs:
+        if not isinstance(slug, str) or not REASON_SLUG.fullmatch(slug):
+            raise InvalidProject(f"{DEACTIVATION_REASONS}: {slug!r} is not a slug of at most 64 of A-Z a-z 0-9 _ -")
+    if isinstance(value, dict):
+        for slug, label in value.items():
+            _text(f"{DEACTIVATION_REASONS}.{slug}", label, MAX_LABEL_CHARS)
+    elif len(set(slugs)) != len(slugs):
+        raise InvalidProject(f"{DEACTIVATION_REASONS} lists a slug twice: {value!r}")
+    return value
+
+
+def validate(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The document as a plain dict if it keeps the contract; InvalidProject naming the first broken rule otherwise."""
+    unknown = sorted(set(document) - set(FIELDS))
+    if unknown:
+        raise InvalidProject(f"unknown project field(s) {', '.join(unknown)}: the fields are {', '.join(FIELDS)}")
+    missing = [field for field in REQUIRED if field not in document]
+    if missing:
+        raise InvalidProject(f"a project needs {', '.join(missing)}")
+    project_hash = document[HASH]
+    if not isinstance(project_hash, str) or not wire.HASH_PATTERN.fullmatch(project_hash):
+        raise InvalidProject(f"hash must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-', got {project_hash!r}")
+    _text(NAME, document[NAME], MAX_NAME_CHARS)
+    if document[TYPE] not in TYPES:
+        raise InvalidProject(f"type must be one of {', '.join(TYPES)}, got {document[TYPE]!r}")
+    if CUSTOM_FIELDS in document:
+        _custom_fields(document[CUSTOM_FIELDS])
+    if MAIL_INTEGRATIONS in document:
+        _mail_integrations(document[MAIL_INTEGRATIONS])
+    if MAIL_DOUBLE_OPT_IN in document and not isinstance(document[MAIL_DOUBLE_OPT_IN], bool):
+        raise InvalidProject(f"{MAIL_DOUBLE_OPT_IN} must be true or false, got {document[MAIL_DOUBLE_OPT_IN]!r}")
+    if DEACTIVATION_REASONS in document:
+        _deactivation_reasons(document[DEACTIVATION_REASONS])
+    return dict(document)
+
+
+def project_document(
+    hash: str,
+    name: str,
+    type: str = "plugin",
+    custom_fields: Iterable[str] = (),
+    mail_integrations: Mapping[str, Mapping[str, Any]] | None = None,
+    deactivation_reasons: Mapping[str, str] | None = None,
+    mail_double_opt_in: bool | None = None,
+) -> dict[str, Any]:
+    """A validated project document. `mail_double_opt_in` None leaves the field out (double opt-in)."""
+    document: dict[str, Any] = {
+        HASH: hash,
+        NAME: name,
+        TYPE: type,
+        CUSTOM_FIELDS: list(custom_fields),
+        MAIL_INTEGRATIONS: dict(mail_integrations or {}),
+        DEACTIVATION_REASONS: dict(deactivation_reasons or {}),
+    }
+    if mail_double_opt_in is not None:
+        document[MAIL_DOUBLE_OPT_IN] = mail_double_opt_in
+    return validate(document)
+
+
+def mail_integration(spec: str) -> tuple[str, dict[str, Any]]:
+    """`PROVIDER=LIST_ID` (a command line's form) -> (provider, its enabled settings)."""
+    provider, _, list_id = spec.partition("=")
+    if provider not in MAIL_PROVIDERS or not list_id:
+        raise InvalidProject(f"a mail integration is PROVIDER=LIST_ID with PROVIDER one of {', '.join(MAIL_PROVIDERS)}")
+    return provider, {"enabled": True, "list_id": list_id}
+
+
+def deactivation_reason(spec: str) -> tuple[str, str]:
+    """`SLUG[=LABEL]` (a command line's form) -> (slug, label); the label defaults to the slug."""
+    slug, _, label = spec.partition("=")
+    if not REASON_SLUG.fullmatch(slug):
+        raise InvalidProject(f"a deactivation reason is SLUG[=LABEL], SLUG of A-Z a-z 0-9 _ -, got {slug!r}")
+    return slug, label or slug
+
+
+def save_project(db: Any, document: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the document and store it, replacing the project with the same hash; returns what was stored."""
+    project = validate(document)
+    ensure_indexes(db)
+    db[PROJECTS].replace_one({HASH: project[HASH]}, project, upsert=True)
+    return project

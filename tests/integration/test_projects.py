@@ -1,0 +1,74 @@
+"""The project contract against the local MongoDB: scripts/projects.py writes through it, and
+every reader (pipelines, report) reads through `load_projects`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from scripts import projects as cli
+from telemetry.common import projects
+from telemetry.report import page as report
+
+
+@pytest.fixture
+def project_hash(db):
+    value = f"contract-{uuid.uuid4().hex[:12]}"
+    yield value
+    db[projects.PROJECTS].delete_many({"hash": value})
+
+
+def test_the_command_line_saves_a_valid_project_and_lists_it(db, stack_env, project_hash, capsys):
+    argv = ["add", "--name", "Contract Plugin", "--hash", project_hash, "--custom-field", "license_type"]
+    argv += ["--mail", "wemail=W1", "--deactivation-reason", "too-slow=It is slow", "--single-opt-in"]
+    assert cli.main(argv) == 0
+    assert f"project 'Contract Plugin' ({project_hash}) saved" in capsys.readouterr().out
+    stored = projects.load_projects(db, [project_hash])[project_hash]
+    assert stored == {
+        "hash": project_hash,
+        "name": "Contract Plugin",
+        "type": "plugin",
+        "custom_fields": ["license_type"],
+        "mail_integrations": {"wemail": {"enabled": True, "list_id": "W1"}},
+        "mail_double_opt_in": False,
+        "deactivation_reasons": {"too-slow": "It is slow"},
+    }
+    assert "hash_unique" in db[projects.PROJECTS].index_information()
+
+    # `add` again with the same hash replaces the project whole.
+    assert cli.main(["add", "--name", "Renamed", "--hash", project_hash, "--type", "theme"]) == 0
+    assert db[projects.PROJECTS].count_documents({"hash": project_hash}) == 1
+    renamed = projects.load_projects(db, [project_hash])[project_hash]
+    assert (renamed["name"], renamed["type"], renamed["mail_integrations"]) == ("Renamed", "theme", {})
+    assert projects.mail_double_opt_in(renamed)
+
+    capsys.readouterr()
+    assert cli.main(["list"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert renamed in listed
+
+
+def test_an_invalid_project_is_refused_before_anything_is_written(db, stack_env, project_hash):
+    with pytest.raises(SystemExit, match="invalid project: custom_fields"):
+        cli.main(["add", "--name", "x", "--hash", project_hash, "--custom-field", "a.b"])
+    with pytest.raises(projects.InvalidProject, match="type must be one of"):
+        projects.save_project(db, {"hash": project_hash, "name": "x", "type": "library"})
+    assert db[projects.PROJECTS].count_documents({"hash": project_hash}) == 0
+
+
+def test_readers_get_the_contract_fields_only_whatever_the_dashboard_stored(db, stack_env, project_hash):
+    """The dashboard may keep more in a document (and older forms): the pipelines and the report
+    read the contract's fields, through the one reader."""
+    db[projects.PROJECTS].insert_one(
+        {"hash": project_hash, "name": "Dashboard's", "type": "theme", "deactivation_reasons": ["a"], "owner": 7}
+    )
+    loaded = projects.load_projects(db, [project_hash])
+    assert loaded == {
+        project_hash: {"hash": project_hash, "name": "Dashboard's", "type": "theme", "deactivation_reasons": ["a"]}
+    }
+    assert project_hash in projects.load_projects(db)
+    assert projects.project_reason_labels(loaded[project_hash]) == {"a": "a"}
+    shown, _ = report.load(db, hashes=iter([project_hash]))
+    assert shown == loaded
