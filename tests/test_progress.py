@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import select
 import threading
 
 import pytest
@@ -162,3 +164,24 @@ def test_keep_lines_shows_them_where_log_level_quiets_info(caplog):
     finally:
         logger.setLevel(before)
         root.setLevel(root_level)
+
+
+def test_a_terminal_that_reports_no_size_still_gets_a_bar(monkeypatch):
+    """A new pseudo-terminal reports 0 x 0 (as under `script`): tqdm drew an empty line there."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("COLUMNS", "100")
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as screen:
+            assert os.get_terminal_size(screen.fileno()) == (0, 0)
+            with progress.Progress("demo: wrote", 10, "objects", stream=screen) as written:
+                written.update(10)
+            screen.flush()
+            output = b""
+            while select.select([master], [], [], 0.5)[0]:  # all that the terminal got
+                output += os.read(master, 65536)
+    finally:
+        os.close(slave)
+        os.close(master)
+    last = output.decode().replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("demo: wrote: 100%|") and "10/10" in last and len(last) <= 100

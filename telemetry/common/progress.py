@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -60,6 +61,20 @@ def _tqdm_class():
     except ImportError:  # a deploy unit: it does not ship tqdm
         return None
     return tqdm
+
+
+def _screen(stream: IO[str]) -> dict[str, Any]:
+    """tqdm's screen size: the terminal's, followed as it is resized. Where the terminal reports
+    none (a pseudo-terminal without a size, as `script` gives) tqdm takes it for 0 x 0 and draws
+    empty lines: then $COLUMNS and $LINES, or 80 x 24."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    if size.columns and size.lines:
+        return {"dynamic_ncols": True}
+    fallback = shutil.get_terminal_size()
+    return {"ncols": fallback.columns, "nrows": fallback.lines}
 
 
 class Progress:
@@ -116,9 +131,9 @@ class Progress:
                         desc=self.what,
                         unit=f" {self.unit}" if self.unit else "it",
                         file=self._stream,
-                        dynamic_ncols=True,
                         mininterval=0.5,
                         initial=self.done - n,
+                        **_screen(self._stream),
                     )
                 self._bar.update(n)
             elif self._line_due():
