@@ -91,7 +91,8 @@ def test_a_bar_on_a_terminal_and_no_line(monkeypatch, lines):
         assert hours.on_terminal
         for _ in range(4):
             hours.update()
-    assert "tracking: listed" in screen.getvalue() and "4/4" in screen.getvalue() and "hours" in screen.getvalue()
+    last = screen.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("tracking: listed: 100%|") and last.endswith("| 4/4 hours [00:00<00:00]")
     assert lines() == []
 
 
@@ -184,4 +185,12 @@ def test_a_terminal_that_reports_no_size_still_gets_a_bar(monkeypatch):
         os.close(slave)
         os.close(master)
     last = output.decode().replace("\r", "\n").strip().splitlines()[-1]
-    assert last.startswith("demo: wrote: 100%|") and "10/10" in last and len(last) <= 100
+    assert last.startswith("demo: wrote: 100%|") and "10/10 objects" in last and len(last) == 100
+
+
+def test_a_bar_without_a_total_counts(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    screen = FakeTerminal()
+    with progress.Progress("baseline: read", None, "objects", stream=screen) as read:
+        read.update(7)
+    assert screen.getvalue().replace("\r", "\n").strip().splitlines()[-1] == "baseline: read: 7 objects [00:00]"

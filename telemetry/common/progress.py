@@ -126,10 +126,14 @@ class Progress:
             self.done += n
             if self._bar_class is not None:
                 if self._bar is None:
+                    # Counts and times, no rate: tqdm writes a slow one as "5.59s/ days".
+                    unit = f" {self.unit}" if self.unit else ""
                     self._bar = self._bar_class(
                         total=self.total,
                         desc=self.what,
-                        unit=f" {self.unit}" if self.unit else "it",
+                        bar_format=f"{{l_bar}}{{bar}}| {{n_fmt}}/{{total_fmt}}{unit} [{{elapsed}}<{{remaining}}]"
+                        if self.total is not None
+                        else f"{{desc}}: {{n_fmt}}{unit} [{{elapsed}}]",
                         file=self._stream,
                         mininterval=0.5,
                         initial=self.done - n,
