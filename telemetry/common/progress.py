@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TypeVar
 
+from telemetry.common import config
 from telemetry.common.logs import get_logger
 
 LOGGER = "telemetry.progress"
@@ -45,14 +46,13 @@ _shared_lock = threading.Lock()
 
 
 def on_terminal(stream: IO[str] | None = None) -> bool:
-    """Whether progress shows as a bar: the stream is a TTY and this is not CI. (`CI` is the CI
-    systems' own convention, `.ci/run` sets it too; it is no setting of this project.)"""
+    """Whether progress shows as a bar: the stream is a TTY and CI is not set."""
     stream = sys.stderr if stream is None else stream
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):  # a replaced or closed stream
         return False
-    return tty and not os.environ.get("CI")
+    return tty and not config.get("CI")
 
 
 def _tqdm_class():
