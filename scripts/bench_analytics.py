@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from telemetry.analytics import job as analytics
-from telemetry.common import cloud, config, mongo
+from telemetry.common import cloud, config, mongo, progress
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import population
 from telemetry.pipelines import records, warehouse
@@ -37,7 +37,8 @@ def history_rows(days: int, end: datetime) -> dict[str, list[dict]]:
     """The month model stretched to `days`, as BigQuery rows of the three history tables."""
     projects = {p.hash: p.document() for p in population.PROJECTS}
     rows: dict[str, list[dict]] = {"sites": [], "deactivations": [], "tracking_skipped": []}
-    for ping in population.month(SEED, end, days).pings:
+    pings = population.month(SEED, end, days).pings
+    for ping in progress.track(pings, f"bench: {days}-day history", "pings"):
         stored = StoredPing(id=ping.id, route=ping.route, received_at=ping.received_at, payload=_as_sent(ping.body))
         project = projects[ping.body["hash"]]
         if ping.route == "tracking-skipped":
@@ -84,6 +85,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, nargs=2, default=[30, 180], metavar=("SHORT", "LONG"))
     parser.add_argument("--repeats", type=int, default=3, help="hourly runs timed per history")
     args = parser.parse_args()
+    progress.keep_lines()  # `make bench-analytics` quiets the logs (LOG_LEVEL=WARNING), not its progress
 
     project = config.require("GCP_PROJECT")
     bq = cloud.bigquery_client(project)

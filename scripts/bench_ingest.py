@@ -53,7 +53,7 @@ from urllib.parse import quote
 
 import psutil
 
-from telemetry.common import config, wire
+from telemetry.common import config, progress, wire
 from telemetry.ingest.settings import IngestSettings
 from telemetry.local import stack
 from telemetry.local.samples import http_build_query, project_hash, site_url, track_payload
@@ -409,23 +409,28 @@ def _measure(
         for index, candidate in enumerate(worst):
             worst_lua[candidate.name] = Path(tmp, f"worst-{index}.lua")
             worst_lua[candidate.name].write_text(_lua_script(candidate.bodies, candidate.content_type, '"/track"'))
+        runs = progress.Progress("bench-ingest: ran", 3 + 3 * args.rounds + args.worst_rounds * len(worst), "wrk runs")
         # Warm up every server (connections, caches, lazy imports).
         run_wrk(storage_url, baseline_lua, args.connections, args.warmup, args.threads)
         run_wrk(ingest_url, endpoint_lua, args.connections, args.warmup, args.threads)
         run_wrk(store_url, endpoint_lua, args.connections, args.warmup, args.threads)
+        runs.update(3)
         baseline_runs, endpoint_runs, store_runs = [], [], []
         for _ in range(args.rounds):
             wait_machine_quiet()
             baseline_runs.append(run_wrk(storage_url, baseline_lua, args.connections, args.seconds, args.threads))
             endpoint_runs.append(run_measured(ingest_url, endpoint_lua, args, args.seconds, ingest_pid, stored))
             store_runs.append(run_measured(store_url, endpoint_lua, args, args.seconds, store_pid, answered_2xx))
+            runs.update(3)
         worst_runs: dict[str, list[dict[str, float]]] = {c.name: [] for c in worst}
         for _ in range(args.worst_rounds):
             for candidate in worst:
                 run = run_measured(ingest_url, worst_lua[candidate.name], args, args.worst_seconds, ingest_pid, stored)
                 worst_runs[candidate.name].append(run)
+                runs.update()
                 # Each object of these holds up to ~3x MAX_BODY_BYTES: do not let them pile up.
                 shutil.rmtree(track_objects, ignore_errors=True)
+        runs.close()
 
     # Best of the rounds for each figure, on both sides alike.
     baseline = {"rps": max(r["rps"] for r in baseline_runs), "p99_ms": min(r["p99_ms"] for r in baseline_runs)}

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from telemetry.common import cloud, config, mongo, stored_ping
+from telemetry.common import cloud, config, mongo, progress, stored_ping
 from telemetry.common.projects import load_projects, project_document, save_project
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
@@ -83,7 +83,7 @@ def generate(count: int, bucket: str) -> dict[str, int]:
 
     plan = list(range(count))
     with ThreadPoolExecutor(max_workers=16) as pool:
-        routes = list(pool.map(one, plan))
+        routes = list(progress.track(pool.map(one, plan), "bench: wrote", "objects", total=count))
     return {route: routes.count(route) for route in (TRACK, TRACKING_SKIPPED, DEACTIVATE)}
 
 
@@ -101,13 +101,19 @@ def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     process = subprocess.Popen(
         [sys.executable, *args], cwd=stack.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    output, _ = process.communicate()
-    elapsed = time.perf_counter() - started
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{output.decode(errors='replace')[-3000:]}")
-    for line in output.decode(errors="replace").splitlines():
+    lines = []
+    for raw in process.stdout:  # as it comes: the child's progress lines (it writes to a pipe: no bars)
+        line = raw.decode(errors="replace").rstrip("\n")
+        lines.append(line)
         if "peak RSS so far" in line:
             print(f"    {line}", flush=True)
+        elif f'"logger":"{progress.LOGGER}"' in line:
+            print(f"    {json.loads(line)['message']}", flush=True)
+    process.wait()
+    elapsed = time.perf_counter() - started
+    output = "\n".join(lines).encode()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{output.decode(errors='replace')[-3000:]}")
     return elapsed, _peak_rss_mib(output)
 
 
@@ -155,9 +161,11 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
     }
     rows: dict[str, list] = {t.name: [] for t in warehouse.TABLES}
     deactivations = []
+    read = progress.Progress("baseline: read", None, "objects")  # listed as they are read: no total
     for route, table in ((TRACK, "sites"), (TRACKING_SKIPPED, "tracking_skipped"), (DEACTIVATE, "deactivations")):
         prefix = stored_ping.hour_prefix(route, HOUR)
         for blob in bucket.list_blobs(prefix=prefix, page_size=stored_ping.LIST_PAGE_SIZE):
+            read.update()
             data = blob.download_as_bytes()
             try:
                 ping = records.read_stored_ping(blob.name, data)
@@ -181,6 +189,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
                         blob.name, e.reason, e.detail, stored_ping.received_at_of(blob.name, data, HOUR), None
                     )
                 )
+    read.close()
     updates = [
         site_state.site_update(site, first, last, False)
         for site, first, last in site_state.latest_per_site(rows["sites"])

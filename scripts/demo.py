@@ -39,7 +39,7 @@ import requests
 
 from telemetry.analytics import job as analytics
 from telemetry.analytics import metrics
-from telemetry.common import cloud, config, mongo, wire
+from telemetry.common import cloud, config, mongo, progress, wire
 from telemetry.common.projects import save_project
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter
@@ -123,12 +123,10 @@ LIMITS = IngestSettings.from_env().limits
 def write_month(month: population.Month) -> None:
     writer = ObjectWriter(replace(IngestSettings.from_env(), storage_attempts=5))
     envelopes = [as_stored(ping) for ping in month.pings]
-    done = 0
     with ThreadPoolExecutor(max_workers=4) as pool:  # the writer's pool holds 10 connections
-        for _ in pool.map(lambda e: writer.put(e.object_name, e.to_json()), envelopes):
-            done += 1
-            if done % 2000 == 0 or done == len(envelopes):
-                print(f"    {done}/{len(envelopes)} objects written", flush=True)
+        written = pool.map(lambda e: writer.put(e.object_name, e.to_json()), envelopes)
+        for _ in progress.track(written, "demo: wrote", "objects", total=len(envelopes)):
+            pass
     routes = Counter(e.route for e in envelopes)
     print(f"    {', '.join(f'{r} {n}' for r, n in sorted(routes.items()))}; first {month.start:%Y-%m-%d %H:%M} UTC")
 
@@ -153,7 +151,7 @@ def post_live(month: population.Month, ingest_url: str) -> Counter:
 
     answers: Counter = Counter()
     with requests.Session() as session:
-        for route, body in pings:
+        for route, body in progress.track(pings, "demo: posted", "pings"):
             response = session.post(
                 ingest_url + route,
                 data=http_build_query(body),
@@ -223,6 +221,7 @@ def summary(db, today: str) -> list[str]:
 
 
 def main() -> int:
+    progress.keep_lines()  # `make demo` quiets the logs (LOG_LEVEL=WARNING), not its progress
     ingest_url = config.require("INGEST_URL")
     db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     now = datetime.now(UTC)

@@ -46,18 +46,27 @@ OUT_BASE_URL, OUT_BUCKET, OUT_PARAMETERS = "ingest_base_url", "pings_bucket", "l
 SMOKE_PROJECT = hashlib.md5(b"deploy-smoke-test", usedforsecurity=False).hexdigest()
 
 
+# The headings of Deployer.deploy, the smoke test last. Each heading says how far the
+# deploy has got; the long waits inside a step (terraform apply, Cloud Build) print
+# their own progress, which a bar of ours would tear.
+STEPS = 8
+
+
 class Deployer:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.dry_run = args.dry_run
         self.number = 0
         self.step = 0
+        self.steps = STEPS - 1 if args.skip_smoke_test else STEPS
+        self.started = time.monotonic()
 
     # --- printing and running -------------------------------------------------------------
 
     def heading(self, title: str, note: str = "") -> None:
         self.step += 1
-        print(f"\n== Step {self.step}: {title}", flush=True)
+        elapsed = "" if self.dry_run else f", {timedelta(seconds=round(time.monotonic() - self.started))} elapsed"
+        print(f"\n== Step {self.step}: {title}   [{self.step}/{self.steps}{elapsed}]", flush=True)
         if note:
             print(f"   {note}", flush=True)
 

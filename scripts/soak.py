@@ -48,7 +48,7 @@ from pathlib import Path
 
 import aiohttp
 
-from telemetry.common import cloud, config, mongo, stored_ping
+from telemetry.common import cloud, config, mongo, progress, stored_ping
 from telemetry.common.projects import project_document, save_project
 from telemetry.local import stack
 from telemetry.local.samples import (
@@ -192,6 +192,7 @@ async def _send(plan: list[Request], rate: float, ingest_url: str) -> tuple[list
         tasks = []
         stats.started = start = loop.time()
         last_progress = start
+        sent = progress.Progress("soak: sent", len(plan), "pings")
         for i, request in enumerate(plan):
             due = start + i / rate
             delay = due - loop.time()
@@ -199,10 +200,12 @@ async def _send(plan: list[Request], rate: float, ingest_url: str) -> tuple[list
                 await asyncio.sleep(delay)
             stats.max_lag = max(stats.max_lag, loop.time() - due)
             tasks.append(asyncio.create_task(one(session, i, request)))
+            sent.update()
             if loop.time() - last_progress >= 60:
                 last_progress = loop.time()
                 done = sum(1 for o in outcomes[:i] if o.status or o.error)
-                print(f"  [{last_progress - start:4.0f} s] sent {i + 1}, answered {done}, in flight {in_flight}")
+                sent.write(f"  [{last_progress - start:4.0f} s] sent {i + 1}, answered {done}, in flight {in_flight}")
+        sent.close()
         stats.dispatched_until = loop.time()
         await asyncio.gather(*tasks)
         stats.finished = loop.time()
@@ -478,6 +481,7 @@ def close(plan: list[Request], outcomes: list[Outcome], loop: PipelineLoop) -> i
 
 
 def main() -> int:
+    progress.keep_lines()  # `make soak` quiets the logs (LOG_LEVEL=WARNING), not its progress
     seconds, rate = config.get_int("SOAK_SECONDS"), config.get_int("SOAK_RATE")
     ingest_url = config.require("INGEST_URL")
     interval = min(120.0, max(10.0, seconds / 5))

@@ -107,3 +107,17 @@ def test_help_runs_with_the_venv_python():
     result = subprocess.run([str(ROOT / "scripts" / "deploy"), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--dry-run" in result.stdout and "--image-tag" in result.stdout
     assert os.access(ROOT / "scripts" / "deploy", os.X_OK)
+
+
+def test_each_step_heading_says_how_many_steps_there_are(tmp_path):
+    for extra in ((), ("--skip-smoke-test",)):
+        run_dir = tmp_path / ("skip" if extra else "all")
+        run_dir.mkdir()
+        result, _ = dry_run(run_dir, *extra)
+        assert result.returncode == 0, result.stderr
+        headings = re.findall(r"^== Step (\d+): .*\[(\d+)/(\d+)\]$", result.stdout, re.M)
+        total = len(headings)
+        assert total == (7 if extra else 8)
+        assert [(int(n), int(again), int(of)) for n, again, of in headings] == [
+            (n, n, total) for n in range(1, total + 1)
+        ]

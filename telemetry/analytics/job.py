@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from telemetry.analytics import metrics, serving
-from telemetry.common import cloud, config, mongo, secrets, tables
+from telemetry.common import cloud, config, mongo, progress, secrets, tables
 from telemetry.common.logs import get_logger
 
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ class AnalyticsJob:
         days = days_between(first, today) if first is not None else []
         closed = last_final_day(now.astimezone(UTC), self.settings.settle_hours)
         documents = 0
-        for day in days:
+        for day in progress.track(days, "analytics: computed", "days"):
             documents += self.compute_day(day)
             if day <= closed and (final is None or day > final):
                 self._set_final_through(day)  # the next run starts after it

@@ -101,6 +101,12 @@ VARIABLES: dict[str, Variable] = {
             "appends). Entries before it are whatever the client wrote.",
         ),
         Variable("LOG_LEVEL", "INFO", "Python log level of the structured JSON logs."),
+        Variable(
+            "CI",
+            None,
+            "Set (to anything) by CI systems (`CI=true`): long steps report their progress as count lines "
+            "in the log, not as a bar, even on a terminal (telemetry/common/progress.py).",
+        ),
         # Personal data (telemetry/common/privacy.py; docs/privacy.md).
         Variable(
             "IP_PREFIX_V4",

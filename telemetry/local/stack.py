@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from telemetry.common import cloud, config, mongo
+from telemetry.common import cloud, config, mongo, progress
 from telemetry.common.wire import ROUTES
 from telemetry.local import limits
 
@@ -469,10 +469,12 @@ def up() -> list[Service]:
         folder.mkdir(parents=True, exist_ok=True)
     started = []
     try:
-        for service in SERVICES:
-            if start(service):
-                started.append(service)
-            print(f"{service.name:9} ready on {HOST}:{service.port}", flush=True)
+        with progress.Progress("stack: started", len(SERVICES), "services") as bar:
+            for service in SERVICES:
+                if start(service):
+                    started.append(service)
+                bar.write(f"{service.name:9} ready on {HOST}:{service.port}")
+                bar.update()
     except BaseException:
         for service in reversed(started):
             stop(service)

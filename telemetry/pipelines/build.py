@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from contextlib import contextmanager
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
+from telemetry.common import progress
 from telemetry.common.logs import get_logger
-from telemetry.pipelines import leases
+from telemetry.pipelines import connectors, leases
 from telemetry.pipelines.graph import build
 from telemetry.pipelines.options import PipelineSettings
 from telemetry.pipelines.reconciliation import format_report, report_from_metrics
@@ -66,13 +68,28 @@ def run(argv: list[str]) -> tuple[Pipeline, beam.runners.runner.PipelineResult, 
     # whichever way, end the leases of whatever it did not acknowledge, so that
     # a failed run's notifications come back at once.
     try:
-        result = p.run()
-        result.wait_until_finish()
+        with _progress(pipeline, settings, run_id):
+            result = p.run()
+            result.wait_until_finish()
     finally:
         released = leases.end(run_id)
         if released:
             log.warning("notifications released unacknowledged", extra={"run_id": run_id, "released": released})
     return pipeline, result, True
+
+
+@contextmanager
+def _progress(pipeline: Pipeline, settings: PipelineSettings, run_id: str):
+    """A local run's progress, hours listed and objects fetched, on this terminal or in this
+    log: its DoFns run in this process (connectors.progress_keys)."""
+    hours, objects = connectors.progress_keys(run_id)
+    if settings.hours:
+        progress.open_shared(hours, f"{pipeline.name}: listed", len(settings.hours) * len(pipeline.routes), "hours")
+    progress.open_shared(objects, f"{pipeline.name}: fetched", None, "objects")
+    try:
+        yield
+    finally:
+        progress.close_shared(hours, objects)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry.common import cloud, mongo, service_limits, stored_ping
+from telemetry.common import cloud, mongo, progress, service_limits, stored_ping
 from telemetry.common.projects import enabled_mail_integrations, load_projects, mail_double_opt_in, mail_flag
 from telemetry.pipelines import leases, records, run_lock, site_state, warehouse
 from telemetry.pipelines.counters import NAMESPACE
@@ -31,6 +31,12 @@ PULL_BATCH = service_limits.PUBSUB_MAX_MESSAGES_PER_PULL
 EMPTY_PULLS_TO_STOP = 3
 READ_THREADS = 16
 MAIL_CONTACTS_PER_CALL = 100
+
+
+def progress_keys(run_id: str) -> tuple[str, str]:
+    """The keys of a run's two steps, hours listed and objects fetched, which the launcher
+    opens on the local runner (build.run) and the DoFns below advance (progress.py)."""
+    return f"{run_id}/hours", f"{run_id}/objects"
 
 
 class DrainSubscription(beam.DoFn):
@@ -53,6 +59,7 @@ class DrainSubscription(beam.DoFn):
         self._settings = settings
         self._route = route
         self._run_id = run_id
+        _, self._progress_objects = progress_keys(run_id)
 
     def setup(self):
         self._subscriber = cloud.pubsub_subscriber()
@@ -108,6 +115,7 @@ class DrainSubscription(beam.DoFn):
                     and attributes.get("bucketId") == self._settings.bucket
                     and stored_ping.is_object_of(name, self._route)
                 ):
+                    progress.add_to_total(self._progress_objects)
                     yield name
                 else:
                     ignored.inc()
@@ -119,9 +127,10 @@ class DrainSubscription(beam.DoFn):
 class ListHourObjects(beam.DoFn):
     """An hour (`YYYY/MM/DD/HH`) -> the names of the route's objects received in it."""
 
-    def __init__(self, settings: PipelineSettings, route: str):
+    def __init__(self, settings: PipelineSettings, route: str, run_id: str):
         self._settings = settings
         self._route = route
+        self._progress_hours, self._progress_objects = progress_keys(run_id)
 
     def setup(self):
         self._bucket = cloud.storage_client(self._settings.project).bucket(self._settings.bucket)
@@ -134,7 +143,9 @@ class ListHourObjects(beam.DoFn):
         )
         for blob in blobs:
             if stored_ping.is_object_of(blob.name, self._route):
+                progress.add_to_total(self._progress_objects)
                 yield blob.name
+        progress.advance(self._progress_hours)
 
 
 class ReadObjects(beam.DoFn):
@@ -145,8 +156,9 @@ class ReadObjects(beam.DoFn):
     bundle, so nothing is acknowledged and a re-run reads it again.
     """
 
-    def __init__(self, settings: PipelineSettings):
+    def __init__(self, settings: PipelineSettings, run_id: str):
         self._settings = settings
+        _, self._progress_objects = progress_keys(run_id)
 
     def setup(self):
         self._bucket = cloud.storage_client(self._settings.project, READ_THREADS).bucket(self._settings.bucket)
@@ -168,6 +180,7 @@ class ReadObjects(beam.DoFn):
         for result in self._pool.map(self._read, names):
             read.inc()
             yield result
+        progress.advance(self._progress_objects, len(names))
 
 
 class MongoUnavailable(RuntimeError):

@@ -31,7 +31,7 @@ def _object_names(p, settings: PipelineSettings, route: Route, acks: list, run_i
         names = (
             p
             | f"{label}Hours" >> beam.Create(settings.hours)
-            | f"{label}ListHours" >> beam.ParDo(connectors.ListHourObjects(settings, route.name))
+            | f"{label}ListHours" >> beam.ParDo(connectors.ListHourObjects(settings, route.name, run_id))
         )
     else:
         drained = (
@@ -75,7 +75,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
         out = (
             names
             | f"{label}BatchNames" >> beam.BatchElements(**READ_BATCH)
-            | f"{label}Read" >> beam.ParDo(connectors.ReadObjects(settings))
+            | f"{label}Read" >> beam.ParDo(connectors.ReadObjects(settings, run_id))
             | f"{label}Process" >> ProcessRoute(route, projects, settings.privacy)
         )
         rejected.append(out["rejected"])
