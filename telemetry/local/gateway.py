@@ -118,4 +118,12 @@ def floor_gateway(entry: str = "store_only"):
     return create_gateway({route: ("", entry) for route in FUNCTIONS}, root=ROOT / "scripts" / "bench_floor.py")
 
 
+def dashboard_gateway():
+    """The dashboard function's own functions-framework app at the root of its own port, as
+    Cloud Functions serves it at its URL, behind the same front end
+    (`gunicorn 'telemetry.local.gateway:dashboard_gateway()'`)."""
+    source = ROOT / "functions" / "dashboard" / "main.py"
+    return _front_end(functions_framework.create_app(target="dashboard", source=str(source)))
+
+
 app = create_gateway()
