@@ -189,3 +189,8 @@ def test_every_route_of_the_app_is_described_and_every_description_has_a_route()
         if rule.endpoint != "static"
     }
     assert routes == set(openapi.SPEC["paths"])
+
+
+def test_times_and_days_have_four_digit_years_whatever_the_year():
+    """strftime("%Y") writes year 404 as "404" on glibc; the API writes ISO 8601 (found by schemathesis)."""
+    assert items.iso_time(datetime(404, 6, 23, 1, 2, 3, 4000, tzinfo=UTC)) == "0404-06-23T01:02:03.004Z"

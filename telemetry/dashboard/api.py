@@ -217,8 +217,8 @@ def figures(project_hash: str):
     docs = queries.figures(database(), project_hash, metric, first, last)
     response = jsonify(
         {
-            "from": first.strftime(metrics.DAY_FORMAT),
-            "to": last.strftime(metrics.DAY_FORMAT),
+            "from": first.isoformat(),
+            "to": last.isoformat(),
             "items": docs,
         }
     )

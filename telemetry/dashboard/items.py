@@ -55,7 +55,7 @@ def iso_time(at: datetime) -> str:
     """UTC, to the millisecond MongoDB keeps, with a `Z`: 2026-11-23T11:00:00.123Z."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json_value(value: Any) -> Any:

@@ -171,7 +171,7 @@ def figures_cursor(db: Database, project_hash: str, metric: str | None, first: d
     """The serving copy's documents of the days first..last, of one metric or all, by metric and day."""
     query: dict[str, Any] = {
         "hash": project_hash,
-        "day": {"$gte": first.strftime(metrics.DAY_FORMAT), "$lte": last.strftime(metrics.DAY_FORMAT)},
+        "day": {"$gte": first.isoformat(), "$lte": last.isoformat()},  # YYYY-MM-DD (metrics.DAY_FORMAT), any year
     }
     if metric is not None:
         query["metric"] = metric
