@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -148,8 +149,18 @@ def page_answer(docs: list[dict[str, Any]], position: paging.Position | None, it
     return response
 
 
-def csv_answer(name: str, chunks) -> Response:
-    response = Response(chunks, mimetype="text/csv")
+def _logged(name: str, chunks: Iterator[str]) -> Iterator[str]:
+    """The chunks; a failure after the first has been sent (the status is gone) is logged, and the
+    connection is closed without the chunked body's end, so the client sees the export broke off."""
+    try:
+        yield from chunks
+    except Exception:
+        log.exception("CSV export broke off", extra={"export": name})
+        raise
+
+
+def csv_answer(name: str, chunks: Iterator[str]) -> Response:
+    response = Response(_logged(name, chunks), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"

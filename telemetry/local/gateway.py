@@ -1,4 +1,5 @@
-"""The three ingest functions behind one base URL, as Cloud Functions serves them.
+"""The three ingest functions behind one base URL, as Cloud Functions serves them;
+and the dashboard function on a port of its own (`dashboard_gateway`, DASHBOARD_URL).
 
 Deployed, Cloud Functions serves `track`, `deactivate` and `tracking-skipped`
 as `https://REGION-PROJECT.cloudfunctions.net/<name>`. Here each function's own
