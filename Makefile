@@ -19,7 +19,7 @@ TF_STANDIN := .local/terraform-standin
 TF_SCHEMA_PACKAGES := cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-archive==11.0.1
 
 .PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics audit report project \
-	bench bench-ingest bench-pipeline bench-analytics fuzz soak clean
+	bench bench-ingest bench-pipeline bench-analytics bench-dashboard fuzz soak clean
 
 help:
 	@echo "make demo           run the product end to end on the local stack"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-pipeline the pipelines on one hour of 20,000 pings against a plain-Python baseline"
 	@echo "make soak           10 minutes of steady traffic while the pipelines run (one killed), then a count (SOAK_SECONDS=60: quick)"
 	@echo "make bench-analytics one hourly analytics run on 30 and on 180 days of history, against a full recompute"
+	@echo "make bench-dashboard the dashboard API on 200,000 sites: page 1 vs page 1,000, a filtered page, CSV, figures"
 	@echo "make fuzz           fuzz the wire format with atheris for FUZZ_SECONDS (600); finds in .local/fuzz/"
 
 venv: $(STAMP)
@@ -143,6 +144,10 @@ bench-pipeline: venv
 
 bench-analytics: venv
 	LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/bench_analytics.py
+
+# Not part of `make bench`: it loads 270,000 documents into the local MongoDB (dropped at the end).
+bench-dashboard: venv
+	LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/bench_dashboard.py
 
 # Coverage-guided fuzzing of the body parser and everything an accepted ping goes
 # through (scripts/fuzz_wire.py). atheris installs as a wheel: no compiler needed.

@@ -8,8 +8,9 @@ Steps: terraform init; a first targeted apply of what the image builds need (API
 the Artifact Registry repository, the build service account and its grants); the two
 template images (skipped where the tag already exists: tags are immutable, and
 rolling back is deploying an older tag); the full terraform apply (it also builds and
-uploads the function zips itself); the secret versions; resuming the schedules; a
-smoke test that posts one ping to each endpoint and finds the object it became.
+uploads the function zips itself); the secret versions; resuming the schedules; the
+dashboard's URL (and that it answers); a smoke test that posts one ping to each
+endpoint and finds the object it became.
 
 Each command is printed before it runs, and runs as an argument list (no shell).
 Secret values are read from the files given and passed on stdin, never printed.
@@ -34,13 +35,19 @@ TERRAFORM_DIR = ROOT / "terraform"
 TEMPLATES = ("tracking", "deactivation")
 ROUTES = ("track", "deactivate", "tracking-skipped")
 SCHEDULER_JOBS = ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics", "telemetry-audit")
-SECRETS = {"mongodb-uri": "mongodb_uri_file", "mail-api-token": "mail_api_token_file"}
+SECRETS = {
+    "mongodb-uri": "mongodb_uri_file",
+    "mail-api-token": "mail_api_token_file",
+    # The dashboard's own credential: a read-only MongoDB user (terraform/dashboard.tf).
+    "dashboard-mongodb-uri": "dashboard_mongodb_uri_file",
+}
 # What the image builds need before the first full apply (terraform/apis.tf, pipelines.tf).
 BOOTSTRAP_TARGETS = ("google_project_service.enabled", "google_artifact_registry_repository.pipelines")
 # Terraform outputs read (terraform/outputs.tf); build_service_account_email is expected
 # from the build service account's change (not in outputs.tf yet).
 OUT_IMAGES, OUT_BUILD_ACCOUNT, OUT_BUILD_BUCKET = "template_images", "build_service_account", "build_bucket"
 OUT_BASE_URL, OUT_BUCKET, OUT_PARAMETERS = "ingest_base_url", "pings_bucket", "launch_parameters"
+OUT_DASHBOARD = "dashboard_url"
 # md5("deploy-smoke-test"), the form of a project hash; no project has it, so the smoke pings
 # end in BigQuery `rejected` (reason unknown_project).
 SMOKE_PROJECT = hashlib.md5(b"deploy-smoke-test", usedforsecurity=False).hexdigest()
@@ -243,6 +250,13 @@ class Deployer:
         )
         self.run(self.apply(paused=False))
 
+        self.heading("the dashboard", "its URL; the API is under /v1, each project's key from telemetry-admin")
+        dashboard = self.tf_output(OUT_DASHBOARD)
+        print(f"   dashboard: {dashboard}")
+        print("   a key for a project: MONGODB_URI=<read-write URI> telemetry-admin key create --project HASH")
+        if not a.skip_smoke_test and not self.dashboard_answers(dashboard):
+            return 1
+
         if a.skip_smoke_test:
             print("\n(smoke test skipped)")
             return 0
@@ -288,6 +302,29 @@ class Deployer:
             return 1
         print("\nsmoke test: every endpoint stored its ping" if not self.dry_run else "")
         return 0
+
+    def dashboard_answers(self, base: str) -> bool:
+        """Its description answers 200, and a list without a key 401."""
+        checks = (("/v1/openapi.json", 200), (f"/v1/projects/{SMOKE_PROJECT}/sites", 401))
+        ok = True
+        for path, expected in checks:
+            url = f"{base.rstrip('/')}{path}"
+            self._show(["GET", url], None, f"expect {expected}")
+            if self.dry_run:
+                continue
+            import requests
+
+            try:
+                status = requests.get(url, timeout=60).status_code
+            except requests.RequestException as e:
+                print(f"   {url}: {e}", file=sys.stderr)
+                ok = False
+                continue
+            print(f"   {path}: HTTP {status}")
+            if status != expected:
+                print(f"   {path}: expected {expected}", file=sys.stderr)
+                ok = False
+        return ok
 
     def post(self, url: str, route: str) -> str | None:
         self._show(["POST", url], None, f"one {route} ping (application/x-www-form-urlencoded)")
@@ -372,6 +409,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-tag", help="Tag of the two template images. Default: the checkout's short commit id.")
     parser.add_argument("--mongodb-uri-file", help="File holding the MongoDB URI: added as a new mongodb-uri version.")
     parser.add_argument("--mail-api-token-file", help="File holding the mail API token (only with mail_api_url set).")
+    parser.add_argument(
+        "--dashboard-mongodb-uri-file",
+        help="File holding the dashboard's MongoDB URI (a read-only user): added as a dashboard-mongodb-uri version.",
+    )
     parser.add_argument(
         "--build-service-account", help=f"Email Cloud Build runs as. Default: terraform output {OUT_BUILD_ACCOUNT}."
     )

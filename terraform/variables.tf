@@ -592,3 +592,34 @@ variable "audit_timeout_seconds" {
     error_message = "audit_timeout_seconds must be from 60 to 3600 (an HTTP function's limit)."
   }
 }
+
+# --- Dashboard function (terraform/dashboard.tf) -----------------------------------
+
+variable "dashboard_memory" {
+  description = "Memory of one dashboard function instance (Cloud Run quantity). A CSV export streams, so its size does not grow with the export."
+  type        = string
+  default     = "512Mi"
+}
+
+variable "dashboard_concurrency" {
+  description = "Requests one dashboard instance serves at once."
+  type        = number
+  default     = 8
+}
+
+variable "dashboard_max_instances" {
+  description = "Most dashboard instances; caps cost and the connections to MongoDB (each instance keeps a small pool)."
+  type        = number
+  default     = 5
+}
+
+variable "dashboard_timeout_seconds" {
+  description = "Longest dashboard request: bounds a CSV export of a large project (see README, Dashboard)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.dashboard_timeout_seconds >= 10 && var.dashboard_timeout_seconds <= 3600
+    error_message = "dashboard_timeout_seconds must be from 10 to 3600 (an HTTP function's limit)."
+  }
+}

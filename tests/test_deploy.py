@@ -81,7 +81,11 @@ def test_dry_run_prints_the_whole_plan_in_order_and_runs_nothing(tmp_path):
     mail = index(r"^gcloud secrets versions list mail-api-token .*only if mail_api_url is set", secret)
     assert "-var=pipeline_schedules_paused=true" in plan[apply]
     unpause = index(r"^terraform -chdir=terraform apply .*-var=pipeline_schedules_paused=false", mail)
-    base_url = index(r"^terraform -chdir=terraform output -raw ingest_base_url$", unpause)
+    index(r"^gcloud secrets versions list dashboard-mongodb-uri ", mail)  # the dashboard's own, read-only user
+    dashboard = index(r"^terraform -chdir=terraform output -raw dashboard_url$", unpause)
+    index(r"^GET '?<dashboard_url from terraform output>/v1/openapi\.json'?\s+# expect 200$", dashboard)
+    assert "dashboard: <dashboard_url from terraform output>" in result.stdout
+    base_url = index(r"^terraform -chdir=terraform output -raw ingest_base_url$", dashboard)
     last = base_url
     for route in ("track", "deactivate", "tracking-skipped"):
         post = index(rf"^POST .*/{route}'", last)

@@ -72,6 +72,12 @@ VARIABLES: dict[str, Variable] = {
             "Base URL (ending in `/`) that serves `track`, `deactivate` and "
             "`tracking-skipped`; used by tests, the demo and the benchmark.",
         ),
+        Variable(
+            "DASHBOARD_URL",
+            None,
+            "Base URL of the dashboard function (no trailing `/`): its API is under `/v1`; used by tests, "
+            "the benchmark and scripts.",
+        ),
         # Emulators: the Google client libraries read these themselves; when one is set,
         # clients use anonymous credentials.
         Variable("STORAGE_EMULATOR_HOST", None, "fake-gcs-server URL, e.g. `http://127.0.0.1:4443`."),
@@ -224,6 +230,11 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("MONGODB_PORT", "27018", "Local SecantusDB port."),
         Variable("INGEST_PORT", "8080", "Local port of the three ingest functions behind one base URL."),
+        Variable(
+            "DASHBOARD_PORT",
+            "8081",
+            "Local port of the dashboard function (its API and pages); `.local/env` names its base URL DASHBOARD_URL.",
+        ),
         Variable(
             "LOCAL_STACK_DIR",
             None,

@@ -1,4 +1,5 @@
-"""The three ingest functions behind one base URL, as Cloud Functions serves them.
+"""The three ingest functions behind one base URL, as Cloud Functions serves them;
+and the dashboard function on a port of its own (`dashboard_gateway`, DASHBOARD_URL).
 
 Deployed, Cloud Functions serves `track`, `deactivate` and `tracking-skipped`
 as `https://REGION-PROJECT.cloudfunctions.net/<name>`. Here each function's own
@@ -116,6 +117,14 @@ def floor_gateway(entry: str = "store_only"):
     """The ingest benchmark's floor: a function of scripts/bench_floor.py mounted at every route
     exactly as the real ones are (`gunicorn 'telemetry.local.gateway:floor_gateway()'`)."""
     return create_gateway({route: ("", entry) for route in FUNCTIONS}, root=ROOT / "scripts" / "bench_floor.py")
+
+
+def dashboard_gateway():
+    """The dashboard function's own functions-framework app at the root of its own port, as
+    Cloud Functions serves it at its URL, behind the same front end
+    (`gunicorn 'telemetry.local.gateway:dashboard_gateway()'`)."""
+    source = ROOT / "functions" / "dashboard" / "main.py"
+    return _front_end(functions_framework.create_app(target="dashboard", source=str(source)))
 
 
 app = create_gateway()

@@ -97,6 +97,7 @@ def stack_env() -> dict[str, str]:
         # The product's MongoDB clients add the checks SecantusDB lacks (telemetry.common.mongo).
         "MONGODB_EMULATOR": "secantusdb",
         "INGEST_URL": f"http://{HOST}:{config.get_int('INGEST_PORT')}/",
+        "DASHBOARD_URL": f"http://{HOST}:{config.get_int('DASHBOARD_PORT')}",
     }
 
 
@@ -282,12 +283,14 @@ def _mongo_command() -> list[str]:
 
 def _mongo_provision() -> None:
     from telemetry.analytics import serving
+    from telemetry.dashboard import keys
     from telemetry.pipelines import site_state
 
     db = mongo.database(stack_env()["MONGODB_URI"], config.get("MONGODB_DB"))
     try:
         site_state.ensure_indexes(db)
         serving.ensure_indexes(db)
+        keys.ensure_indexes(db)
     finally:
         db.client.close()
 
@@ -302,6 +305,16 @@ def _mongo_ready() -> bool:
         return True
     except PyMongoError:
         return False
+
+
+def dashboard_command() -> list[str]:
+    """gunicorn serving the dashboard function (telemetry/local/gateway.py, dashboard_gateway).
+
+    The request line is not limited on its own (gunicorn's default is 4,094 bytes): Google's
+    front end counts it with the headers (64 KiB, the gateway's check), and a query string
+    with a cursor and filters can pass 4 KB."""
+    command = ingest_command(config.get_int("DASHBOARD_PORT"), app="telemetry.local.gateway:dashboard_gateway()")
+    return [*command[:-1], "--limit-request-line", "0", command[-1]]
 
 
 def ingest_command(port: int | None = None, app: str = "telemetry.local.gateway:app") -> list[str]:
@@ -361,6 +374,13 @@ SERVICES = [
         ingest_command,
         lambda: http_ok(f"{stack_env()['INGEST_URL']}track"),
         extra_env=lambda: {k: v for k, v in stack_env().items() if k != "INGEST_URL"},
+    ),
+    Service(
+        "dashboard",
+        "DASHBOARD_PORT",
+        dashboard_command,
+        lambda: http_ok(f"{stack_env()['DASHBOARD_URL']}/v1/openapi.json"),
+        extra_env=lambda: {k: v for k, v in stack_env().items() if k not in ("INGEST_URL", "DASHBOARD_URL")},
     ),
 ]
 

@@ -55,13 +55,40 @@ MAIL_RECLAIM_AFTER = timedelta(hours=1)
 MAIL_QUOTA_KEEP = timedelta(days=2)  # a quota document's life (a TTL index removes it)
 
 
+INDEX_NOT_FOUND = 27  # MongoDB's error code for dropping an index that does not exist
+
+DASHBOARD_INDEXES = {
+    SITES: {
+        "hash_last_seen_url": [("hash", 1), ("last_seen", -1), ("url", 1)],
+        "hash_status_last_seen_url": [("hash", 1), ("status", 1), ("last_seen", -1), ("url", 1)],
+        "hash_version_last_seen_url": [("hash", 1), ("project_version", 1), ("last_seen", -1), ("url", 1)],
+    },
+    DEACTIVATIONS: {
+        "hash_received_at_url": [("hash", 1), ("received_at", -1), ("url", 1)],
+        "hash_reason_received_at_url": [("hash", 1), ("reason_id", 1), ("received_at", -1), ("url", 1)],
+    },
+}
+
+
 def ensure_indexes(db: Database) -> None:
     """Every index the pipelines rely on, the projects' (projects.ensure_indexes) included.
 
     Idempotent: creating an index that exists with the same spec is a no-op."""
     db[SITES].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
-    db[SITES].create_index([("hash", 1), ("last_seen", -1)], name="hash_last_seen")
     db[DEACTIVATIONS].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
+    # The dashboard's lists (telemetry/dashboard/queries.py): keyset pages in (time desc, url) order,
+    # unfiltered and by each filter that can bound the range.
+    for name, keys in DASHBOARD_INDEXES[SITES].items():
+        db[SITES].create_index(keys, name=name)
+    for name, keys in DASHBOARD_INDEXES[DEACTIVATIONS].items():
+        db[DEACTIVATIONS].create_index(keys, name=name)
+    # (hash, last_seen desc), the dashboard's earlier index: a prefix of hash_last_seen_url, so dropped.
+    if "hash_last_seen" in db[SITES].index_information():
+        try:
+            db[SITES].drop_index("hash_last_seen")
+        except pymongo.errors.OperationFailure as e:
+            if e.code != INDEX_NOT_FOUND:  # another run dropped it first
+                raise
     db[SITES].create_index([("hash", 1), ("mail.status", 1), ("mail.due_at", 1)], name="hash_mail_due")
     projects.ensure_indexes(db)
     db[MAIL_QUOTA].create_index([("expires_at", 1)], expireAfterSeconds=0, name="expires_at_ttl")

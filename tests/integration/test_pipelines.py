@@ -537,7 +537,8 @@ def test_forged_new_sites_double_opt_in_and_an_hourly_bound(ingest_url, db, mail
 def test_indexes(db):
     sites = db[site_state.SITES].index_information()
     assert sites["hash_url_unique"]["unique"] is True
-    assert sites["hash_last_seen"]["key"] == [("hash", 1), ("last_seen", -1)]
+    assert sites["hash_last_seen_url"]["key"] == [("hash", 1), ("last_seen", -1), ("url", 1)]
+    assert "hash_last_seen" not in sites  # its prefix, dropped
     assert sites["hash_mail_due"]["key"] == [("hash", 1), ("mail.status", 1), ("mail.due_at", 1)]
     key = {"hash": f"dup-{uuid.uuid4().hex}", "url": "https://dup.example.org"}
     db[site_state.SITES].insert_one(dict(key))

@@ -176,6 +176,7 @@ def test_function_requirements_pin_the_versions_the_tests_ran_with():
         ROOT / "functions" / "requirements.txt",
         ROOT / "functions" / "analytics" / "requirements.txt",
         ROOT / "functions" / "audit" / "requirements.txt",
+        ROOT / "functions" / "dashboard" / "requirements.txt",
     ):
         for line in requirements.read_text().splitlines():
             if "==" in line and not line.startswith("#"):

@@ -140,6 +140,7 @@ def test_every_function_builds_as_the_build_account_into_the_functions_repositor
     )
     functions = [("ingest", _resource(tf, "google_cloudfunctions2_function", "ingest"))]
     functions.append(("analytics", _resource(tf, "google_cloudfunctions2_function", "analytics")))
+    functions.append(("dashboard", _resource(tf, "google_cloudfunctions2_function", "dashboard")))
     for name, fn in functions:
         build = _block(fn, "build_config")
         assert _expr(build["service_account"]) == "local.build_service_account", name
@@ -179,7 +180,11 @@ def test_every_subscription_lets_the_pipeline_pull(tf, routes):
 
 def test_the_pipeline_reads_every_secret_and_the_analytics_job_the_mongodb_uri_only(tf):
     grants = tf["resource"]["google_secret_manager_secret_iam_member"]
-    assert sorted(grants) == ["analytics_reads_mongodb_uri", "pipeline_reads_secrets"]
+    assert sorted(grants) == [
+        "analytics_reads_mongodb_uri",
+        "dashboard_reads_its_mongodb_uri",  # its own secret (test_dashboard.py)
+        "pipeline_reads_secrets",
+    ]
     analytics = grants["analytics_reads_mongodb_uri"]
     assert _expr(analytics["secret_id"]) == 'google_secret_manager_secret.pipeline["mongodb-uri"].secret_id'
     assert analytics["role"] == "roles/secretmanager.secretAccessor"
@@ -220,7 +225,10 @@ def test_anyone_may_invoke_the_ingest_functions_through_cloud_run(tf):
     public = [
         (t, n) for t, n, b in _iam_grants(tf) if any(m in ("allUsers", "allAuthenticatedUsers") for m in _members(b))
     ]
-    assert public == [("google_cloud_run_service_iam_member", "public_invokes_ingest")]
+    assert sorted(public) == [
+        ("google_cloud_run_service_iam_member", "public_invokes_dashboard"),  # the API checks keys itself
+        ("google_cloud_run_service_iam_member", "public_invokes_ingest"),
+    ]
 
 
 # --- Nobody but Terraform can drop a table of the history dataset ----------------------
