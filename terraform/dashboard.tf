@@ -10,9 +10,11 @@
 
 locals {
   # The function's zip: its entry point and requirements, the package's common/
-  # and dashboard/ folders, and the two pure modules it reads from beside them:
-  # analytics/metrics.py (the figures' names) and pipelines/records.py (the
-  # project's reason labels and the site statuses; it imports common/ only).
+  # and dashboard/ folders (with the page's templates/ and static/), and the
+  # three pure modules it reads from beside them: analytics/metrics.py (the
+  # figures' names), pipelines/records.py (the project's reason labels and the
+  # site statuses; it imports common/ only) and report/charts.py (the charts'
+  # one definition, shared with the report; Altair, metrics and records only).
   dashboard_files = merge(
     {
       "main.py"                         = "${local.repo_root}/functions/dashboard/main.py"
@@ -22,6 +24,8 @@ locals {
       "telemetry/analytics/metrics.py"  = "${local.repo_root}/telemetry/analytics/metrics.py"
       "telemetry/pipelines/__init__.py" = "${local.repo_root}/telemetry/pipelines/__init__.py"
       "telemetry/pipelines/records.py"  = "${local.repo_root}/telemetry/pipelines/records.py"
+      "telemetry/report/__init__.py"    = "${local.repo_root}/telemetry/report/__init__.py"
+      "telemetry/report/charts.py"      = "${local.repo_root}/telemetry/report/charts.py"
     },
     {
       for f in fileset("${local.repo_root}/telemetry/common", "*.py") :

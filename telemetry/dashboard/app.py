@@ -42,7 +42,8 @@ def database_from_env() -> Callable[[], Database]:
 
 
 def create_app(database: Callable[[], Database] | None = None) -> Flask:
-    app = Flask(__name__)
+    # /assets, not Flask's /static: functions-framework's own app answers /static/* before the function.
+    app = Flask(__name__, static_url_path="/assets")
     app.json.sort_keys = False  # items keep the order of their fields
     app.extensions["telemetry_db"] = database or database_from_env()
     app.register_blueprint(api)

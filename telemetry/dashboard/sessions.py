@@ -113,7 +113,10 @@ def keep_csrf(response: Response, token: str) -> None:
 
 
 def csrf_ok(request: Request) -> bool:
-    """A POST is the page's own: the form's token matches its cookie, and its Origin, if sent, is this site."""
+    """A POST is the page's own: the form's token matches its cookie, and its Origin and
+    Sec-Fetch-Site, where the browser sends them, say it came from this site."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("Origin")
     # The host alone: behind Cloud Run's TLS front end the request's own scheme reads http.
     if origin is not None and urlsplit(origin).netloc != request.host:

@@ -42,16 +42,18 @@ def test_the_function_runs_as_that_account_with_that_secret_and_is_public(tf):
     assert _expr(tf["output"]["dashboard_url"]["value"]) == "google_cloudfunctions2_function.dashboard.service_config[0].uri"
 
 
-# The zip: common/ and dashboard/, with the two pure modules it reads beside them.
-DASHBOARD_MODULES = {"telemetry.analytics.metrics", "telemetry.pipelines.records"}
+# The zip: common/ and dashboard/, with the three pure modules it reads beside them.
+DASHBOARD_MODULES = {"telemetry.analytics.metrics", "telemetry.pipelines.records", "telemetry.report.charts"}
 
 
 def test_the_dashboard_code_imports_only_what_its_zip_holds_and_its_requirements_install():
     files = [*sorted((TELEMETRY / "dashboard").glob("*.py")), ROOT / "functions" / "dashboard" / "main.py"]
     files += [TELEMETRY / "analytics" / "metrics.py", TELEMETRY / "pipelines" / "records.py"]
-    installed = {"functions_framework", "flask", "werkzeug", "pymongo", "bson", "pythonjsonlogger", "telemetry"}
+    files += [TELEMETRY / "report" / "charts.py"]
+    installed = {"functions_framework", "flask", "werkzeug", "itsdangerous", "pymongo", "bson", "pythonjsonlogger"}
+    installed |= {"altair", "telemetry"}
     requirements = (ROOT / "functions" / "dashboard" / "requirements.txt").read_text()
-    for package in ("functions-framework", "pymongo", "python-json-logger", "orjson"):
+    for package in ("functions-framework", "pymongo", "python-json-logger", "orjson", "altair"):
         assert f"{package}==" in requirements
     for path in files:
         outside = telemetry_packages_imported(path) - {"common", "dashboard"}
@@ -66,6 +68,11 @@ def test_the_dashboard_code_imports_only_what_its_zip_holds_and_its_requirements
 def test_the_zip_names_exactly_those_files(tf):
     files = tf["locals"]["dashboard_files"]
     text = str(files)
-    for path in ("functions/dashboard/main.py", "telemetry/analytics/metrics.py", "telemetry/pipelines/records.py"):
+    for path in (
+        "functions/dashboard/main.py",
+        "telemetry/analytics/metrics.py",
+        "telemetry/pipelines/records.py",
+        "telemetry/report/charts.py",
+    ):
         assert path in text
     assert "telemetry/dashboard" in text and "telemetry/common" in text
