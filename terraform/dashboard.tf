@@ -84,6 +84,32 @@ resource "google_secret_manager_secret_iam_member" "dashboard_reads_its_mongodb_
   member    = "serviceAccount:${google_service_account.dashboard.email}"
 }
 
+# The key that signs the dashboard page's sign-in cookies (HMAC-SHA256,
+# telemetry/dashboard/sessions.py): at least 32 random characters. Add it with
+#   openssl rand -base64 48 | tr -d '\n' | gcloud secrets versions add dashboard-session-secret --data-file=-
+# or scripts/deploy --dashboard-session-secret-file FILE. A new version signs everyone out.
+resource "google_secret_manager_secret" "dashboard_session_secret" {
+  project   = var.project_id
+  secret_id = "dashboard-session-secret"
+
+  annotations = {
+    description = "HMAC key of the dashboard page's sign-in cookies (DASHBOARD_SESSION_SECRET), 32+ random characters."
+  }
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_iam_member" "dashboard_reads_its_session_secret" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.dashboard_session_secret.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.dashboard.email}"
+}
+
 # Public: vendors' scripts and browsers call it from anywhere; the API key is the auth.
 resource "google_cloud_run_service_iam_member" "public_invokes_dashboard" {
   project  = var.project_id
@@ -145,6 +171,13 @@ resource "google_cloudfunctions2_function" "dashboard" {
       key        = "MONGODB_URI"
       project_id = var.project_id
       secret     = google_secret_manager_secret.dashboard_mongodb_uri.secret_id
+      version    = "latest"
+    }
+
+    secret_environment_variables {
+      key        = "DASHBOARD_SESSION_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.dashboard_session_secret.secret_id
       version    = "latest"
     }
 
