@@ -15,6 +15,7 @@ next `make dashboard`, and with it the keys.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 
@@ -45,12 +46,13 @@ def main() -> int:
         print(f"  {project.name} ({project.hash}): sign in with")
         print(f"    {new.key}")
     print("Serving until interrupted (Ctrl-C).", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("\nstopped")
-    finally:
-        db.client.close()
+    stop = threading.Event()
+    # Set here, not inherited: a shell that starts this in the background ignores SIGINT for it.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    print("\nstopped")
+    db.client.close()
     return 0
 
 
