@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
+import time
 
 import demo
 
@@ -46,13 +46,16 @@ def main() -> int:
         print(f"  {project.name} ({project.hash}): sign in with")
         print(f"    {new.key}")
     print("Serving until interrupted (Ctrl-C).", flush=True)
-    stop = threading.Event()
     # Set here, not inherited: a shell that starts this in the background ignores SIGINT for it.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    print("\nstopped")
-    db.client.close()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopped")
+    finally:
+        db.client.close()
     return 0
 
 
