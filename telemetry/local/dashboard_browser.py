@@ -90,7 +90,7 @@ def dashboard_page(base_url: str, executable: Path = CHROMIUM) -> Iterator[tuple
 
 
 def sign_in(page, base_url: str, key: str):
-    """Post the sign-in form as a person would; returns the response of the page it lands on."""
+    """Fill in and post the sign-in form as a person would; returns the page, on whatever it landed."""
     page.goto(base_url.rstrip("/") + "/sign-in")
     page.fill("#key", key)
     with page.expect_navigation():
