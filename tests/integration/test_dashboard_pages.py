@@ -17,6 +17,7 @@ from telemetry.dashboard import keys, sessions
 from telemetry.local import dashboard_browser
 from telemetry.pipelines import mongodb
 from telemetry.report import browser, charts
+from telemetry.report import page as report
 from tests.analytics_samples import documents
 from tests.integration.dashboard_seed import deactivation_doc, new_key, new_project, site_doc
 
@@ -258,3 +259,18 @@ def test_forms_without_their_token_or_from_another_origin_are_refused(base, db):
     assert requests.get(f"{base}/sign-in?key={key}", timeout=10).status_code == 200  # a key in a URL does nothing
     assert requests.post(f"{base}/sign-out", allow_redirects=False, timeout=10).status_code == 403
     db[mongodb.PROJECTS].delete_many({"hash": project_hash})
+
+
+def test_the_page_s_charts_are_the_report_s(base, db, project):
+    """One chart definition: charts.json carries the very specs the offline report embeds for the same data."""
+    project_hash, key = project
+    cookie = session_cookie(sign_in(base, key))
+    served = requests.get(
+        f"{base}/projects/{project_hash}/charts.json", headers={"Cookie": f"{sessions.COOKIE}={cookie}"}, timeout=30
+    ).json()
+    projects, docs = report.load(db, days=charts.DEFAULT_DAYS, hashes=[project_hash])
+    (section,), latest = report.sections(projects, docs)
+    assert served["latest_day"] == latest == "2025-03-31"
+    assert [c["key"] for c in served["charts"]] == [c.key for c in section.charts] == list(charts.CHART_KEYS)
+    assert [c["spec"] for c in served["charts"]] == [c.spec for c in section.charts]
+    assert [(k["label"], k["value"]) for k in served["kpis"]] == list(section.kpis)
