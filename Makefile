@@ -18,11 +18,12 @@ TF_VENV := .local/terraform-venv
 TF_STANDIN := .local/terraform-standin
 TF_SCHEMA_PACKAGES := cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-archive==11.0.1
 
-.PHONY: help venv system-deps up down status demo test unit lint check-terraform pipelines analytics audit report project \
+.PHONY: help venv system-deps up down status demo dashboard test unit lint check-terraform pipelines analytics audit report project \
 	bench bench-ingest bench-pipeline bench-analytics bench-dashboard fuzz soak clean
 
 help:
 	@echo "make demo           run the product end to end on the local stack"
+	@echo "make dashboard      the demo's data, then the dashboard served until Ctrl-C (prints its URL and keys)"
 	@echo "make test           lint, static checks, unit and integration tests (starts the stack)"
 	@echo "make up / down      start / stop the local stack (writes .local/env)"
 	@echo "make pipelines      run both hourly pipelines on the stack from make up (HOUR=YYYY-MM-DDTHH: that hour)"
@@ -81,6 +82,13 @@ demo: venv system-deps
 	$(STACK) down
 	rm -rf .local/demo
 	LOCAL_STACK_DIR=.local/demo LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/demo.py
+
+# The demo's data on a stack of its own in .local/dashboard (wiped first), a key per
+# project, out/dashboard.png; then the dashboard is served until Ctrl-C.
+dashboard: venv system-deps
+	$(STACK) down
+	rm -rf .local/dashboard
+	LOCAL_STACK_DIR=.local/dashboard LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/dashboard.py
 
 # Both pipelines on the local runner (FnApiRunner, see docs/pipelines.md): notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
 pipelines: venv

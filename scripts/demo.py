@@ -220,10 +220,9 @@ def summary(db, today: str) -> list[str]:
     return lines
 
 
-def main() -> int:
-    progress.keep_lines()  # `make demo` quiets the logs (LOG_LEVEL=WARNING), not its progress
-    ingest_url = config.require("INGEST_URL")
-    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+def fill(db, ingest_url: str) -> Counter:
+    """Steps 1 to 5: the projects, the month of pings, the live pings, the pipelines, the analytics job;
+    prints the summary. Returns the live pings' answers by (route, HTTP status). `make dashboard` runs it too."""
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -260,6 +259,14 @@ def main() -> int:
 
     print("\nsummary (from the serving copy, as the dashboard reads it):")
     print("\n".join(summary(db, now.strftime(metrics.DAY_FORMAT))))
+    return answers
+
+
+def main() -> int:
+    progress.keep_lines()  # `make demo` quiets the logs (LOG_LEVEL=WARNING), not its progress
+    ingest_url = config.require("INGEST_URL")
+    db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
+    answers = fill(db, ingest_url)
 
     with Step("the vendor's report"):
         OUT.mkdir(exist_ok=True)

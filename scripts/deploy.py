@@ -40,6 +40,8 @@ SECRETS = {
     "mail-api-token": "mail_api_token_file",
     # The dashboard's own credential: a read-only MongoDB user (terraform/dashboard.tf).
     "dashboard-mongodb-uri": "dashboard_mongodb_uri_file",
+    # The key that signs the dashboard page's sign-in cookies (telemetry/dashboard/sessions.py).
+    "dashboard-session-secret": "dashboard_session_secret_file",
 }
 # What the image builds need before the first full apply (terraform/apis.tf, pipelines.tf).
 BOOTSTRAP_TARGETS = ("google_project_service.enabled", "google_artifact_registry_repository.pipelines")
@@ -412,6 +414,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dashboard-mongodb-uri-file",
         help="File holding the dashboard's MongoDB URI (a read-only user): added as a dashboard-mongodb-uri version.",
+    )
+    parser.add_argument(
+        "--dashboard-session-secret-file",
+        help="File holding at least 32 random characters (e.g. `openssl rand -base64 48`) that sign the dashboard's "
+        "sign-in cookies: added as a dashboard-session-secret version. A new version signs everyone out.",
     )
     parser.add_argument(
         "--build-service-account", help=f"Email Cloud Build runs as. Default: terraform output {OUT_BUILD_ACCOUNT}."

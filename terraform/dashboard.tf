@@ -10,9 +10,11 @@
 
 locals {
   # The function's zip: its entry point and requirements, the package's common/
-  # and dashboard/ folders, and the two pure modules it reads from beside them:
-  # analytics/metrics.py (the figures' names) and pipelines/records.py (the
-  # project's reason labels and the site statuses; it imports common/ only).
+  # and dashboard/ folders (with the page's templates/ and static/), and the
+  # three pure modules it reads from beside them: analytics/metrics.py (the
+  # figures' names), pipelines/records.py (the project's reason labels and the
+  # site statuses; it imports common/ only) and report/charts.py (the charts'
+  # one definition, shared with the report; Altair, metrics and records only).
   dashboard_files = merge(
     {
       "main.py"                         = "${local.repo_root}/functions/dashboard/main.py"
@@ -22,6 +24,8 @@ locals {
       "telemetry/analytics/metrics.py"  = "${local.repo_root}/telemetry/analytics/metrics.py"
       "telemetry/pipelines/__init__.py" = "${local.repo_root}/telemetry/pipelines/__init__.py"
       "telemetry/pipelines/records.py"  = "${local.repo_root}/telemetry/pipelines/records.py"
+      "telemetry/report/__init__.py"    = "${local.repo_root}/telemetry/report/__init__.py"
+      "telemetry/report/charts.py"      = "${local.repo_root}/telemetry/report/charts.py"
     },
     {
       for f in fileset("${local.repo_root}/telemetry/common", "*.py") :
@@ -76,6 +80,32 @@ resource "google_secret_manager_secret" "dashboard_mongodb_uri" {
 resource "google_secret_manager_secret_iam_member" "dashboard_reads_its_mongodb_uri" {
   project   = var.project_id
   secret_id = google_secret_manager_secret.dashboard_mongodb_uri.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.dashboard.email}"
+}
+
+# The key that signs the dashboard page's sign-in cookies (HMAC-SHA256,
+# telemetry/dashboard/sessions.py): at least 32 random characters. Add it with
+#   openssl rand -base64 48 | tr -d '\n' | gcloud secrets versions add dashboard-session-secret --data-file=-
+# or scripts/deploy --dashboard-session-secret-file FILE. A new version signs everyone out.
+resource "google_secret_manager_secret" "dashboard_session_secret" {
+  project   = var.project_id
+  secret_id = "dashboard-session-secret"
+
+  annotations = {
+    description = "HMAC key of the dashboard page's sign-in cookies (DASHBOARD_SESSION_SECRET), 32+ random characters."
+  }
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_iam_member" "dashboard_reads_its_session_secret" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.dashboard_session_secret.secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.dashboard.email}"
 }
@@ -141,6 +171,13 @@ resource "google_cloudfunctions2_function" "dashboard" {
       key        = "MONGODB_URI"
       project_id = var.project_id
       secret     = google_secret_manager_secret.dashboard_mongodb_uri.secret_id
+      version    = "latest"
+    }
+
+    secret_environment_variables {
+      key        = "DASHBOARD_SESSION_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.dashboard_session_secret.secret_id
       version    = "latest"
     }
 

@@ -186,7 +186,7 @@ def test_every_route_of_the_app_is_described_and_every_description_has_a_route()
     routes = {
         re.sub(r"<(?:\w+:)?project_hash>", "{hash}", rule.rule)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint.startswith("api.")  # the JSON API; the pages (pages.py) are not its contract
     }
     assert routes == set(openapi.SPEC["paths"])
 

@@ -61,6 +61,12 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("MAIL_API_TOKEN", None, "Bearer token for MAIL_API_URL, or a Secret Manager version name holding it."),
         Variable(
+            "DASHBOARD_SESSION_SECRET",
+            None,
+            "HMAC key (at least 32 random characters) that signs the dashboard's sign-in cookies; from Secret Manager "
+            "in production, made anew at each start of the local stack. Changing it signs everyone out.",
+        ),
+        Variable(
             "MAIL_CONTACTS_PER_PROJECT_HOUR",
             "500",
             "Most contacts the pipelines send to the mail API per project and UTC hour (retries included); "

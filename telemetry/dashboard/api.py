@@ -1,6 +1,7 @@
 """The JSON API under /v1: sites and deactivations (pages and CSV exports), figures, and its OpenAPI description.
 
-Every request but /v1/openapi.json carries `Authorization: Bearer KEY`.
+Every request but /v1/openapi.json carries `Authorization: Bearer KEY`, or,
+from the dashboard's own page, its sign-in session cookie (sessions.py).
 - No key, a malformed, unknown or revoked key: 401.
 - A live key and a path of another project, or of none: 404 "no such project",
   the same answer either way, so a key tells nothing of other projects.
@@ -19,7 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from telemetry.analytics import metrics
 from telemetry.common.logs import get_logger
-from telemetry.dashboard import csv_export, items, keys, paging, queries
+from telemetry.dashboard import csv_export, items, keys, paging, queries, sessions
 from telemetry.dashboard.bounds import DEFAULT_FIGURE_DAYS, MAX_FIGURE_DAYS, MAX_Q_CHARS, MAX_VERSION_CHARS
 from telemetry.dashboard.errors import (
     INVALID_CURSOR,
@@ -59,10 +60,20 @@ def bearer_key() -> str:
     return key.strip()
 
 
+def request_key(db) -> dict[str, Any] | None:
+    """The live key of the request: its Bearer key; without an Authorization header, the dashboard
+    page's sign-in session (sessions.py), for the page's own requests only (Sec-Fetch-Site)."""
+    if "Authorization" not in request.headers and sessions.COOKIE in request.cookies:
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise unauthorized("the sign-in session serves the dashboard's own page only")
+        return sessions.live_key(db, request)
+    return keys.authenticate(db, bearer_key())
+
+
 def authorised_project(project_hash: str) -> dict[str, Any]:
     """The project of the path, if the request's key opens it; else 401 or 404 (see the module's docstring)."""
     db = database()
-    key = keys.authenticate(db, bearer_key())
+    key = request_key(db)
     if key is None:
         raise unauthorized("the API key is not valid, or has been revoked")
     if not hmac_equal(key["project"], project_hash):

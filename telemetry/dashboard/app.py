@@ -1,10 +1,10 @@
-"""The dashboard's Flask app: the JSON API's blueprint (api.py) and the error envelope for every answer but 200.
+"""The dashboard's Flask app: the JSON API (api.py), the pages (pages.py), the error envelope for every answer but 200.
 
 `create_app()` makes the app once per instance; functions/dashboard/main.py
-hands it each request. Further blueprints (the HTML pages) register beside
-`api` in `create_app`. The MongoDB client is made on first use, once per
-instance, from MONGODB_URI and MONGODB_DB (a read-only database user in
-production: the dashboard writes nothing).
+hands it each request. The HTML pages (pages.py) register beside `api`.
+The MongoDB client is made on first use, once per instance, from MONGODB_URI
+and MONGODB_DB (a read-only database user in production: the dashboard
+writes nothing).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from werkzeug.exceptions import HTTPException
 
 from telemetry.common import config, mongo
 from telemetry.common.logs import get_logger
-from telemetry.dashboard import errors
+from telemetry.dashboard import errors, sessions
 from telemetry.dashboard.api import api
+from telemetry.dashboard.pages import pages
 
 log = get_logger(__name__)
 
@@ -41,10 +42,17 @@ def database_from_env() -> Callable[[], Database]:
 
 
 def create_app(database: Callable[[], Database] | None = None) -> Flask:
-    app = Flask(__name__)
+    # /assets, not Flask's /static: functions-framework's own app answers /static/* before the function.
+    app = Flask(__name__, static_url_path="/assets")
     app.json.sort_keys = False  # items keep the order of their fields
     app.extensions["telemetry_db"] = database or database_from_env()
     app.register_blueprint(api)
+    app.register_blueprint(pages)
+
+    @app.errorhandler(sessions.SessionSecretMissing)
+    def no_session_secret(e: sessions.SessionSecretMissing):
+        log.error("the dashboard cannot sign anyone in: %s", e)
+        return errors.envelope(503, errors.UNAVAILABLE, "sign-in is not configured on this server")
 
     @app.errorhandler(errors.ApiError)
     def api_error(e: errors.ApiError):

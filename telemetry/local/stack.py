@@ -20,6 +20,7 @@ uses the proxy's URL from .local/env; nothing reaches the emulator directly.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -380,7 +381,11 @@ SERVICES = [
         "DASHBOARD_PORT",
         dashboard_command,
         lambda: http_ok(f"{stack_env()['DASHBOARD_URL']}/v1/openapi.json"),
-        extra_env=lambda: {k: v for k, v in stack_env().items() if k not in ("INGEST_URL", "DASHBOARD_URL")},
+        extra_env=lambda: {
+            **{k: v for k, v in stack_env().items() if k not in ("INGEST_URL", "DASHBOARD_URL")},
+            # Signs the page's sign-in cookies: the environment's, else a new one each start.
+            "DASHBOARD_SESSION_SECRET": config.get("DASHBOARD_SESSION_SECRET") or secrets.token_urlsafe(32),
+        },
     ),
 ]
 

@@ -10,13 +10,14 @@ from tests.terraform.test_function_source import imports, telemetry_packages_imp
 TELEMETRY = ROOT / "telemetry"
 
 
-def test_the_dashboard_account_reads_its_own_secret_and_nothing_else(tf):
+def test_the_dashboard_account_reads_its_own_secrets_and_nothing_else(tf):
     assert _grants_to(tf, "dashboard") == {
         (
             "google_secret_manager_secret_iam_member",
             "roles/secretmanager.secretAccessor",
-            "google_secret_manager_secret.dashboard_mongodb_uri.secret_id",
+            f"google_secret_manager_secret.dashboard_{name}.secret_id",
         )
+        for name in ("mongodb_uri", "session_secret")
     }
     # So: nothing on the pings bucket, on BigQuery, or on the pipelines' secrets.
     secret = _resource(tf, "google_secret_manager_secret", "dashboard_mongodb_uri")
@@ -32,9 +33,11 @@ def test_the_function_runs_as_that_account_with_that_secret_and_is_public(tf):
     assert _expr(build["service_account"]) == "local.build_service_account"
     service = _block(fn, "service_config")
     assert _expr(service["service_account_email"]) == "google_service_account.dashboard.email"
-    secret = _block(service, "secret_environment_variables")
-    assert secret["key"] == "MONGODB_URI"
-    assert _expr(secret["secret"]) == "google_secret_manager_secret.dashboard_mongodb_uri.secret_id"
+    secrets = {block["key"]: _expr(block["secret"]) for block in service["secret_environment_variables"]}
+    assert secrets == {
+        "MONGODB_URI": "google_secret_manager_secret.dashboard_mongodb_uri.secret_id",
+        "DASHBOARD_SESSION_SECRET": "google_secret_manager_secret.dashboard_session_secret.secret_id",
+    }
     assert set(tf["locals"]["dashboard_environment"]) == {"GCP_PROJECT", "MONGODB_DB", "LOG_LEVEL"}
     invoker = _resource(tf, "google_cloud_run_service_iam_member", "public_invokes_dashboard")
     assert invoker["member"] == "allUsers" and invoker["role"] == "roles/run.invoker"
@@ -42,16 +45,18 @@ def test_the_function_runs_as_that_account_with_that_secret_and_is_public(tf):
     assert _expr(tf["output"]["dashboard_url"]["value"]) == "google_cloudfunctions2_function.dashboard.service_config[0].uri"
 
 
-# The zip: common/ and dashboard/, with the two pure modules it reads beside them.
-DASHBOARD_MODULES = {"telemetry.analytics.metrics", "telemetry.pipelines.records"}
+# The zip: common/ and dashboard/, with the three pure modules it reads beside them.
+DASHBOARD_MODULES = {"telemetry.analytics.metrics", "telemetry.pipelines.records", "telemetry.report.charts"}
 
 
 def test_the_dashboard_code_imports_only_what_its_zip_holds_and_its_requirements_install():
     files = [*sorted((TELEMETRY / "dashboard").glob("*.py")), ROOT / "functions" / "dashboard" / "main.py"]
     files += [TELEMETRY / "analytics" / "metrics.py", TELEMETRY / "pipelines" / "records.py"]
-    installed = {"functions_framework", "flask", "werkzeug", "pymongo", "bson", "pythonjsonlogger", "telemetry"}
+    files += [TELEMETRY / "report" / "charts.py"]
+    installed = {"functions_framework", "flask", "werkzeug", "itsdangerous", "pymongo", "bson", "pythonjsonlogger"}
+    installed |= {"altair", "telemetry"}
     requirements = (ROOT / "functions" / "dashboard" / "requirements.txt").read_text()
-    for package in ("functions-framework", "pymongo", "python-json-logger", "orjson"):
+    for package in ("functions-framework", "pymongo", "python-json-logger", "orjson", "altair"):
         assert f"{package}==" in requirements
     for path in files:
         outside = telemetry_packages_imported(path) - {"common", "dashboard"}
@@ -66,6 +71,11 @@ def test_the_dashboard_code_imports_only_what_its_zip_holds_and_its_requirements
 def test_the_zip_names_exactly_those_files(tf):
     files = tf["locals"]["dashboard_files"]
     text = str(files)
-    for path in ("functions/dashboard/main.py", "telemetry/analytics/metrics.py", "telemetry/pipelines/records.py"):
+    for path in (
+        "functions/dashboard/main.py",
+        "telemetry/analytics/metrics.py",
+        "telemetry/pipelines/records.py",
+        "telemetry/report/charts.py",
+    ):
         assert path in text
     assert "telemetry/dashboard" in text and "telemetry/common" in text
