@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from telemetry.analytics import job as analytics
-from telemetry.common import cloud, config, mongo, progress
+from telemetry.common import cloud, config, mongo, progress, sites
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import population
 from telemetry.pipelines import records, warehouse
@@ -46,7 +46,7 @@ def history_rows(days: int, end: datetime) -> dict[str, list[dict]]:
             continue
         if ping.route == "deactivate":
             rows["deactivations"].append(records.deactivation_record(stored, project))
-        status = records.DEACTIVATED if ping.route == "deactivate" else records.ACTIVE
+        status = sites.DEACTIVATED if ping.route == "deactivate" else sites.ACTIVE
         rows["sites"].append(records.site_record(stored, project, status))
     return rows
 

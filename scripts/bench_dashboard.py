@@ -44,7 +44,7 @@ from telemetry.analytics import metrics, serving
 from telemetry.common import config, mongo
 from telemetry.dashboard import keys, paging
 from telemetry.local import stack
-from telemetry.pipelines import mongodb
+from telemetry.pipelines import site_state
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the seed documents of the integration tests (tests/ is not installed)
@@ -62,7 +62,7 @@ def load(db, size: int, offset: int) -> str:
     """A project of `size` sites; every eighth deactivated, the time one second apart per site."""
     project_hash = new_project(db, f"Bench {size}")
     for start in range(0, size, BATCH):
-        db[mongodb.SITES].insert_many(
+        db[site_state.SITES].insert_many(
             [
                 site_doc(
                     project_hash,
@@ -170,7 +170,7 @@ def main() -> int:
     database = f"bench_dashboard_{uuid.uuid4().hex[:8]}"
     db = mongo.database(config.require("MONGODB_URI"), database, timeout_seconds=600)
     try:
-        mongodb.ensure_indexes(db)
+        site_state.ensure_indexes(db)
         serving.ensure_indexes(db)
         keys.ensure_indexes(db)
         started = time.perf_counter()

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from telemetry.common import cloud, config, mongo, progress, stored_ping
+from telemetry.common import cloud, config, mongo, progress, sites, stored_ping
 from telemetry.common.projects import load_projects, project_document, save_project
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
@@ -180,7 +180,7 @@ def baseline_child(bucket_name: str, db_name: str, dataset: str) -> None:
                     rows[table].append(record)
                     deactivations.append(record)
                 site = records.site_record(
-                    ping, project_doc, records.DEACTIVATED if route == DEACTIVATE else records.ACTIVE
+                    ping, project_doc, sites.DEACTIVATED if route == DEACTIVATE else sites.ACTIVE
                 )
                 rows["sites"].append(site)
             except records.Rejected as e:

@@ -58,7 +58,7 @@ SMOKE_PROJECT = hashlib.md5(b"deploy-smoke-test", usedforsecurity=False).hexdige
 # The headings of Deployer.deploy, the smoke test last. Each heading says how far the
 # deploy has got; the long waits inside a step (terraform apply, Cloud Build) print
 # their own progress, which a bar of ours would tear.
-STEPS = 8
+STEPS = 9
 
 
 class Deployer:

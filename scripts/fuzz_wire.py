@@ -36,7 +36,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["telemetry"]):
-    from telemetry.common import wire
+    from telemetry.common import sites, wire
     from telemetry.common.stored_ping import StoredPing
     from telemetry.ingest.settings import IngestSettings
     from telemetry.pipelines import records
@@ -84,7 +84,7 @@ def check_one(data: bytes) -> None:
                 records.site_record(read, PROJECT)
             elif route == wire.DEACTIVATE:
                 records.deactivation_record(read, PROJECT)
-                records.site_record(read, PROJECT, records.DEACTIVATED)
+                records.site_record(read, PROJECT, sites.DEACTIVATED)
             else:
                 records.tracking_skipped_row(read)
         except records.Rejected:

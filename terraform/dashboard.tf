@@ -11,10 +11,10 @@
 locals {
   # The function's zip: its entry point and requirements, the package's common/
   # and dashboard/ folders (with the page's templates/ and static/), and the
-  # three pure modules it reads from beside them: analytics/metrics.py (the
-  # figures' names), pipelines/records.py (the project's reason labels and the
-  # site statuses; it imports common/ only) and report/charts.py (the charts'
-  # one definition, shared with the report; Altair, metrics and records only).
+  # two pure modules it reads from beside them: analytics/metrics.py (the
+  # figures' names) and report/charts.py (the charts' one definition, shared
+  # with the report; Altair, metrics and common/ only). The project's reason
+  # labels and the site statuses are common/'s (projects.py, sites.py).
   dashboard_files = merge(
     {
       "main.py"                         = "${local.repo_root}/functions/dashboard/main.py"
@@ -22,8 +22,6 @@ locals {
       "telemetry/__init__.py"           = "${local.repo_root}/telemetry/__init__.py"
       "telemetry/analytics/__init__.py" = "${local.repo_root}/telemetry/analytics/__init__.py"
       "telemetry/analytics/metrics.py"  = "${local.repo_root}/telemetry/analytics/metrics.py"
-      "telemetry/pipelines/__init__.py" = "${local.repo_root}/telemetry/pipelines/__init__.py"
-      "telemetry/pipelines/records.py"  = "${local.repo_root}/telemetry/pipelines/records.py"
       "telemetry/report/__init__.py"    = "${local.repo_root}/telemetry/report/__init__.py"
       "telemetry/report/charts.py"      = "${local.repo_root}/telemetry/report/charts.py"
     },
@@ -150,7 +148,7 @@ resource "google_cloudfunctions2_function" "dashboard" {
   description = "The vendor's API and dashboard: sites, deactivations, figures and CSV exports from MongoDB, per API key."
 
   build_config {
-    runtime           = "python312"
+    runtime           = local.python_runtime
     entry_point       = "dashboard"
     service_account   = local.build_service_account
     docker_repository = google_artifact_registry_repository.functions.id

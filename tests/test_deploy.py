@@ -121,7 +121,7 @@ def test_each_step_heading_says_how_many_steps_there_are(tmp_path):
         assert result.returncode == 0, result.stderr
         headings = re.findall(r"^== Step (\d+): .*\[(\d+)/(\d+)\]$", result.stdout, re.M)
         total = len(headings)
-        assert total == (7 if extra else 8)
+        assert total == (8 if extra else 9)
         assert [(int(n), int(again), int(of)) for n, again, of in headings] == [
             (n, n, total) for n in range(1, total + 1)
         ]

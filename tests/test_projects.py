@@ -1,4 +1,5 @@
-"""Unit tests of the project contract (telemetry/common/projects.py) and its command line (scripts/projects.py).
+"""Unit tests of the project contract (telemetry/common/projects.py) and its command line
+(telemetry-admin project, telemetry/admin/projects.py).
 
 Reading and writing MongoDB `projects` is tested against the local stack in tests/integration/test_projects.py.
 """
@@ -134,11 +135,11 @@ def test_command_line_specs():
         projects.deactivation_reason("too slow=Slow")
 
 
-# --- scripts/projects.py ---
+# --- telemetry-admin project (telemetry/admin/projects.py) ---
 
 
 def _cli_document(*argv: str) -> dict:
-    from scripts import projects as cli
+    from telemetry.admin import projects as cli
 
     return cli.project_document(cli.build_parser().parse_args(["add", *argv]))
 

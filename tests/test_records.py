@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telemetry.common import config, stored_ping
+from telemetry.common import config, sites, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import parse_body
 from telemetry.ingest.settings import IngestSettings
@@ -133,7 +133,7 @@ def test_site_record_from_the_real_client_body():
         {"slug": "woocommerce", "name": "WooCommerce", "version": "8.4.0"},
     ]
     assert record["custom_fields"] == {"license_type": "pro"}  # orders_count is not whitelisted
-    assert record["status"] == records.ACTIVE
+    assert record["status"] == sites.ACTIVE
     assert record["ping_id"] == "p-1" and record["received_at"] == WHEN
 
 
@@ -236,7 +236,7 @@ def test_capped_text_cuts_at_a_character_boundary(text):
 
 def test_a_refused_history_row_becomes_its_pings_rejection():
     row = records.bigquery_row(
-        {"hash": "abc", "ping_id": "p1", "status": records.DEACTIVATED, "received_at": WHEN, "admin_email": "a@b.org"},
+        {"hash": "abc", "ping_id": "p1", "status": sites.DEACTIVATED, "received_at": WHEN, "admin_email": "a@b.org"},
         warehouse.columns("sites"),
     )
     refused = records.refused_row("sites", row, "invalid: no")
@@ -249,7 +249,7 @@ def test_a_refused_history_row_becomes_its_pings_rejection():
     assert refused["detail"] == "BigQuery refused its sites row: invalid: no"
     assert json.loads(refused["payload"]) == {"hash": "abc"}  # nothing of the row: it holds personal fields
     assert records.refused_row("tracking_skipped", {**row, "status": None}, "e")["route"] == "tracking-skipped"
-    assert records.refused_row("sites", {**row, "status": records.ACTIVE}, "e")["route"] == "track"
+    assert records.refused_row("sites", {**row, "status": sites.ACTIVE}, "e")["route"] == "track"
 
 
 def test_a_refused_rejected_row_is_kept_without_its_payload():

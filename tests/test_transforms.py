@@ -9,6 +9,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from telemetry.common import sites
 from telemetry.common.stored_ping import StoredPing
 from telemetry.common.wire import DEACTIVATE, TRACK, TRACKING_SKIPPED
 from telemetry.pipelines import records
@@ -77,7 +78,7 @@ def test_site_records_filter_custom_fields_and_cast():
         rows = (
             p
             | beam.Create([(ping("a", users={"total": "7"}, extra={"license_type": "pro", "secret": "x"}), PROJECT)])
-            | SiteRecords(records.DEACTIVATED)
+            | SiteRecords(sites.DEACTIVATED)
         ).records
         assert_that(
             rows | beam.Map(lambda r: (r["url"], r["users_total"], r["custom_fields"], r["status"])),

@@ -3,7 +3,7 @@
     telemetry-admin key create --project HASH [--note TEXT]   a new API key; the key alone on the last line
     telemetry-admin key list [--project HASH]                 every key: id, project, made, revoked, note
     telemetry-admin key revoke ID                             the key stops working at once
-    telemetry-admin project add ... | project list            scripts/projects.py (see its --help)
+    telemetry-admin project add ... | project list            a project in MongoDB `projects` (project add --help)
 
 Uses MONGODB_URI and MONGODB_DB: `. .local/env` for the local stack; for
 production, a MONGODB_URI whose user may write `api_keys` and `projects`
@@ -13,42 +13,28 @@ production, a MONGODB_URI whose user may write `api_keys` and `projects`
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
-from types import ModuleType
 
+from telemetry.admin import projects as project_commands
 from telemetry.analytics import serving
 from telemetry.common import config, mongo
+from telemetry.common.projects import load_project
 from telemetry.dashboard import keys
-from telemetry.pipelines import mongodb
-
-ROOT = Path(__file__).resolve().parents[2]
+from telemetry.pipelines import site_state
 
 
 def _database():
     return mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
 
 
-def _projects_script() -> ModuleType:
-    """scripts/projects.py of this checkout (the package is installed editable from it)."""
-    path = ROOT / "scripts" / "projects.py"
-    spec = importlib.util.spec_from_file_location("telemetry_admin_projects", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def key_create(args: argparse.Namespace) -> int:
     db = _database()
     # The indexes the API's queries name (telemetry/dashboard/queries.py): the pipelines and the
     # analytics job make them on each run; made here too, before the first key can use them.
-    mongodb.ensure_indexes(db)
+    site_state.ensure_indexes(db)
     serving.ensure_indexes(db)
     keys.ensure_indexes(db)
-    project = db[mongodb.PROJECTS].find_one({"hash": args.project}, {"_id": 0, "name": 1})
+    project = load_project(db, args.project)
     if project is None:
         print(f"no project {args.project!r}: add it first (telemetry-admin project add ...)", file=sys.stderr)
         return 1
@@ -80,7 +66,7 @@ def key_revoke(args: argparse.Namespace) -> int:
 
 
 def project_command(args: argparse.Namespace) -> int:
-    return _projects_script().main([args.action, *args.rest])
+    return project_commands.main([args.action, *args.rest])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,9 +87,9 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", help="the key's id (key list; the 12 hex digits after wpt_)")
     revoke.set_defaults(run=key_revoke)
 
-    project = groups.add_parser("project", help="projects: add or list (scripts/projects.py)")
+    project = groups.add_parser("project", help="projects: add or list (project add --help)")
     project.add_argument("action", choices=("add", "list"))
-    project.add_argument("rest", nargs=argparse.REMAINDER, help="the options of scripts/projects.py ACTION")
+    project.add_argument("rest", nargs=argparse.REMAINDER, help="the options of ACTION (project add --help)")
     project.set_defaults(run=project_command)
     return main_parser
 

@@ -2,7 +2,7 @@
 everything the pipelines, the report and the local tools know about it.
 
 The dashboard owns the documents in production; locally they are written by
-scripts/projects.py, the demo, the soak and the benchmark, all through
+`telemetry-admin project`, the demo, the soak and the benchmark, all through
 `save_project`. One document per project:
 
     {"hash": "<public id, as the plugin sends it>",
@@ -72,6 +72,11 @@ def load_projects(db: Any, hashes: Iterable[str] | None = None) -> dict[str, dic
     query = {HASH: {"$in": sorted(set(hashes))}} if hashes is not None else {}
     projection = {"_id": 0, **dict.fromkeys(FIELDS, 1)}
     return {doc[HASH]: doc for doc in db[PROJECTS].find(query, projection)}
+
+
+def load_project(db: Any, project_hash: str) -> dict[str, Any] | None:
+    """One project, with the FIELDS it has; None when no project has that hash."""
+    return db[PROJECTS].find_one({HASH: project_hash}, {"_id": 0, **dict.fromkeys(FIELDS, 1)})
 
 
 def custom_field_keys(project: Mapping[str, Any]) -> list[str]:

@@ -20,6 +20,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from telemetry.analytics import metrics
 from telemetry.common.logs import get_logger
+from telemetry.common.projects import REASON_SLUG
+from telemetry.common.sites import ACTIVE, DEACTIVATED
 from telemetry.dashboard import csv_export, items, keys, paging, queries, sessions
 from telemetry.dashboard.bounds import DEFAULT_FIGURE_DAYS, MAX_FIGURE_DAYS, MAX_Q_CHARS, MAX_VERSION_CHARS
 from telemetry.dashboard.errors import (
@@ -31,7 +33,6 @@ from telemetry.dashboard.errors import (
     unauthorized,
 )
 from telemetry.dashboard.openapi import SPEC
-from telemetry.pipelines.records import ACTIVE, DEACTIVATED, REASON_SLUG
 
 log = get_logger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from telemetry.pipelines.records import project_reason_labels
+from telemetry.common.projects import project_reason_labels
 
 SITE_FIELDS = (
     "url",

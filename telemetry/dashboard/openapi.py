@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from telemetry.analytics import metrics
+from telemetry.common.sites import ACTIVE, DEACTIVATED
 from telemetry.dashboard import items, paging
 from telemetry.dashboard.bounds import DEFAULT_FIGURE_DAYS, MAX_FIGURE_DAYS, MAX_Q_CHARS, MAX_VERSION_CHARS
-from telemetry.pipelines.records import ACTIVE, DEACTIVATED
 
 NULLABLE_TEXT = {"type": "string", "nullable": True}
 TIME = {"type": "string", "format": "date-time", "nullable": True}

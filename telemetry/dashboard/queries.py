@@ -1,6 +1,6 @@
 """The dashboard's MongoDB queries. Each is answered from an index that
-telemetry/pipelines/mongodb.py (`ensure_indexes`) or telemetry/analytics/serving.py
-creates; tests/integration/test_dashboard_indexes.py proves it with explain plans.
+telemetry/pipelines/site_state.py (`ensure_indexes`, names from telemetry/common/sites.py) or
+telemetry/analytics/serving.py creates; tests/integration/test_dashboard_indexes.py proves it with explain plans.
 
 | query | index |
 | --- | --- |
@@ -32,16 +32,15 @@ from pymongo.cursor import Cursor
 from pymongo.database import Database
 
 from telemetry.analytics import metrics
+from telemetry.common import sites
+from telemetry.common.projects import load_project
+from telemetry.common.sites import DEACTIVATIONS, SITES
 from telemetry.dashboard import items, paging
-
-SITES = "sites"
-DEACTIVATIONS = "deactivations"
-PROJECTS = "projects"
 
 SITES_KIND = "sites"
 DEACTIVATIONS_KIND = "deactivations"
 
-EXPORT_INDEX = "hash_url_unique"
+EXPORT_INDEX = sites.UNIQUE_INDEX
 FIGURES_INDEX = "hash_metric_day_unique"
 EXPORT_BATCH = 1000  # documents per batch of an export's cursor (a few MB at most)
 
@@ -54,7 +53,7 @@ class SiteFilters:
 
 
 def project(db: Database, project_hash: str) -> dict[str, Any] | None:
-    return db[PROJECTS].find_one({"hash": project_hash}, {"_id": 0})
+    return load_project(db, project_hash)
 
 
 def contains(text: str) -> dict[str, Any]:
@@ -110,11 +109,11 @@ def sites_page_cursor(
 ) -> Cursor:
     query = site_filter(project_hash, filters)
     if filters.status is not None:
-        index = "hash_status_last_seen_url"
+        index = sites.SITES_BY_STATUS
     elif filters.version is not None:
-        index = "hash_version_last_seen_url"
+        index = sites.SITES_BY_VERSION
     else:
-        index = "hash_last_seen_url"
+        index = sites.SITES_BY_LAST_SEEN
     return page_cursor(db[SITES], query, items.SITE_PROJECTION, "last_seen", index, limit, position)
 
 
@@ -146,7 +145,7 @@ def deactivations_page_cursor(
     db: Database, project_hash: str, reason: str | None, limit: int, position: paging.Position | None
 ) -> Cursor:
     query = deactivation_filter(project_hash, reason)
-    index = "hash_received_at_url" if reason is None else "hash_reason_received_at_url"
+    index = sites.DEACTIVATIONS_BY_TIME if reason is None else sites.DEACTIVATIONS_BY_REASON
     return page_cursor(db[DEACTIVATIONS], query, items.DEACTIVATION_PROJECTION, "received_at", index, limit, position)
 
 

@@ -63,14 +63,14 @@ from urllib.parse import urlsplit, urlunsplit
 from google.api_core.exceptions import BadRequest, NotFound, PreconditionFailed
 from google.cloud import bigquery
 
-from telemetry.common import privacy, stored_ping, wire
+from telemetry.common import privacy, sites, stored_ping, wire
 from telemetry.pipelines import records, site_state, warehouse
 
 SITE_FIELDS = (*privacy.PERSONAL_FIELDS, "custom_fields")  # nulled in `sites`
 DEACTIVATION_FIELDS = ("reason_info",)  # nulled in `deactivations`
 REJECTED_FIELDS = ("payload",)  # nulled in a staged `rejected` row (a merged one is deleted)
 NULLED = {"sites": SITE_FIELDS, "deactivations": DEACTIVATION_FIELDS, "rejected": REJECTED_FIELDS}
-ROUTE_OF_STATUS = {records.ACTIVE: wire.TRACK, records.DEACTIVATED: wire.DEACTIVATE}
+ROUTE_OF_STATUS = {sites.ACTIVE: wire.TRACK, sites.DEACTIVATED: wire.DEACTIVATE}
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 # The pipelines' staging (warehouse.py): per-run tables `_staging_<table>_<run id>` (in the

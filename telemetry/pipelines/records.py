@@ -20,11 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from telemetry.common import privacy, projects, stored_ping, wire
+from telemetry.common import privacy, projects, sites, stored_ping, wire
 from telemetry.common.stored_ping import StoredPing
-
-ACTIVE = "active"
-DEACTIVATED = "deactivated"
 
 # Rejection reasons, each counted by the pipelines.
 INVALID_OBJECT = stored_ping.INVALID_OBJECT  # not the JSON object ingest writes
@@ -265,7 +262,7 @@ def custom_fields(body: dict[str, Any], whitelist: list[str] | tuple[str, ...]) 
 
 
 def site_record(
-    ping: StoredPing, project: dict[str, Any], status: str = ACTIVE, policy: privacy.Policy = privacy.DEFAULT
+    ping: StoredPing, project: dict[str, Any], status: str = sites.ACTIVE, policy: privacy.Policy = privacy.DEFAULT
 ) -> dict[str, Any]:
     """The site record shared by MongoDB `sites` and BigQuery `sites`, personal fields as `policy` keeps them."""
     body = ping.payload
@@ -397,7 +394,7 @@ def capped_text(text: str, max_bytes: int) -> tuple[str, bool]:
 def _history_route(table: str, row: dict[str, Any]) -> str:
     """The route whose ping made a history row: each table's own, `sites` by its status."""
     if table == "sites":
-        return wire.DEACTIVATE if row.get("status") == DEACTIVATED else wire.TRACK
+        return wire.DEACTIVATE if row.get("status") == sites.DEACTIVATED else wire.TRACK
     return {"deactivations": wire.DEACTIVATE, "tracking_skipped": wire.TRACKING_SKIPPED}[table]
 
 

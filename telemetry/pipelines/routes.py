@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from telemetry.common import wire
+from telemetry.common import sites, wire
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import records, warehouse
 
@@ -50,13 +50,13 @@ def _tracking_skipped_row(ping: StoredPing, _project: dict[str, Any]) -> dict[st
 ROUTE_BY_NAME: dict[str, Route] = {
     route.name: route
     for route in (
-        Route(wire.TRACK, warehouse.SITES, record=None, site_status=records.ACTIVE),
+        Route(wire.TRACK, warehouse.SITES, record=None, site_status=sites.ACTIVE),
         Route(wire.TRACKING_SKIPPED, warehouse.TRACKING_SKIPPED, record=_tracking_skipped_row, site_status=None),
         Route(
             wire.DEACTIVATE,
             warehouse.DEACTIVATIONS,
             record=records.deactivation_record,
-            site_status=records.DEACTIVATED,
+            site_status=sites.DEACTIVATED,
             keeps_latest_deactivation=True,
         ),
     )

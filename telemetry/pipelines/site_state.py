@@ -31,10 +31,8 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from telemetry.common import projects
-
-SITES = "sites"
-DEACTIVATIONS = "deactivations"
+from telemetry.common import projects, sites
+from telemetry.common.sites import DEACTIVATIONS, SITES
 
 MAIL_QUOTA = "mail_quota"  # contacts sent per project and hour (reserve_mail_contacts)
 
@@ -57,31 +55,18 @@ MAIL_QUOTA_KEEP = timedelta(days=2)  # a quota document's life (a TTL index remo
 
 INDEX_NOT_FOUND = 27  # MongoDB's error code for dropping an index that does not exist
 
-DASHBOARD_INDEXES = {
-    SITES: {
-        "hash_last_seen_url": [("hash", 1), ("last_seen", -1), ("url", 1)],
-        "hash_status_last_seen_url": [("hash", 1), ("status", 1), ("last_seen", -1), ("url", 1)],
-        "hash_version_last_seen_url": [("hash", 1), ("project_version", 1), ("last_seen", -1), ("url", 1)],
-    },
-    DEACTIVATIONS: {
-        "hash_received_at_url": [("hash", 1), ("received_at", -1), ("url", 1)],
-        "hash_reason_received_at_url": [("hash", 1), ("reason_id", 1), ("received_at", -1), ("url", 1)],
-    },
-}
-
 
 def ensure_indexes(db: Database) -> None:
     """Every index the pipelines rely on, the projects' (projects.ensure_indexes) included.
 
     Idempotent: creating an index that exists with the same spec is a no-op."""
-    db[SITES].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
-    db[DEACTIVATIONS].create_index([("hash", 1), ("url", 1)], unique=True, name="hash_url_unique")
+    db[SITES].create_index(sites.UNIQUE_KEYS, unique=True, name=sites.UNIQUE_INDEX)
+    db[DEACTIVATIONS].create_index(sites.UNIQUE_KEYS, unique=True, name=sites.UNIQUE_INDEX)
     # The dashboard's lists (telemetry/dashboard/queries.py): keyset pages in (time desc, url) order,
     # unfiltered and by each filter that can bound the range.
-    for name, keys in DASHBOARD_INDEXES[SITES].items():
-        db[SITES].create_index(keys, name=name)
-    for name, keys in DASHBOARD_INDEXES[DEACTIVATIONS].items():
-        db[DEACTIVATIONS].create_index(keys, name=name)
+    for collection, indexes in sites.LIST_INDEXES.items():
+        for name, keys in indexes.items():
+            db[collection].create_index(keys, name=name)
     # (hash, last_seen desc), the dashboard's earlier index: a prefix of hash_last_seen_url, so dropped.
     if "hash_last_seen" in db[SITES].index_information():
         try:

@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry.common import privacy, stored_ping
+from telemetry.common import privacy, sites, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import records, site_state, warehouse
 from telemetry.pipelines.counters import NAMESPACE
@@ -111,7 +111,7 @@ class SiteRecords(beam.PTransform):
     """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`)
     as `records`; a ping whose values cannot be cast, or whose `sites` row is too large -> `rejected`."""
 
-    def __init__(self, status: str = records.ACTIVE, policy: privacy.Policy = privacy.DEFAULT):
+    def __init__(self, status: str = sites.ACTIVE, policy: privacy.Policy = privacy.DEFAULT):
         super().__init__()
         self._status = status
         self._policy = policy

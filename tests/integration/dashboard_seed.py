@@ -1,6 +1,6 @@
 """Documents for the dashboard's tests and benchmark, shaped as the pipelines and the analytics job write them.
 
-The shapes are the pipelines' (records.site_record, mongodb.site_update) and the
+The shapes are the pipelines' (records.site_record, site_state.site_update) and the
 serving copy's (serving.document); the pipelines' own tests prove those. Each
 test works in a project of its own (a fresh hash), as the other integration
 tests do in the stack's database.
@@ -14,15 +14,15 @@ from typing import Any
 
 from pymongo.database import Database
 
+from telemetry.common.projects import PROJECTS
 from telemetry.dashboard import keys
-from telemetry.pipelines import mongodb
 
 BASE_TIME = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def new_project(db: Database, name: str = "Test project", reasons: dict[str, str] | None = None) -> str:
     project_hash = uuid.uuid4().hex
-    db[mongodb.PROJECTS].insert_one(
+    db[PROJECTS].insert_one(
         {
             "hash": project_hash,
             "name": name,

@@ -21,7 +21,7 @@ import requests
 
 from telemetry.analytics import metrics
 from telemetry.dashboard import items, keys
-from telemetry.pipelines import mongodb
+from telemetry.pipelines import site_state
 from tests.integration.dashboard_seed import (
     BASE_TIME,
     deactivation_doc,
@@ -68,9 +68,9 @@ def project(db):
         )
         for i in range(60)
     ]
-    db[mongodb.SITES].insert_many(sites)
+    db[site_state.SITES].insert_many(sites)
     reasons = ["too-expensive", "other", None, "too-expensive", "found-better-plugin"]
-    db[mongodb.DEACTIVATIONS].insert_many([deactivation_doc(project_hash, i, r) for i, r in enumerate(reasons)])
+    db[site_state.DEACTIVATIONS].insert_many([deactivation_doc(project_hash, i, r) for i, r in enumerate(reasons)])
     db[metrics.COLLECTION].insert_many(figure_docs(project_hash, ["2026-11-01", "2026-11-02", "2026-11-03"]))
     return {"hash": project_hash, "key": new_key(db, project_hash), "sites": sites}
 
@@ -78,8 +78,8 @@ def project(db):
 @pytest.fixture(scope="module")
 def other(db):
     project_hash = new_project(db, "Other vendor")
-    db[mongodb.SITES].insert_many([site_doc(project_hash, 1000 + i) for i in range(5)])
-    db[mongodb.DEACTIVATIONS].insert_one(deactivation_doc(project_hash, 1000, "other"))
+    db[site_state.SITES].insert_many([site_doc(project_hash, 1000 + i) for i in range(5)])
+    db[site_state.DEACTIVATIONS].insert_one(deactivation_doc(project_hash, 1000, "other"))
     db[metrics.COLLECTION].insert_many(figure_docs(project_hash, ["2026-11-02"]))
     return {"hash": project_hash, "key": new_key(db, project_hash)}
 
@@ -171,7 +171,7 @@ def test_paging_while_sites_ping_never_repeats_or_skips_an_unchanged_site(base, 
     project_hash = new_project(db, "Paging")
     key = new_key(db, project_hash)
     # 200 sites, five to a last_seen (ties broken by url).
-    db[mongodb.SITES].insert_many(
+    db[site_state.SITES].insert_many(
         [site_doc(project_hash, i, last_seen=BASE_TIME + timedelta(minutes=i // 5)) for i in range(200)]
     )
     changed: set[str] = set()
@@ -194,10 +194,10 @@ def test_paging_while_sites_ping_never_repeats_or_skips_an_unchanged_site(base, 
         behind = seen[0]
         now += timedelta(seconds=1)
         for url in (ahead, behind):
-            db[mongodb.SITES].update_one({"hash": project_hash, "url": url}, {"$set": {"last_seen": now}})
+            db[site_state.SITES].update_one({"hash": project_hash, "url": url}, {"$set": {"last_seen": now}})
             changed.add(url)
-        db[mongodb.SITES].insert_one(site_doc(project_hash, 10_000 + page_number, last_seen=now))
-        db[mongodb.SITES].update_one(
+        db[site_state.SITES].insert_one(site_doc(project_hash, 10_000 + page_number, last_seen=now))
+        db[site_state.SITES].update_one(
             {"hash": project_hash, "url": f"https://site-{max(0, 150 - page_number):06d}.example.org"},
             {"$set": {"wp_version": "6.8"}},
         )

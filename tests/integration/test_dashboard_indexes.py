@@ -2,7 +2,7 @@
 
 The queries are the ones the routes run (telemetry/dashboard/queries.py builds
 them for the API and for this test alike); the indexes are the ones
-`mongodb.ensure_indexes`, `serving.ensure_indexes` and `keys.ensure_indexes`
+`site_state.ensure_indexes`, `serving.ensure_indexes` and `keys.ensure_indexes`
 create. A plan passes when it holds an IXSCAN of the expected index and no
 COLLSCAN. SecantusDB, the local stand-in, then sorts what the scan found in
 memory (a SORT stage above the IXSCAN), where MongoDB walks the index in order
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from telemetry.analytics import metrics, serving
+from telemetry.common.projects import PROJECTS
 from telemetry.dashboard import keys, paging, queries
-from telemetry.pipelines import mongodb
+from telemetry.pipelines import site_state
 from tests.integration.dashboard_seed import deactivation_doc, figure_docs, new_project, site_doc
 
 
@@ -51,14 +52,14 @@ def assert_uses(explain: dict[str, Any], index: str) -> None:
 
 @pytest.fixture(scope="module")
 def seeded(db):
-    mongodb.ensure_indexes(db)
+    site_state.ensure_indexes(db)
     serving.ensure_indexes(db)
     keys.ensure_indexes(db)
     project_hash = new_project(db, "Explained")
-    db[mongodb.SITES].insert_many(
+    db[site_state.SITES].insert_many(
         [site_doc(project_hash, i, status="deactivated" if i % 4 == 0 else "active") for i in range(300)]
     )
-    db[mongodb.DEACTIVATIONS].insert_many([deactivation_doc(project_hash, i, "other") for i in range(50)])
+    db[site_state.DEACTIVATIONS].insert_many([deactivation_doc(project_hash, i, "other") for i in range(50)])
     db[metrics.COLLECTION].insert_many(figure_docs(project_hash, ["2026-11-01", "2026-11-02"]))
     return project_hash
 
@@ -104,4 +105,4 @@ def test_figures_use_the_serving_copy_s_index(db, seeded):
 
 def test_a_key_and_its_project_are_found_by_unique_index(db, seeded):
     assert_uses(db[keys.COLLECTION].find({"_id": "0123456789ab"}).explain(), "_id_")
-    assert_uses(db[mongodb.PROJECTS].find({"hash": seeded}).explain(), "hash_unique")
+    assert_uses(db[PROJECTS].find({"hash": seeded}).explain(), "hash_unique")

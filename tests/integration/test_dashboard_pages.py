@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from telemetry.analytics import metrics
+from telemetry.common.projects import PROJECTS
 from telemetry.dashboard import keys, sessions
 from telemetry.local import dashboard_browser
-from telemetry.pipelines import mongodb
+from telemetry.pipelines import site_state
 from telemetry.report import browser, charts
 from telemetry.report import page as report
 from tests.analytics_samples import documents
@@ -49,7 +50,7 @@ def base(db) -> str:
 @pytest.fixture(scope="module")
 def project(db):
     project_hash = new_project(db, name="Pages Plugin", reasons=REASONS)
-    db[mongodb.SITES].insert_many(
+    db[site_state.SITES].insert_many(
         [
             site_doc(
                 project_hash,
@@ -60,7 +61,7 @@ def project(db):
             for i in range(SITES)
         ]
     )
-    db[mongodb.DEACTIVATIONS].insert_many(
+    db[site_state.DEACTIVATIONS].insert_many(
         [
             deactivation_doc(project_hash, i, "too-expensive" if i % 2 else "missing-feature", reason_info=f"why {i}")
             for i in range(DEACTIVATIONS)
@@ -68,7 +69,7 @@ def project(db):
     )
     db[metrics.COLLECTION].insert_many(documents(project_hash, END, days=40))
     yield project_hash, new_key(db, project_hash)
-    for collection in (mongodb.PROJECTS, mongodb.SITES, mongodb.DEACTIVATIONS, metrics.COLLECTION):
+    for collection in (PROJECTS, site_state.SITES, site_state.DEACTIVATIONS, metrics.COLLECTION):
         db[collection].delete_many({"hash": project_hash})
 
 
@@ -238,7 +239,7 @@ def test_the_session_opens_the_api_for_its_own_project_until_the_key_is_revoked(
         timeout=10,
     )
     assert again.status_code == 303 and again.headers["Location"].endswith("/sign-in")
-    db[mongodb.PROJECTS].delete_many({"hash": {"$in": [project_hash, other]}})
+    db[PROJECTS].delete_many({"hash": {"$in": [project_hash, other]}})
 
 
 def test_forms_without_their_token_or_from_another_origin_are_refused(base, db):
@@ -258,7 +259,7 @@ def test_forms_without_their_token_or_from_another_origin_are_refused(base, db):
     assert elsewhere.status_code == 403 and sessions.COOKIE not in elsewhere.cookies
     assert requests.get(f"{base}/sign-in?key={key}", timeout=10).status_code == 200  # a key in a URL does nothing
     assert requests.post(f"{base}/sign-out", allow_redirects=False, timeout=10).status_code == 403
-    db[mongodb.PROJECTS].delete_many({"hash": project_hash})
+    db[PROJECTS].delete_many({"hash": project_hash})
 
 
 def test_the_page_s_charts_are_the_report_s(base, db, project):

@@ -27,9 +27,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from telemetry.analytics import metrics
+from telemetry.common.projects import PROJECTS
 from telemetry.dashboard import keys
 from telemetry.dashboard.openapi import SPEC
-from telemetry.pipelines import mongodb
+from telemetry.pipelines import site_state
 from tests.integration.dashboard_seed import deactivation_doc, figure_docs, site_doc
 
 EXAMPLES = 30
@@ -44,11 +45,11 @@ KEY_ID, KEY = keys.make_key()
 @pytest.fixture(scope="module")
 def seeded(db) -> str:
     """The project with sites, deactivations and figures, and its key; the function's base URL."""
-    db[mongodb.PROJECTS].insert_one(
+    db[PROJECTS].insert_one(
         {"hash": PROJECT, "name": "Schemathesis", "type": "plugin", "deactivation_reasons": {"x": "=too expensive"}}
     )
-    db[mongodb.SITES].insert_many([site_doc(PROJECT, i, site="+cmd" if i == 3 else f"Site {i}") for i in range(30)])
-    db[mongodb.DEACTIVATIONS].insert_many([deactivation_doc(PROJECT, i, "x") for i in range(5)])
+    db[site_state.SITES].insert_many([site_doc(PROJECT, i, site="+cmd" if i == 3 else f"Site {i}") for i in range(30)])
+    db[site_state.DEACTIVATIONS].insert_many([deactivation_doc(PROJECT, i, "x") for i in range(5)])
     db[metrics.COLLECTION].insert_many(figure_docs(PROJECT, ["2026-11-01", "2026-11-02"]))
     db[keys.COLLECTION].insert_one(
         {

@@ -1,4 +1,4 @@
-"""The project contract against the local MongoDB: scripts/projects.py writes through it, and
+"""The project contract against the local MongoDB: `telemetry-admin project` writes through it, and
 every reader (pipelines, report) reads through `load_projects`."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from scripts import projects as cli
+from telemetry.admin import cli as admin
 from telemetry.common import projects
 from telemetry.report import page as report
 
@@ -23,7 +23,7 @@ def project_hash(db):
 def test_the_command_line_saves_a_valid_project_and_lists_it(db, stack_env, project_hash, capsys):
     argv = ["add", "--name", "Contract Plugin", "--hash", project_hash, "--custom-field", "license_type"]
     argv += ["--mail", "wemail=W1", "--deactivation-reason", "too-slow=It is slow", "--single-opt-in"]
-    assert cli.main(argv) == 0
+    assert admin.main(["project", *argv]) == 0
     assert f"project 'Contract Plugin' ({project_hash}) saved" in capsys.readouterr().out
     stored = projects.load_projects(db, [project_hash])[project_hash]
     assert stored == {
@@ -38,21 +38,21 @@ def test_the_command_line_saves_a_valid_project_and_lists_it(db, stack_env, proj
     assert "hash_unique" in db[projects.PROJECTS].index_information()
 
     # `add` again with the same hash replaces the project whole.
-    assert cli.main(["add", "--name", "Renamed", "--hash", project_hash, "--type", "theme"]) == 0
+    assert admin.main(["project", "add", "--name", "Renamed", "--hash", project_hash, "--type", "theme"]) == 0
     assert db[projects.PROJECTS].count_documents({"hash": project_hash}) == 1
     renamed = projects.load_projects(db, [project_hash])[project_hash]
     assert (renamed["name"], renamed["type"], renamed["mail_integrations"]) == ("Renamed", "theme", {})
     assert projects.mail_double_opt_in(renamed)
 
     capsys.readouterr()
-    assert cli.main(["list"]) == 0
+    assert admin.main(["project", "list"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert renamed in listed
 
 
 def test_an_invalid_project_is_refused_before_anything_is_written(db, stack_env, project_hash):
     with pytest.raises(SystemExit, match="invalid project: custom_fields"):
-        cli.main(["add", "--name", "x", "--hash", project_hash, "--custom-field", "a.b"])
+        admin.main(["project", "add", "--name", "x", "--hash", project_hash, "--custom-field", "a.b"])
     with pytest.raises(projects.InvalidProject, match="type must be one of"):
         projects.save_project(db, {"hash": project_hash, "name": "x", "type": "library"})
     assert db[projects.PROJECTS].count_documents({"hash": project_hash}) == 0

@@ -45,13 +45,13 @@ def test_the_function_runs_as_that_account_with_that_secret_and_is_public(tf):
     assert _expr(tf["output"]["dashboard_url"]["value"]) == "google_cloudfunctions2_function.dashboard.service_config[0].uri"
 
 
-# The zip: common/ and dashboard/, with the three pure modules it reads beside them.
-DASHBOARD_MODULES = {"telemetry.analytics.metrics", "telemetry.pipelines.records", "telemetry.report.charts"}
+# The zip: common/ and dashboard/, with the two pure modules it reads beside them.
+DASHBOARD_MODULES = {"telemetry.analytics.metrics", "telemetry.report.charts"}
 
 
 def test_the_dashboard_code_imports_only_what_its_zip_holds_and_its_requirements_install():
     files = [*sorted((TELEMETRY / "dashboard").glob("*.py")), ROOT / "functions" / "dashboard" / "main.py"]
-    files += [TELEMETRY / "analytics" / "metrics.py", TELEMETRY / "pipelines" / "records.py"]
+    files += [TELEMETRY / "analytics" / "metrics.py"]
     files += [TELEMETRY / "report" / "charts.py"]
     installed = {"functions_framework", "flask", "werkzeug", "itsdangerous", "pymongo", "bson", "pythonjsonlogger"}
     installed |= {"altair", "telemetry"}
@@ -74,8 +74,8 @@ def test_the_zip_names_exactly_those_files(tf):
     for path in (
         "functions/dashboard/main.py",
         "telemetry/analytics/metrics.py",
-        "telemetry/pipelines/records.py",
         "telemetry/report/charts.py",
     ):
         assert path in text
+    assert "telemetry/pipelines" not in text  # no pipeline code in the dashboard's zip
     assert "telemetry/dashboard" in text and "telemetry/common" in text

@@ -183,6 +183,7 @@ def test_the_pipeline_reads_every_secret_and_the_analytics_job_the_mongodb_uri_o
     assert sorted(grants) == [
         "analytics_reads_mongodb_uri",
         "dashboard_reads_its_mongodb_uri",  # its own secret (test_dashboard.py)
+        "dashboard_reads_its_session_secret",  # its own secret (test_dashboard.py)
         "pipeline_reads_secrets",
     ]
     analytics = grants["analytics_reads_mongodb_uri"]

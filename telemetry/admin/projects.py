@@ -1,19 +1,18 @@
-"""Add or update a project in MongoDB `projects`, for local use (the dashboard owns them in production).
+"""`telemetry-admin project add|list`: add or replace a project in MongoDB `projects`, or list them.
 
-    python scripts/projects.py add --name "SEO Toolkit" --hash 0123456789abcdef0123456789abcdef \\
+    telemetry-admin project add --name "SEO Toolkit" --hash 0123456789abcdef0123456789abcdef \\
         --type plugin --custom-field license_type --custom-field orders_count \\
         --mail mailchimp=LIST_ID --deactivation-reason "too-expensive=It is too expensive"
-    python scripts/projects.py list
+    telemetry-admin project list
 
-Uses MONGODB_URI and MONGODB_DB (see .local/env). The document and its rules are
-telemetry/common/projects.py's; this is only its command line.
+Uses MONGODB_URI and MONGODB_DB (`. .local/env` for the local stack). The document
+and its rules are telemetry/common/projects.py's; this is only its command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from telemetry.common import config, mongo, projects
 
@@ -35,7 +34,9 @@ def project_document(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="telemetry-admin project", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="add a project, or replace the one with the same hash")
     add.add_argument("--name", required=True)
@@ -74,7 +75,3 @@ def main(argv: list[str]) -> int:
     finally:
         db.client.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
