@@ -32,6 +32,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
+from telemetry.common import tables
 from telemetry.common.logs import get_logger
 from telemetry.pipelines import connectors, leases, warehouse
 from telemetry.pipelines.options import PipelineSettings
@@ -73,7 +74,7 @@ def _object_names(p, settings: PipelineSettings, route: Route, acks: list, run_i
     return names | f"{label}Distinct" >> beam.Distinct()
 
 
-def _stage(pcoll, label: str, settings: PipelineSettings, table: warehouse.Table, run_id: str):
+def _stage(pcoll, label: str, settings: PipelineSettings, table: tables.TableLayout, run_id: str):
     return (
         pcoll
         | f"Batch{label}" >> beam.BatchElements(**WRITE_BATCH)

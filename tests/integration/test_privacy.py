@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 from google.cloud import bigquery
 
+from telemetry.admin import erase
 from telemetry.common import cloud, stored_ping
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples, stack
-from telemetry.pipelines import erase, mongodb, records, warehouse
+from telemetry.pipelines import mongodb, records, warehouse
 from tests.integration import loopback
 from tests.integration.test_pipelines import FORM, new_project
 
