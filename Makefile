@@ -1,5 +1,5 @@
 # Every target installs what it needs first, so each works on a fresh clone.
-# Configuration: environment variables listed in README.md ("Configuration").
+# Configuration: environment variables listed in docs/configuration.md.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -76,7 +76,7 @@ demo: venv system-deps
 	rm -rf .local/demo
 	LOCAL_STACK_DIR=.local/demo LOG_LEVEL=WARNING $(STACK) run -- $(PY) scripts/demo.py
 
-# Both pipelines on the local runner (FnApiRunner, see the README): notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
+# Both pipelines on the local runner (FnApiRunner, see docs/pipelines.md): notification mode, or one hour with HOUR=YYYY-MM-DDTHH.
 pipelines: venv
 	@test -f .local/env || { echo "the local stack is not up: run make up first" >&2; exit 1; }
 	. ./.local/env && for name in tracking deactivation; do \

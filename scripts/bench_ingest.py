@@ -325,14 +325,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
-    # Best of three: on a shared machine a round can run at half speed (README, Benchmarks).
+    # Best of three: on a shared machine a round can run at half speed (docs/benchmarks.md).
     parser.add_argument("--rounds", type=int, default=3)
     # A fresh server keeps speeding up for several seconds (connection pools filling,
     # first-call paths): 2 s of warm-up left the first endpoint run at 2/3 of the second.
     parser.add_argument("--warmup", type=int, default=8, help="seconds of load on each server before measuring")
     parser.add_argument("--bodies", type=int, default=200)
     parser.add_argument("--worst-seconds", type=int, default=5, help="seconds of each worst body's runs")
-    # Their target has room to spare (README): one round each keeps the whole run near 6 minutes.
+    # Their target has room to spare (docs/benchmarks.md): one round each keeps the whole run near 6 minutes.
     parser.add_argument("--worst-rounds", type=int, default=1)
     parser.add_argument("--worst-variants", type=int, default=4, help="distinct bodies of each worst kind")
     args = parser.parse_args()

@@ -132,7 +132,7 @@ class Deployer:
             + (" -- dry run, nothing is executed" if self.dry_run else "")
         )
 
-        self.heading("terraform init", "a remote state backend is configured with --backend-config (README, Deploying)")
+        self.heading("terraform init", "a remote state backend is configured with --backend-config (docs/deploying.md)")
         self.run(self.terraform("init", "-input=false", *[f"-backend-config={c}" for c in a.backend_config]))
 
         self.heading(

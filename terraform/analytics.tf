@@ -1,8 +1,8 @@
 # The hourly analytics job (telemetry/analytics/job.py): an HTTP Cloud Function
 # (gen2) that Cloud Scheduler invokes with an OIDC token. It turns the BigQuery
 # history into the daily figures of BigQuery `analytics_daily` and MongoDB
-# `analytics`. Why a function and not a Cloud Run job: see the README
-# ("Analytics"); in short, BigQuery does the work, a run takes seconds to
+# `analytics`. Why a function and not a Cloud Run job: see docs/analytics.md
+# ("Runtime"); in short, BigQuery does the work, a run takes seconds to
 # minutes, and a function ships from the same source zip as ingest, with no
 # image to build.
 #

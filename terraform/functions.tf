@@ -49,7 +49,7 @@ locals {
     TRACKING_BUCKET = google_storage_bucket.pings.name
     LOG_LEVEL       = var.log_level
     MAX_BODY_BYTES  = tostring(var.max_body_bytes)
-    # Which X-Forwarded-For entry is the client's (README "Ingest", client address).
+    # Which X-Forwarded-For entry is the client's (docs/ingest.md, "Client address").
     TRUSTED_PROXY_HOPS = tostring(var.trusted_proxy_hops)
     # The log line's client address is truncated like ip_address.
     IP_PREFIX_V4 = tostring(var.ip_prefix_v4)

@@ -82,7 +82,7 @@ resource "google_service_account" "pipeline" {
 # narrowed: a custom role copied from Google's permission list would drift from
 # it, and an IAM condition on resource.name would also have to hold for the
 # non-storage permissions. The account already holds the MongoDB URI and writes
-# the history, so the added reach is small. See README "Least privilege".
+# the history, so the added reach is small. See docs/deploying.md, "Least privilege, honestly".
 resource "google_project_iam_member" "pipeline_dataflow_worker" {
   project = var.project_id
   role    = "roles/dataflow.worker"

@@ -46,13 +46,13 @@ locals {
     mongodb_uri        = "${google_secret_manager_secret.pipeline["mongodb-uri"].id}/versions/latest"
     mongodb_db         = var.mongodb_db
 
-    # The bound on what forged pings can subscribe (README "Privacy").
+    # The bound on what forged pings can subscribe (docs/privacy.md).
     mail_contacts_per_project_hour = "${var.mail_contacts_per_project_hour}"
 
-    # How much one run takes on (README "Catching up after an outage").
+    # How much one run takes on (docs/reliability.md, "Catching up after an outage").
     max_messages_per_run = "${var.pipeline_max_messages_per_run}"
 
-    # The personal-data policy (README "Privacy").
+    # The personal-data policy (docs/privacy.md).
     ip_prefix_v4         = "${var.ip_prefix_v4}"
     ip_prefix_v6         = "${var.ip_prefix_v6}"
     site_personal_fields = var.site_personal_fields

@@ -120,7 +120,7 @@ variable "trusted_proxy_hops" {
   }
 }
 
-# --- Personal data (README "Privacy") ------------------------------------------
+# --- Personal data (docs/privacy.md) -------------------------------------------
 
 variable "ip_prefix_v4" {
   description = "Bits of an IPv4 ip_address kept in MongoDB/BigQuery sites, and of the client address in ingest's log lines (IP_PREFIX_V4): 0 drops it, 32 keeps it whole."
@@ -378,9 +378,9 @@ variable "pipeline_max_messages_per_run" {
     (MAX_MESSAGES_PER_RUN); the rest stays for the next run, so a backlog after
     an outage drains over hourly runs that each end within
     pipeline_max_runtime_seconds, instead of every run being cancelled with
-    nothing acknowledged. README "Catching up after an outage" derives the
-    default from the measured pipeline rate; raise it with the workers, after
-    measuring, if the hourly ingest comes near it.
+    nothing acknowledged. docs/reliability.md, "Catching up after an outage",
+    derives the default from the measured pipeline rate; raise it with the
+    workers, after measuring, if the hourly ingest comes near it.
   EOT
   type        = number
   default     = 30000

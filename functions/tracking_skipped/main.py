@@ -1,7 +1,7 @@
 """Cloud Function `tracking-skipped`: stores each accepted `tracking-skipped` ping in Cloud Storage.
 
-Deployed with the shared `telemetry` package beside this file (see README,
-"Deploying"); locally `telemetry/local/gateway.py` serves it.
+Deployed with the shared `telemetry` package beside this file (see
+docs/deploying.md); locally `telemetry/local/gateway.py` serves it.
 """
 
 import functions_framework

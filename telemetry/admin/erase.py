@@ -8,7 +8,7 @@ and `https`, with and without `www.`, with and without the scheme's default
 port; `records.normalize_url` already lowercases scheme and host and drops a
 trailing slash, so `HTTP://WWW.Example.org/` is one of them.
 
-What it does (README "Privacy"):
+What it does (docs/privacy.md, "Erasing a site or a project"):
 
 - MongoDB `sites`: `admin_email`, `first_name`, `last_name`, `ip_address` and
   `custom_fields` (the project's whitelisted `extra` keys, which can hold

@@ -1,7 +1,7 @@
 """Every environment variable the product reads, named once.
 
 Each setting is declared in `VARIABLES` with its default and meaning; the
-README's configuration table lists the same names (a test keeps them in step).
+table of docs/configuration.md lists the same rows (a test keeps them in step).
 Code never calls `os.environ` for a product setting anywhere else.
 """
 
@@ -100,7 +100,7 @@ VARIABLES: dict[str, Variable] = {
             "appends). Entries before it are whatever the client wrote.",
         ),
         Variable("LOG_LEVEL", "INFO", "Python log level of the structured JSON logs."),
-        # Personal data (telemetry/common/privacy.py; README "Privacy").
+        # Personal data (telemetry/common/privacy.py; docs/privacy.md).
         Variable(
             "IP_PREFIX_V4",
             "24",
@@ -136,7 +136,7 @@ VARIABLES: dict[str, Variable] = {
             "60",
             "Bound of one Pub/Sub pull, lease extension or acknowledgement, its retries included.",
         ),
-        # How much one pipeline run takes on (README "Catching up after an outage").
+        # How much one pipeline run takes on (docs/reliability.md, "Catching up after an outage").
         Variable(
             "MAX_MESSAGES_PER_RUN",
             "30000",

@@ -6,8 +6,8 @@ that telemetry.common.cloud and telemetry.common.mongo add to their clients when
 they talk to an emulator. The emulators enforce none of these; Google Cloud
 and MongoDB do. Each refusal below returns the status, reason and message the
 real service answers with, quoted from the source named beside it, so that the
-client libraries raise what they raise in production. README "The local
-stack" lists them in a table with the tests that show them.
+client libraries raise what they raise in production. docs/local-stack.md
+lists them in a table with the tests that show them.
 
 Pure functions only: no I/O, no client libraries (the ingest functions' zip
 carries common/ without them).

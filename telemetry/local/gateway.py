@@ -8,7 +8,7 @@ functions-framework app (the code that wraps it in the cloud) is mounted at
 
 Google's front end refuses oversized request headers before a function sees
 them; the gateway does the same, so the local server accepts exactly what the
-deployed one does (README, "Ingest"). It also appends the peer address to
+deployed one does (docs/ingest.md). It also appends the peer address to
 `X-Forwarded-For`, as the front end appends the client's, so that ingest reads
 the client address locally by the same rule (`TRUSTED_PROXY_HOPS`).
 """

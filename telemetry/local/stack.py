@@ -132,7 +132,7 @@ def pubsub_emulator_bin() -> Path:
         "The Pub/Sub emulator is not installed. Install the Google Cloud CLI with its emulator component:\n"
         "  Debian/Ubuntu with Google's apt repository: apt-get install google-cloud-cli-pubsub-emulator\n"
         "  any other install of the CLI:              gcloud components install pubsub-emulator\n"
-        "It also needs Java 11+ (java on PATH). See README, 'The local stack'."
+        "It also needs Java 11+ (java on PATH). See docs/local-stack.md."
     )
 
 

@@ -1,5 +1,5 @@
 -- Every figure of @day, per project: one row per (hash, metric), as defined in
--- the README ("Analytics"), metric names from telemetry/analytics/metrics.py.
+-- docs/analytics.md, metric names from telemetry/analytics/metrics.py.
 --
 -- Reads: site_days of @day, site_first_seen, deactivations and
 -- tracking_skipped of @day. Writes: analytics_daily of @day, replaced whole in
