@@ -66,7 +66,7 @@ def load(bq, dataset: str, rows: dict[str, list[dict]]) -> None:
         table_rows.sort(key=lambda row: row["received_at"])  # in the order the hourly runs append them
         columns = warehouse.columns(table)
         writer = warehouse.HistoryWriter(
-            bq, work_bucket, dataset, staging_dataset, warehouse.Table(table, "ping_id"), uuid.uuid4().hex[:8]
+            bq, work_bucket, dataset, staging_dataset, warehouse.layout(table), uuid.uuid4().hex[:8]
         )
         writer.stage([records.bigquery_row(r, columns) for r in table_rows])
         writer.load()

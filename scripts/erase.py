@@ -6,7 +6,7 @@
 Nulls the personal fields in MongoDB and BigQuery `sites`/`deactivations` and in
 the staging data of failed or running runs, deletes the `rejected` rows and the
 stored ping objects; prints a count per store. What it does and does not do:
-telemetry/pipelines/erase.py and docs/privacy.md. Uses GCP_PROJECT,
+telemetry/admin/erase.py and docs/privacy.md. Uses GCP_PROJECT,
 BQ_DATASET, BQ_STAGING_DATASET, MONGODB_URI (or a Secret Manager version of it),
 MONGODB_DB, TRACKING_BUCKET and WORK_BUCKET (see .local/env); exits 0 when done,
 1 when BigQuery refused to change a staging table yet (the report names it: run
@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from telemetry.admin import erase
 from telemetry.common import cloud, config, mongo, secrets
 from telemetry.common.wire import HASH_PATTERN
-from telemetry.pipelines import erase
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -6,29 +6,19 @@
 # minutes, and a function ships from the same source zip as ingest, with no
 # image to build.
 #
-# Its tables' schemas are telemetry/analytics/schemas/<table>.json, the files the
-# job's local stack reads too.
+# Its tables are the manifests of telemetry/analytics/tables/ (schema.json and
+# metadata.json of each), the files the job and the local stack read too.
 
 locals {
-  # Table => (partition column or null, description).
-  analytics_tables = {
-    site_days = {
-      partition   = "day"
-      description = "Each site seen within the last 62 days, as of the end of each day: the days it was seen as bits, and its latest state."
-    }
-    site_first_seen = {
-      partition   = null
-      description = "The day of each site's first track ping."
-    }
-    analytics_daily = {
-      partition   = "day"
-      description = "The dashboard's figures per project, metric and day; MongoDB analytics serves the same."
-    }
-    analytics_progress = {
-      partition   = null
-      description = "The last day whose figures are final; each run recomputes the days after it."
-    }
-  }
+  # The job's tables: those of telemetry/analytics/tables/ (bigquery.tf reads every manifest).
+  analytics_tables = { for name, table in local.table_manifests : name => table if table.unit == "analytics" }
+
+  # The history tables the job's statements read: what its tables' manifests name
+  # in `reads` (each from its sql/<table>.sql), less the job's own tables.
+  analytics_reads = setsubtract(
+    flatten([for table in values(local.analytics_tables) : table.reads]),
+    keys(local.analytics_tables),
+  )
 
   # The analytics function's zip: its entry point and requirements, and the
   # package's common/ and analytics/ folders (SQL and schema files included).
@@ -64,20 +54,20 @@ resource "google_bigquery_table" "analytics" {
   for_each = local.analytics_tables
 
   project     = var.project_id
-  dataset_id  = google_bigquery_dataset.telemetry.dataset_id
+  dataset_id  = local.bq_datasets[each.value.dataset]
   table_id    = each.key
   description = each.value.description
-
-  schema = file("${path.module}/../telemetry/analytics/schemas/${each.key}.json")
+  schema      = each.value.schema
 
   dynamic "time_partitioning" {
-    for_each = each.value.partition == null ? [] : [each.value.partition]
+    for_each = each.value.time_partitioning == null ? [] : [each.value.time_partitioning]
     content {
-      type  = "DAY"
-      field = time_partitioning.value
+      type          = time_partitioning.value.type
+      field         = time_partitioning.value.field
+      expiration_ms = local.partition_expiration_days[each.key] == null ? null : local.partition_expiration_days[each.key] * 86400000
     }
   }
-  clustering = each.key == "analytics_progress" ? null : ["hash"]
+  clustering = each.value.clustering
 
   # Derived data that a full recompute can rebuild, but analytics_daily is the
   # dashboard's history: a schema change must not drop it silently.
@@ -108,7 +98,7 @@ resource "google_project_iam_member" "analytics_bigquery_jobs" {
 }
 
 resource "google_bigquery_table_iam_member" "analytics_reads_history" {
-  for_each = toset(["sites", "deactivations", "tracking_skipped"])
+  for_each = local.analytics_reads
 
   project    = var.project_id
   dataset_id = google_bigquery_dataset.telemetry.dataset_id

@@ -1,19 +1,46 @@
-# The BigQuery history: one dataset, four tables. Each table's schema is the
-# JSON file telemetry/pipelines/schemas/<table>.json, the one source of truth that
-# telemetry/pipelines/warehouse.py also reads (for the pipelines' staging tables and the
-# local stack), so Terraform and the pipelines cannot disagree on a column.
+# The BigQuery history: one dataset, and the tables of telemetry/<unit>/tables/.
+#
+# Each table has ONE manifest, the folder telemetry/<unit>/tables/<table>/: its
+# columns (schema.json) and the rest of its layout (metadata.json: description,
+# dataset, partitioning and expiry, clustering). The code reads the same files
+# (telemetry/common/tables.py) for the pipelines' staging tables and the local
+# stack, so Terraform and the code cannot disagree on a table; a new table is a
+# new folder. The unit is the folder whose code writes the table: `pipelines`
+# (the history, below) or `analytics` (analytics.tf).
 #
 # The pipelines also create short-lived staging tables `_staging_<table>_<runid>`
-# in this dataset and drop them after their MERGE (they expire after a day if a
-# run dies first); Terraform does not manage them.
+# in the staging dataset and drop them after their MERGE (they expire after a
+# day if a run dies first); Terraform does not manage them.
 
 locals {
-  # Table name => description. The names are telemetry.pipelines.warehouse.TABLES.
-  bq_tables = {
-    sites            = "One row per track ping, and per deactivate ping with status deactivated."
-    deactivations    = "One row per deactivate ping."
-    tracking_skipped = "One row per tracking-skipped ping."
-    rejected         = "Records the pipelines set aside, with the reason; without ip_address and admin_email."
+  # Table name => its manifest (metadata.json), with its unit and its schema.json's text.
+  table_manifests = {
+    for path in fileset("${local.repo_root}/telemetry", "*/tables/*/metadata.json") :
+    basename(dirname(path)) => merge(jsondecode(file("${local.repo_root}/telemetry/${path}")), {
+      unit   = split("/", path)[0]
+      schema = file("${local.repo_root}/telemetry/${dirname(path)}/schema.json")
+    })
+  }
+
+  # The history tables: those the pipelines write (telemetry/pipelines/tables/).
+  bq_tables = { for name, table in local.table_manifests : name => table if table.unit == "pipelines" }
+
+  # A manifest's `dataset` names a setting (telemetry/common/config.py); here, its dataset.
+  bq_datasets = {
+    BQ_DATASET = google_bigquery_dataset.telemetry.dataset_id
+  }
+
+  # Days a table's partitions are kept: its manifest's expiration_days, unless an
+  # operator sets another number for it (terraform.tfvars); null keeps every partition.
+  partition_expiration_overrides = {
+    rejected = var.rejected_retention_days
+  }
+  partition_expiration_days = {
+    for name, table in local.table_manifests : name => (
+      lookup(local.partition_expiration_overrides, name, null) != null
+      ? local.partition_expiration_overrides[name]
+      : try(table.time_partitioning.expiration_days, null)
+    )
   }
 }
 
@@ -40,21 +67,22 @@ resource "google_bigquery_table" "history" {
   for_each = local.bq_tables
 
   project     = var.project_id
-  dataset_id  = google_bigquery_dataset.telemetry.dataset_id
+  dataset_id  = local.bq_datasets[each.value.dataset]
   table_id    = each.key
-  description = each.value
+  description = each.value.description
+  schema      = each.value.schema
 
-  schema = file("${path.module}/../telemetry/pipelines/schemas/${each.key}.json")
-
-  # Same layout as telemetry.pipelines.warehouse creates for the staging tables.
-  # Only `rejected` expires: its partitions (days of received_at) are dropped
-  # var.rejected_retention_days after that day; the history tables keep everything.
-  time_partitioning {
-    type          = "DAY"
-    field         = "received_at"
-    expiration_ms = each.key == "rejected" ? var.rejected_retention_days * 86400000 : null
+  # Only `rejected` expires (its manifest): its partitions (days of received_at) are
+  # dropped that many days after the day; the history tables keep everything.
+  dynamic "time_partitioning" {
+    for_each = each.value.time_partitioning == null ? [] : [each.value.time_partitioning]
+    content {
+      type          = time_partitioning.value.type
+      field         = time_partitioning.value.field
+      expiration_ms = local.partition_expiration_days[each.key] == null ? null : local.partition_expiration_days[each.key] * 86400000
+    }
   }
-  clustering = ["hash"]
+  clustering = each.value.clustering
 
   # A schema change that BigQuery cannot apply in place (a new REQUIRED column, a
   # type change) would make Terraform replace the table: refuse instead, twice:

@@ -11,6 +11,19 @@
 #   analytics      a run that failed (its "analytics run failed" log line)
 #   audit          a run that failed, and the count of unbalanced hours (audit.tf)
 # and, with var.billing_account set, a monthly budget on the project.
+#
+# Why one resource block per policy, not one `for_each` over a map of them: the
+# policies share only their frame (project, combiner, notification channels and the
+# documentation's mime type). The rest, most of each block, differs:
+# threshold conditions beside log-match ones, a ratio (denominator_filter and its
+# own aggregations) for the 5xx share only, aggregations with or without
+# group_by_fields and a cross-series reducer, an alert_strategy with auto_close,
+# with a notification rate limit, or none. One generic resource would need a
+# dynamic block or a try() for each of those, and its map entries would still hold
+# nearly every line below, so a policy would be read in two places instead of one.
+# As blocks, each reads as the policy it creates, at an address of its own
+# (google_monitoring_alert_policy.<name>, which the tests name). A new signal is a
+# new block; a family of policies alike but for their values would suit for_each.
 
 locals {
   ingest_services = sort([for fn in google_cloudfunctions2_function.ingest : fn.name])

@@ -238,13 +238,14 @@ variable "bq_staging_dataset" {
 }
 
 variable "rejected_retention_days" {
-  description = "Partitions (days of received_at) of the rejected table are deleted this many days after their day. The history tables never expire."
+  description = "Partitions (days of received_at) of the rejected table are deleted this many days after their day. null: what its manifest says (expiration_days of telemetry/pipelines/tables/rejected/metadata.json: 90). The history tables never expire."
   type        = number
-  default     = 90
+  default     = null
 
   validation {
-    condition     = var.rejected_retention_days >= 1 && floor(var.rejected_retention_days) == var.rejected_retention_days
-    error_message = "rejected_retention_days must be a whole number of days, at least 1."
+    # Only the branch taken is evaluated: null never reaches the comparison.
+    condition     = var.rejected_retention_days == null ? true : var.rejected_retention_days >= 1 && floor(var.rejected_retention_days) == var.rejected_retention_days
+    error_message = "rejected_retention_days must be a whole number of days, at least 1 (or null: the manifest's)."
   }
 }
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from telemetry.admin import erase
 from telemetry.common import privacy
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.settings import IngestSettings, privacy_policy
-from telemetry.pipelines import erase, records
+from telemetry.pipelines import records
 from telemetry.pipelines.options import PipelineOptions, PipelineSettings
 
 BODY = {
@@ -101,7 +102,7 @@ def test_rejected_rows_never_hold_a_personal_field():
         assert str(BODY[field]) not in repr(row)
 
 
-# --- erase (telemetry/pipelines/erase.py): which URLs, rows and payloads are a site's ----------
+# --- erase (telemetry/admin/erase.py): which URLs, rows and payloads are a site's ----------
 
 
 def test_site_urls_are_every_form_the_pipelines_store():

@@ -1,1 +1,2 @@
-"""Operators' tools, run from a checkout against the local stack or, given MONGODB_URI, production."""
+"""Operators' tools, run by hand against a deployment: the `telemetry-admin` command line (API keys,
+projects) and erasing one site's or project's personal data."""

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 JOB_NAME = "analytics"
 HERE = Path(__file__).resolve().parent
 SQL_DIR = HERE / "sql"
-SCHEMA_DIR = HERE / "schemas"
 
 # site_days keeps 62 days of bits: the most a signed INT64 holds with room to shift.
 KEPT_DAYS = 62
@@ -59,14 +58,13 @@ KEPT_DAYS = 62
 # stays the same size however long the history grows.
 STATE_DAYS = 35
 
-SITE_DAYS = tables.TableLayout("site_days", SCHEMA_DIR, partition_field="day")
-SITE_FIRST_SEEN = tables.TableLayout("site_first_seen", SCHEMA_DIR, partition_field=None)
-ANALYTICS_DAILY = tables.TableLayout("analytics_daily", SCHEMA_DIR, partition_field="day")
-ANALYTICS_PROGRESS = tables.TableLayout("analytics_progress", SCHEMA_DIR, partition_field=None, clustering=())
-TABLES = (SITE_DAYS, SITE_FIRST_SEEN, ANALYTICS_DAILY, ANALYTICS_PROGRESS)
+# The job's tables, as their manifests declare them (telemetry/analytics/tables/).
+UNIT = "analytics"
+TABLES = tables.layouts(UNIT)
 
-# The pipelines' history tables the job reads (telemetry/pipelines/schemas/).
-HISTORY_TABLES = ("sites", "deactivations", "tracking_skipped")
+# The pipelines' history tables the job reads: what its statements read (each
+# manifest's `reads`, kept in step with sql/<table>.sql by a test), less its own tables.
+HISTORY_TABLES = tuple(sorted({name for layout in TABLES for name in layout.reads} - {t.name for t in TABLES}))
 
 # The per-day statements, in the order they run.
 DAY_STEPS = ("site_days", "site_first_seen", "analytics_daily")

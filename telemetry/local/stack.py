@@ -259,17 +259,16 @@ def _bq_command() -> list[str]:
 
 
 def _bq_provision() -> None:
-    """The dataset, the history tables and the analytics tables, from the same schema files Terraform reads."""
-    from telemetry.analytics import job
+    """The datasets and every table of every manifest (telemetry/<unit>/tables/), the files Terraform reads."""
     from telemetry.common import tables
-    from telemetry.pipelines import warehouse
 
     os.environ["BIGQUERY_EMULATOR_HOST"] = stack_env()["BIGQUERY_EMULATOR_HOST"]
     client = cloud.bigquery_client(config.get("GCP_PROJECT"))
-    warehouse.ensure_tables(client, config.get("BQ_DATASET"))
     client.create_dataset(config.get("BQ_STAGING_DATASET"), exists_ok=True)
-    for layout in job.TABLES:
-        tables.ensure_table(client, config.get("BQ_DATASET"), layout)
+    for layout in tables.all_layouts():
+        dataset = config.get(layout.dataset)
+        client.create_dataset(dataset, exists_ok=True)
+        tables.ensure_table(client, dataset, layout)
 
 
 def _mongo_command() -> list[str]:

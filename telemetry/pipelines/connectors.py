@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from telemetry.common import cloud, mongo, progress, service_limits, stored_ping
+from telemetry.common import cloud, mongo, progress, service_limits, stored_ping, tables
 from telemetry.common.projects import enabled_mail_integrations, load_projects, mail_double_opt_in, mail_flag
 from telemetry.pipelines import leases, records, run_lock, site_state, warehouse
 from telemetry.pipelines.counters import NAMESPACE
@@ -386,7 +386,7 @@ def _now() -> datetime:
 
 
 def history_writer(
-    settings: PipelineSettings, table: warehouse.Table, run_id: str, bigquery_client=None, work_bucket=None
+    settings: PipelineSettings, table: tables.TableLayout, run_id: str, bigquery_client=None, work_bucket=None
 ) -> warehouse.HistoryWriter:
     """The run's writer of one history table, on the settings' datasets and work bucket."""
     return warehouse.HistoryWriter(
@@ -406,7 +406,7 @@ class StageHistory(beam.DoFn):
     warehouse.MAX_ROW_BYTES (transforms.check_fits); `rejected` rows are bounded by
     construction (records.rejected_row), and checked here."""
 
-    def __init__(self, settings: PipelineSettings, table: warehouse.Table, run_id: str):
+    def __init__(self, settings: PipelineSettings, table: tables.TableLayout, run_id: str):
         self._settings = settings
         self._table = table
         self._run_id = run_id
@@ -452,7 +452,7 @@ class MergeHistory(beam.DoFn):
         self,
         settings: PipelineSettings,
         run_id: str,
-        merges: list[tuple[warehouse.Table, str | None]],
+        merges: list[tuple[tables.TableLayout, str | None]],
         pipeline: str,
     ):
         self._settings = settings

@@ -14,6 +14,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from telemetry.common import tables
 from telemetry.pipelines import connectors, warehouse
 from telemetry.pipelines.counters import NAMESPACE
 from telemetry.pipelines.options import PipelineSettings
@@ -47,7 +48,7 @@ def _object_names(p, settings: PipelineSettings, route: Route, acks: list, run_i
     return names | f"{label}Distinct" >> beam.Distinct()
 
 
-def _stage(pcoll, label: str, settings: PipelineSettings, table: warehouse.Table, run_id: str):
+def _stage(pcoll, label: str, settings: PipelineSettings, table: tables.TableLayout, run_id: str):
     return (
         pcoll
         | f"Batch{label}" >> beam.BatchElements(**WRITE_BATCH)

@@ -4,7 +4,7 @@ Pure functions, no I/O: the pipelines call them inside their transforms and
 the tests call them directly. The site record has one shape for MongoDB
 `sites` and BigQuery `sites` (only `custom_fields` is serialised differently
 for BigQuery, as a JSON string); the BigQuery column list lives in
-telemetry/pipelines/schemas/*.json and `test_records` keeps the two in step.
+telemetry/pipelines/tables/*/schema.json and `test_records` keeps the two in step.
 
 WordPress stores titles and names HTML-escaped and `esc_url` writes `&` as
 `&#038;`, so those fields are decoded here, once (`display_text`). What a user

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from telemetry.common import sites, wire
+from telemetry.common import sites, tables, wire
 from telemetry.common.stored_ping import StoredPing
 from telemetry.pipelines import records, warehouse
 
@@ -20,7 +20,7 @@ from telemetry.pipelines import records, warehouse
 class Route:
     name: str
     # The BigQuery table that keeps every accepted ping of the route.
-    history: warehouse.Table
+    history: tables.TableLayout
     # The row of `history` for one ping (may raise records.Rejected); None when
     # the site record is the route's history row.
     record: Callable[[StoredPing, dict[str, Any]], dict[str, Any]] | None
@@ -76,10 +76,10 @@ PIPELINES = {
 }
 
 
-def merges(pipeline: Pipeline) -> list[tuple[warehouse.Table, str | None]]:
+def merges(pipeline: Pipeline) -> list[tuple[tables.TableLayout, str | None]]:
     """What a run MERGEs: each route's history table, the site history where a route
     stages sites besides its own history, and `rejected` once per route (to count by route)."""
-    tables = [route.history for route in pipeline.routes]
-    if any(route.stages_site_history for route in pipeline.routes) and warehouse.SITES not in tables:
-        tables.append(warehouse.SITES)
-    return [(table, None) for table in tables] + [(warehouse.REJECTED, route.name) for route in pipeline.routes]
+    histories = [route.history for route in pipeline.routes]
+    if any(route.stages_site_history for route in pipeline.routes) and warehouse.SITES not in histories:
+        histories.append(warehouse.SITES)
+    return [(table, None) for table in histories] + [(warehouse.REJECTED, route.name) for route in pipeline.routes]

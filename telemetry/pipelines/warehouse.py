@@ -1,6 +1,7 @@
 """BigQuery: the history tables, their schemas, and exactly-once appends.
 
-The schemas are the JSON files in telemetry/pipelines/schemas/; Terraform declares the
+Each table is declared by its manifest, telemetry/pipelines/tables/<table>/ (schema,
+partitioning, clustering, key: telemetry/common/tables.py); Terraform declares the
 production tables from the same files. Every table is partitioned by day on
 `received_at` and clustered by `hash`.
 
@@ -45,7 +46,6 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import bigquery
@@ -57,7 +57,7 @@ from telemetry.common.wire import ROUTES
 if TYPE_CHECKING:
     from google.cloud import storage
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+UNIT = "pipelines"  # the manifests' folder: telemetry/pipelines/tables/
 STAGING_EXPIRY = timedelta(days=1)
 # Where a run stages: its files `loads/<run id>/<table>/<part>.ndjson` in the work bucket
 # (apart from Dataflow's own staging/ and tmp/), and its tables `_staging_<table>_<run id>`.
@@ -79,36 +79,33 @@ MAX_BAD_RECORDS = 1000
 ERRORS_QUOTED = 3
 
 
-@dataclass(frozen=True)
-class Table:
-    name: str
-    key: str  # unique per row: what makes re-runs insert nothing twice
+# The history tables, as their manifests declare them; each has a `key`, unique per
+# row: what makes re-runs insert nothing twice.
+SITES = tables.layout("sites", UNIT)
+DEACTIVATIONS = tables.layout("deactivations", UNIT)
+TRACKING_SKIPPED = tables.layout("tracking_skipped", UNIT)
+REJECTED = tables.layout("rejected", UNIT)
+TABLES = tables.layouts(UNIT)
 
 
-SITES = Table("sites", "ping_id")
-DEACTIVATIONS = Table("deactivations", "ping_id")
-TRACKING_SKIPPED = Table("tracking_skipped", "ping_id")
-REJECTED = Table("rejected", "source")
-TABLES = (SITES, DEACTIVATIONS, TRACKING_SKIPPED, REJECTED)
-
-
-def _layout(table: str) -> tables.TableLayout:
-    return tables.TableLayout(table, SCHEMA_DIR, partition_field="received_at")
+def layout(table: str) -> tables.TableLayout:
+    """The history table `table`'s layout (its manifest)."""
+    return tables.layout(table, UNIT)
 
 
 def schema_json(table: str) -> tuple[dict[str, Any], ...]:
-    return tables.schema_json(_layout(table).schema_file)
+    return tables.schema_json(layout(table).schema_file)
 
 
 def columns(table: str) -> list[str]:
-    return tables.columns(_layout(table).schema_file)
+    return tables.columns(layout(table).schema_file)
 
 
 def ensure_tables(client: bigquery.Client, dataset: str) -> None:
     """Create the dataset and the history tables where missing (the local stack; Terraform in production)."""
     client.create_dataset(dataset, exists_ok=True)
     for table in TABLES:
-        tables.ensure_table(client, dataset, _layout(table.name))
+        tables.ensure_table(client, dataset, table)
 
 
 def staging_line(row: dict[str, Any]) -> bytes:
@@ -171,10 +168,12 @@ class HistoryWriter:
         bucket: storage.Bucket,
         dataset: str,
         staging_dataset: str,
-        table: Table,
+        table: tables.TableLayout,
         run_id: str,
         timeout_seconds: float = int(config.VARIABLES["BIGQUERY_TIMEOUT_SECONDS"].default),  # type: ignore[arg-type]
     ):
+        if table.key is None:
+            raise ValueError(f"{table.metadata_file}: a history table needs a key, the column its MERGE inserts once")
         self.client = client
         self.bucket = bucket
         # Every call is bounded by `timeout_seconds` (the call policy: telemetry.common.cloud).
@@ -236,12 +235,12 @@ class HistoryWriter:
             if not self._parts(max_results=1):
                 return None  # nothing staged: no staging table, nothing to merge
             uris = [self._uri(self.prefix + "*")]  # one URI, however many parts
-        definition = tables.definition(self.staging, _layout(self.table.name))
+        definition = tables.definition(self.staging, self.table)
         definition.expires = datetime.now(UTC) + STAGING_EXPIRY
         self.client.create_table(definition, exists_ok=True, **self._bounds)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            schema=tables.schema(_layout(self.table.name).schema_file),
+            schema=tables.schema(self.table.schema_file),
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
             max_bad_records=MAX_BAD_RECORDS,

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 from google.cloud import bigquery
 
+from telemetry.admin import erase
 from telemetry.common import cloud, stored_ping
 from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples, stack
-from telemetry.pipelines import erase, records, site_state, warehouse
+from telemetry.pipelines import records, site_state, warehouse
 from tests.integration import loopback
 from tests.integration.test_pipelines import FORM, new_project
 

@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "terraform"
 
 TEMPLATES_DIR = ROOT / "dataflow_templates"
-SCHEMAS_DIR = ROOT / "telemetry" / "pipelines" / "schemas"
 
 
 # Values for the variables that have no default, to render names.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from telemetry.analytics import job
-from tests.terraform.hcl import ROOT, _expr, _grants_to, _iam_grants, _members, _resource
+from telemetry.pipelines import warehouse
+from tests.terraform.hcl import ROOT, _expr, _grants_to, _iam_grants, _members, _resource, _squash
 
 
 def test_analytics_account_has_exactly_its_roles(tf):
@@ -24,8 +24,13 @@ def test_analytics_account_has_exactly_its_roles(tf):
             'google_secret_manager_secret.pipeline["mongodb-uri"].secret_id',
         ),
     }
+    # The history tables its statements read: its manifests' `reads`, less its own tables
+    # (the planned grants: test_terraform_plan.py).
     reads = _resource(tf, "google_bigquery_table_iam_member", "analytics_reads_history")
-    assert all(f'"{table}"' in _expr(reads["for_each"]) for table in job.HISTORY_TABLES), _expr(reads["for_each"])
+    assert _expr(reads["for_each"]) == "local.analytics_reads"
+    assert _squash(tf["locals"]["analytics_reads"]) == (
+        "setsubtract(flatten([fortableinvalues(local.analytics_tables):table.reads]),keys(local.analytics_tables))"
+    )
 
 
 def test_only_the_invoker_account_may_invoke_the_function(tf):
@@ -59,15 +64,42 @@ def test_the_schedule_calls_the_function_with_an_oidc_token_for_its_url(tf):
     assert _expr(scheduler["paused"]) == "var.pipeline_schedules_paused"
 
 
-def test_tables_are_the_jobs_tables_from_its_schema_files(tf):
-    tables = tf["locals"]["analytics_tables"]
-    assert {name: table["partition"] for name, table in tables.items()} == {
-        layout.name: layout.partition_field for layout in job.TABLES
+def test_tables_are_the_jobs_tables_from_their_manifests(tf):
+    assert {layout.name for layout in job.TABLES} == {
+        "site_days",
+        "site_first_seen",
+        "analytics_daily",
+        "analytics_progress",
     }
-    for layout in job.TABLES:
-        assert json.loads(layout.schema_file.read_text())
+    assert {layout.name: layout.partition_field for layout in job.TABLES} == {
+        "site_days": "day",
+        "site_first_seen": None,
+        "analytics_daily": "day",
+        "analytics_progress": None,
+    }
     table = _resource(tf, "google_bigquery_table", "analytics")
-    assert _expr(table["schema"]) == 'file("${path.module}/../telemetry/analytics/schemas/${each.key}.json")'
+    assert _expr(table["for_each"]) == "local.analytics_tables"
+    assert _expr(table["schema"]) == "each.value.schema"
+    # The function's zip carries the manifests the job reads (job.TABLES, at import).
+    files = _expr(tf["locals"]["analytics_files"])
+    assert 'fileset("${local.repo_root}/telemetry/analytics", "**/*.{py,sql,json}")' in files
+    for layout in job.TABLES:
+        assert layout.folder.is_relative_to(ROOT / "telemetry" / "analytics")
+
+
+def test_each_tables_reads_are_what_its_statement_reads():
+    """A manifest's `reads` (Terraform grants the job read on those of the history) is what
+    its sql/<table>.sql reads, besides the table itself."""
+    for layout in job.TABLES:
+        path = job.SQL_DIR / f"{layout.name}.sql"
+        code = path.read_text() if path.is_file() else ""
+        read = set(re.findall(r"`\{dataset\}\.(\w+)`", code)) - {layout.name}
+        assert set(layout.reads) == read, (
+            f"{layout.metadata_file}: reads {sorted(layout.reads)}, its SQL {sorted(read)}"
+        )
+    assert {path.stem for path in job.SQL_DIR.glob("*.sql")} <= {layout.name for layout in job.TABLES}
+    assert set(job.HISTORY_TABLES) == {"sites", "deactivations", "tracking_skipped"}
+    assert set(job.HISTORY_TABLES) <= {layout.name for layout in warehouse.TABLES}
 
 
 def test_the_function_runs_one_request_at_a_time_with_its_settings(tf):

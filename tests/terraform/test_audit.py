@@ -11,6 +11,7 @@ import pytest
 
 from telemetry.audit import job as audit
 from telemetry.audit.reprocess import HourRange, LaunchSpec
+from telemetry.pipelines import warehouse
 from tests.terraform.hcl import _expr, _grants_to, _iam_grants, _members, _metadata, _render, _resource, _squash
 from tests.terraform.test_pipelines import _sample_refs
 
@@ -48,7 +49,8 @@ def test_audit_account_has_exactly_its_roles(tf):
     }
     reads = _resource(tf, "google_bigquery_table_iam_member", "audit_reads_history")
     assert _expr(reads["for_each"]) == "local.bq_tables"
-    assert set(tf["locals"]["bq_tables"]) == {*audit.HISTORY_TABLE.values(), audit.REJECTED_TABLE}
+    # local.bq_tables: the manifests of telemetry/pipelines/tables/ (test_bigquery.py).
+    assert {t.name for t in warehouse.TABLES} == {*audit.HISTORY_TABLE.values(), audit.REJECTED_TABLE}
 
 
 def test_only_the_invoker_account_may_invoke_the_audit_daily(tf):

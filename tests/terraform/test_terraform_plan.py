@@ -7,13 +7,15 @@ without a terraform binary, or before `make check-terraform` has installed the s
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from scripts.terraform_standin import check
-from telemetry.common import wire
+from telemetry.analytics import job
+from telemetry.common import tables, wire
 from tests.terraform.hcl import TF_DIR
 
 pytestmark = [
@@ -131,6 +133,50 @@ def test_alert_filters_name_every_service_job_and_subscription(example_plan):
     audit = planned["google_logging_metric.audit_unbalanced_hours"]
     assert 'jsonPayload.message="audit: hour does not balance"' in audit["filter"]
     assert 'resource.labels.service_name="telemetry-audit"' in audit["filter"]
+
+
+def _planned_tables(plan) -> dict[str, dict]:
+    return {a: v for a, v in plan.planned.items() if a.startswith("google_bigquery_table.")}
+
+
+def test_every_manifest_is_planned_as_its_table(example_plan):
+    """Terraform reads each table's manifest (telemetry/<unit>/tables/<table>/) as the code does."""
+    planned = _planned_tables(example_plan)
+    resource = {"pipelines": "history", "analytics": "analytics"}
+    expected = {f'google_bigquery_table.{resource[t.unit]}["{t.name}"]': t for t in tables.all_layouts()}
+    assert set(planned) == set(expected)
+    for address, layout in expected.items():
+        values = planned[address]
+        assert values["table_id"] == layout.name
+        assert values["dataset_id"] == "telemetry"  # the example's bq_dataset: BQ_DATASET's dataset
+        assert values["description"] == layout.description
+        assert json.loads(values["schema"]) == list(tables.schema_json(layout.schema_file))
+        assert values.get("clustering") == (list(layout.clustering) or None)
+        partitioning = []
+        if layout.partition_field:
+            partitioning = [{"type": layout.partition_type, "field": layout.partition_field}]
+            if layout.expiration_days:
+                partitioning[0]["expiration_ms"] = layout.expiration_days * 86400000
+        assert [{k: v for k, v in p.items() if v is not None} for p in values["time_partitioning"]] == partitioning
+        assert values["deletion_protection"] is True
+    grant = "google_bigquery_table_iam_member.analytics_reads_history"
+    reads = {a for a in example_plan.addresses if a.startswith(grant)}
+    assert reads == {f'{grant}["{table}"]' for table in job.HISTORY_TABLES}
+
+
+def test_an_operators_retention_overrides_the_manifests(tmp_path):
+    tfvars = tmp_path / "retention.tfvars"
+    text = (TF_DIR / "terraform.tfvars.example").read_text(encoding="utf-8")
+    tfvars.write_text(text + "\nrejected_retention_days = 30\n", encoding="utf-8")
+    result = check.validate_and_plan(TF_DIR, str(tfvars), work=tmp_path / "work")
+    assert result.ok, f"terraform {result.step} failed:\n{result.output}"
+    expiring = {
+        address: p["expiration_ms"]
+        for address, values in _planned_tables(result).items()
+        for p in values["time_partitioning"]
+        if p.get("expiration_ms")
+    }
+    assert expiring == {'google_bigquery_table.history["rejected"]': 30 * 86400000}
 
 
 def test_budget_is_planned_only_with_a_billing_account(example_plan, tmp_path):

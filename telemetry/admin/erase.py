@@ -66,10 +66,22 @@ from google.cloud import bigquery
 from telemetry.common import privacy, sites, stored_ping, wire
 from telemetry.pipelines import records, site_state, warehouse
 
+# The history tables, as their manifests declare them (telemetry/pipelines/tables/): each
+# one's name, and its key (`ping_id`, or `source` for `rejected`).
+SITES, DEACTIVATIONS, TRACKING_SKIPPED, REJECTED = (
+    warehouse.SITES,
+    warehouse.DEACTIVATIONS,
+    warehouse.TRACKING_SKIPPED,
+    warehouse.REJECTED,
+)
+# The tables whose rows are accepted pings (each row names its stored ping by key and received_at).
+PING_TABLES = (SITES, DEACTIVATIONS, TRACKING_SKIPPED)
 SITE_FIELDS = (*privacy.PERSONAL_FIELDS, "custom_fields")  # nulled in `sites`
 DEACTIVATION_FIELDS = ("reason_info",)  # nulled in `deactivations`
 REJECTED_FIELDS = ("payload",)  # nulled in a staged `rejected` row (a merged one is deleted)
-NULLED = {"sites": SITE_FIELDS, "deactivations": DEACTIVATION_FIELDS, "rejected": REJECTED_FIELDS}
+# The columns nulled per table; a test checks that no table of any manifest holds a
+# personal column this leaves (`tracking_skipped` and the analytics tables hold none).
+NULLED = {SITES.name: SITE_FIELDS, DEACTIVATIONS.name: DEACTIVATION_FIELDS, REJECTED.name: REJECTED_FIELDS}
 ROUTE_OF_STATUS = {sites.ACTIVE: wire.TRACK, sites.DEACTIVATED: wire.DEACTIVATE}
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -185,7 +197,7 @@ def erase_row(table: str, row: dict[str, Any], target: Target) -> bool:
     fields = NULLED.get(table)
     if not fields or not isinstance(row, dict):
         return False
-    belongs = target.matches_rejected(row) if table == "rejected" else target.matches(row)
+    belongs = target.matches_rejected(row) if table == REJECTED.name else target.matches(row)
     if not belongs or all(row.get(f) is None for f in fields):
         return False
     for f in fields:
@@ -226,11 +238,11 @@ class Report:
         labels = {
             "mongodb.sites": f"documents {verb}nulled ({', '.join(SITE_FIELDS)})",
             "mongodb.sites.mail_error": f"documents of the project whose mail.error {verb}removed",
-            "mongodb.deactivations": f"documents {verb}nulled (reason_info)",
-            "bigquery.sites": f"rows {verb}nulled ({', '.join(SITE_FIELDS)})",
-            "bigquery.deactivations": f"rows {verb}nulled (reason_info)",
-            "bigquery.rejected": f"rows {verb}deleted",
-            "bigquery.tracking_skipped": "rows: no personal data, left as they are",
+            "mongodb.deactivations": f"documents {verb}nulled ({', '.join(DEACTIVATION_FIELDS)})",
+            f"bigquery.{SITES.name}": f"rows {verb}nulled ({', '.join(SITE_FIELDS)})",
+            f"bigquery.{DEACTIVATIONS.name}": f"rows {verb}nulled ({', '.join(DEACTIVATION_FIELDS)})",
+            f"bigquery.{REJECTED.name}": f"rows {verb}deleted",
+            f"bigquery.{TRACKING_SKIPPED.name}": "rows: no personal data, left as they are",
             "bigquery.staging": f"staged rows {verb}nulled (tables of failed or running runs)",
             "storage.staging": f"staged rows {verb}nulled (load files of failed or running runs)",
             "storage.objects": f"stored pings {verb}deleted",
@@ -284,30 +296,34 @@ class Eraser:
     ) -> set[str]:
         """The stored pings behind the target's rows of a history table (or of `table_id`, staging its rows)."""
         ref = self._table(table_id or table, dataset)
-        if table == "sites":
-            _, rows = self._query(f"SELECT ping_id, received_at, status FROM {ref} WHERE {self._where(target)}", target)
+        if table == SITES.name:
+            key = SITES.key
+            _, rows = self._query(f"SELECT {key}, received_at, status FROM {ref} WHERE {self._where(target)}", target)
             return {
-                stored_ping.object_name(ROUTE_OF_STATUS.get(r["status"], wire.TRACK), r["received_at"], r["ping_id"])
+                stored_ping.object_name(ROUTE_OF_STATUS.get(r["status"], wire.TRACK), r["received_at"], r[key])
                 for r in rows
             }
-        if table == "deactivations":
-            _, rows = self._query(f"SELECT ping_id, received_at FROM {ref} WHERE {self._where(target)}", target)
-            return {stored_ping.object_name(wire.DEACTIVATE, r["received_at"], r["ping_id"]) for r in rows}
-        if table == "tracking_skipped" and target.url is None:  # opt-outs name no site: only a project's
-            _, rows = self._query(f"SELECT ping_id, received_at FROM {ref} WHERE hash = @hash", target)
-            return {stored_ping.object_name(wire.TRACKING_SKIPPED, r["received_at"], r["ping_id"]) for r in rows}
-        if table == "rejected":
+        if table == DEACTIVATIONS.name:
+            key = DEACTIVATIONS.key
+            _, rows = self._query(f"SELECT {key}, received_at FROM {ref} WHERE {self._where(target)}", target)
+            return {stored_ping.object_name(wire.DEACTIVATE, r["received_at"], r[key]) for r in rows}
+        if table == TRACKING_SKIPPED.name and target.url is None:  # opt-outs name no site: only a project's
+            key = TRACKING_SKIPPED.key
+            _, rows = self._query(f"SELECT {key}, received_at FROM {ref} WHERE hash = @hash", target)
+            return {stored_ping.object_name(wire.TRACKING_SKIPPED, r["received_at"], r[key]) for r in rows}
+        if table == REJECTED.name:
             return set(self._rejected_sources(target, dataset, table_id or table))
         return set()
 
     def _rejected_sources(
-        self, target: Target, dataset: str | None = None, table: str = "rejected", with_payload: bool = False
+        self, target: Target, dataset: str | None = None, table: str = REJECTED.name, with_payload: bool = False
     ) -> list[str]:
         """`rejected` rows of the target: by hash, and for a site by its payload's URL (any variant);
         with `with_payload`, only rows whose payload is not nulled yet."""
         where = "hash = @hash" + (" AND payload IS NOT NULL" if with_payload else "")
-        _, rows = self._query(f"SELECT source, hash, payload FROM {self._table(table, dataset)} WHERE {where}", target)
-        return [row["source"] for row in rows if target.matches_rejected(dict(row.items()))]
+        key = REJECTED.key  # `source`: the stored object a rejected row stands for
+        _, rows = self._query(f"SELECT {key}, hash, payload FROM {self._table(table, dataset)} WHERE {where}", target)
+        return [row[key] for row in rows if target.matches_rejected(dict(row.items()))]
 
     def _null(self, table: str, fields: tuple[str, ...], target: Target, dry_run: bool, ref: str | None = None) -> int:
         some = " OR ".join(f"{f} IS NOT NULL" for f in fields)
@@ -324,7 +340,7 @@ class Eraser:
         if not sources or dry_run:
             return len(sources)
         job, _ = self._query(
-            f"DELETE FROM {self._table('rejected')} WHERE hash = @hash AND source IN UNNEST(@sources)",
+            f"DELETE FROM {self._table(REJECTED.name)} WHERE hash = @hash AND {REJECTED.key} IN UNNEST(@sources)",
             target,
             sources=sources,
         )
@@ -349,12 +365,12 @@ class Eraser:
     def _erase_staging_table(self, dataset: str, table_id: str, staged: str, target: Target, dry_run: bool) -> int:
         """Null the target's rows of one staging table in place (DML: row count and keys unchanged)."""
         ref = self._table(table_id, dataset)
-        if staged == "rejected":
+        if staged == REJECTED.name:
             sources = self._rejected_sources(target, dataset, table_id, with_payload=True)
             if not sources or dry_run:
                 return len(sources)
             job, _ = self._query(
-                f"UPDATE {ref} SET payload = NULL WHERE hash = @hash AND source IN UNNEST(@sources) "
+                f"UPDATE {ref} SET payload = NULL WHERE hash = @hash AND {REJECTED.key} IN UNNEST(@sources) "
                 "AND payload IS NOT NULL",
                 target,
                 sources=sources,
@@ -365,7 +381,7 @@ class Eraser:
     def _erase_staging_tables(self, target: Target, dry_run: bool, report: Report) -> tuple[int, set[str]]:
         nulled, names = 0, set()
         for dataset, table_id, staged in self._staging_tables():
-            if staged not in NULLED and not (staged == "tracking_skipped" and target.url is None):
+            if staged not in NULLED and not (staged == TRACKING_SKIPPED.name and target.url is None):
                 continue
             try:
                 names |= self._object_names_of_rows(staged, target, dataset, table_id)
@@ -484,8 +500,8 @@ class Eraser:
         # but the rejected rows are.
         sources = self._rejected_sources(target)
         objects = set(sources)
-        for table in ("sites", "deactivations", "tracking_skipped"):
-            objects |= self._object_names_of_rows(table, target)
+        for table in PING_TABLES:
+            objects |= self._object_names_of_rows(table.name, target)
         # Staging: the files before the tables, so that a load job started meanwhile
         # reads nulled rows, and one that already ran has its rows nulled in its table.
         counts["storage.staging"], names = self._erase_staging_files(target, dry_run)
@@ -510,10 +526,10 @@ class Eraser:
             result = self._db[site_state.SITES].update_many(with_error, {"$unset": {"mail.error": ""}})
             counts["mongodb.sites.mail_error"] = result.modified_count
 
-        counts["bigquery.sites"] = self._null("sites", SITE_FIELDS, target, dry_run)
-        counts["bigquery.deactivations"] = self._null("deactivations", DEACTIVATION_FIELDS, target, dry_run)
-        counts["bigquery.rejected"] = self._delete_rejected(sources, target, dry_run)
-        counts["bigquery.tracking_skipped"] = 0
+        counts[f"bigquery.{SITES.name}"] = self._null(SITES.name, SITE_FIELDS, target, dry_run)
+        counts[f"bigquery.{DEACTIVATIONS.name}"] = self._null(DEACTIVATIONS.name, DEACTIVATION_FIELDS, target, dry_run)
+        counts[f"bigquery.{REJECTED.name}"] = self._delete_rejected(sources, target, dry_run)
+        counts[f"bigquery.{TRACKING_SKIPPED.name}"] = 0
         counts["storage.objects"] = self._delete_objects(objects, dry_run)
         return report
 
@@ -522,19 +538,20 @@ def _object_names_of_row(table: str, row: dict[str, Any], target: Target) -> set
     """The stored ping behind one staged row of the target, if it names one."""
     if not isinstance(row, dict):
         return set()
-    if table == "rejected":
-        source = row.get("source")
+    if table == REJECTED.name:
+        source = row.get(REJECTED.key)
         return {source} if isinstance(source, str) and target.matches_rejected(row) else set()
-    if table == "tracking_skipped":
+    if table == TRACKING_SKIPPED.name:
         belongs = target.url is None and row.get("hash") == target.hash
     else:
         belongs = target.matches(row)
-    ping_id, received_at = row.get("ping_id"), row.get("received_at")
+    layout = warehouse.layout(table)
+    ping_id, received_at = row.get(layout.key), row.get("received_at")
     if not belongs or not isinstance(ping_id, str) or not isinstance(received_at, str):
         return set()
     try:
         at = stored_ping.parse_timestamp(received_at)
     except ValueError:
         return set()
-    route = {"sites": ROUTE_OF_STATUS.get(row.get("status"), wire.TRACK), "deactivations": wire.DEACTIVATE}
+    route = {SITES.name: ROUTE_OF_STATUS.get(row.get("status"), wire.TRACK), DEACTIVATIONS.name: wire.DEACTIVATE}
     return {stored_ping.object_name(route.get(table, wire.TRACKING_SKIPPED), at, ping_id)}
