@@ -45,8 +45,7 @@ SECRETS = {
 }
 # What the image builds need before the first full apply (terraform/apis.tf, pipelines.tf).
 BOOTSTRAP_TARGETS = ("google_project_service.enabled", "google_artifact_registry_repository.pipelines")
-# Terraform outputs read (terraform/outputs.tf); build_service_account_email is expected
-# from the build service account's change (not in outputs.tf yet).
+# Terraform outputs read (terraform/outputs.tf).
 OUT_IMAGES, OUT_BUILD_ACCOUNT, OUT_BUILD_BUCKET = "template_images", "build_service_account", "build_bucket"
 OUT_BASE_URL, OUT_BUCKET, OUT_PARAMETERS = "ingest_base_url", "pings_bucket", "launch_parameters"
 OUT_DASHBOARD = "dashboard_url"

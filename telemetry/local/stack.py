@@ -9,7 +9,7 @@
 
 Each service runs in its own process group, so `down` also stops its children
 (the Pub/Sub emulator's JVM behind its launcher script). Ports come from the
-variables in telemetry/config.py (GCS_PORT, PUBSUB_PORT, ...).
+variables in telemetry/common/config.py (GCS_PORT, PUBSUB_PORT, ...).
 
 Cloud Storage and BigQuery are each one service of two processes: a proxy
 (telemetry/local/limits.py) on GCS_PORT / BQ_PORT that refuses what Google

@@ -279,7 +279,7 @@ class HistoryWriter:
         if not self._staging_exists():
             return MergeResult(self.table.name, scope, 0, 0)
         # Every name in these statements is ours: table ids, schema columns, a route
-        # from payload.ROUTES, timestamps we format. No value from a ping is inlined.
+        # from wire.ROUTES, timestamps we format. No value from a ping is inlined.
         if route is not None and route not in ROUTES:
             raise ValueError(f"unknown route {route!r}")
         where = f"WHERE route = '{route}'" if route else ""
