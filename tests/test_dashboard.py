@@ -202,3 +202,22 @@ def test_every_route_of_the_app_is_described_and_every_description_has_a_route()
 def test_times_and_days_have_four_digit_years_whatever_the_year():
     """strftime("%Y") writes year 404 as "404" on glibc; the API writes ISO 8601 (found by schemathesis)."""
     assert items.iso_time(datetime(404, 6, 23, 1, 2, 3, 4000, tzinfo=UTC)) == "0404-06-23T01:02:03.004Z"
+
+
+def test_pages_and_figures_are_bounded_on_the_server_by_the_client_s_own_timeout(monkeypatch):
+    """maxTimeMS on every page and figures query, equal to MONGODB_TIMEOUT_SECONDS: a query the
+    function gave up on stops on the cluster too. (No server is contacted: pymongo builds a cursor
+    lazily; `_max_time_ms` is the pinned pymongo's own field for what it will send.)"""
+    import pymongo
+
+    from telemetry.dashboard import queries
+
+    monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "7")
+    db = pymongo.MongoClient("mongodb://127.0.0.1:9", connect=False)["unused"]
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    cursors = [
+        queries.sites_page_cursor(db, "h", queries.SiteFilters(q="x"), 50, None),
+        queries.deactivations_page_cursor(db, "h", None, 50, paging.Position("deactivations", at, "https://a")),
+        queries.figures_cursor(db, "h", None, at.date(), at.date()),
+    ]
+    assert [cursor._max_time_ms for cursor in cursors] == [7000, 7000, 7000]
