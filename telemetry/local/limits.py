@@ -210,8 +210,8 @@ def read_header_fields(stream) -> http.client.HTTPMessage:
 class BackendResponse(http.client.HTTPResponse):
     """http.client's response with its header block read by `read_header_fields`.
 
-    `begin` is http.client.HTTPResponse.begin of Python 3.11 (the version the project
-    pins) with that one call changed; it keeps the standard framing rules (chunked,
+    `begin` is http.client.HTTPResponse.begin of the Python the project pins
+    (.python-version) with that one call changed; it keeps the standard framing rules (chunked,
     Content-Length, a body that ends when the connection closes, no body for HEAD,
     1xx, 204 and 304)."""
 
