@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,7 @@ def test_the_key_parts_are_separated_so_they_cannot_run_together():
 
 
 def test_an_event_refuses_an_unknown_type_and_a_naive_time():
-    when = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    when = datetime(2026, 12, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="unknown event type"):
         events.Event("evt_x", "p", "site.renamed", when)
     with pytest.raises(ValueError, match="timezone-aware"):
