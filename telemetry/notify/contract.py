@@ -57,7 +57,9 @@ class CollectContext:
 
         from telemetry.common import cloud
 
-        job_config = bigquery.QueryJobConfig(query_parameters=list(parameters), maximum_bytes_billed=self.max_bytes_billed)
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=list(parameters), maximum_bytes_billed=self.max_bytes_billed
+        )
         bounds = cloud.bigquery_query_bounds(self.bigquery_timeout_seconds)
         qualified = f"{self.bigquery.project}.{self.dataset}"
         job = self.bigquery.query(sql.replace("{dataset}", qualified), job_config=job_config, **bounds)
