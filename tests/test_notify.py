@@ -78,7 +78,7 @@ def test_the_documented_schedule_with_the_defaults():
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1",
+    ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1",  # noqa: S104
      "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "224.0.0.1", "192.0.2.1"],
 )  # fmt: skip
 def test_loopback_private_link_local_metadata_and_reserved_addresses_are_refused(address):
@@ -94,7 +94,7 @@ def test_public_addresses_pass_and_the_local_setting_lets_loopback_through():
 
 
 def test_a_name_is_judged_by_what_it_resolves_to():
-    with pytest.raises(RefusedAddress, match="127.0.0.1"):
+    with pytest.raises(RefusedAddress, match=r"127\.0\.0\.1"):
         addresses.checked_address("localhost", 443)
     with pytest.raises(RefusedAddress, match="does not resolve"):
         addresses.checked_address("no-such-host.invalid", 443)
@@ -202,8 +202,8 @@ def test_the_project_contract_names_the_webhook_types_of_the_events_module():
 
 def test_a_deactivation_goes_to_the_recipients_its_reason_reaches_and_to_subscribed_endpoints():
     with_hooks, hook = projects.with_webhook(project(), "https://h.example/", ["site.deactivated"])
-    _, other = projects.with_webhook(with_hooks, "https://i.example/", ["site.activated"])
-    alerted = projects.with_alerts(with_hooks, ["a@vendor.example", "b@vendor.example"], exclude=["none"])
+    with_two, other = projects.with_webhook(with_hooks, "https://i.example/", ["site.activated"])
+    alerted = projects.with_alerts(with_two, ["a@vendor.example", "b@vendor.example"], exclude=["none"])
     mailed = tuple(registry.RENDERERS)
     assert outbox.targets(deactivation(), alerted, mailed) == [
         ("email", "a@vendor.example"), ("email", "b@vendor.example"), ("webhook", hook["id"]),
@@ -211,7 +211,7 @@ def test_a_deactivation_goes_to_the_recipients_its_reason_reaches_and_to_subscri
     assert outbox.targets(deactivation(None), alerted, mailed) == [("webhook", hook["id"])]
     assert outbox.targets(deactivation(), None, mailed) == []
     activated = events.Event("evt_a", "p1", events.SITE_ACTIVATED, T0, {})
-    assert outbox.targets(activated, alerted, mailed) == []  # not mailed, and no endpoint subscribed
+    assert outbox.targets(activated, alerted, mailed) == [("webhook", other["id"])]  # not mailed
 
 
 # --- signature and mail ---
