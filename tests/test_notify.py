@@ -123,6 +123,11 @@ def test_settings_from_the_environment_and_their_errors():
         SmtpSettings.from_env({"SMTP_TLS": "none"})
     with pytest.raises(ValueError, match="NOTIFY_RETRY_MAX_SECONDS"):
         NotifySettings.from_env({"NOTIFY_RETRY_FIRST_SECONDS": "600", "NOTIFY_RETRY_MAX_SECONDS": "60"})
+    with pytest.raises(ValueError, match="must stay under the outbox's 30 days"):
+        NotifySettings.from_env({"NOTIFY_OVERLAP_HOURS": "700"})
+    from telemetry.notify import settings as settings_module
+
+    assert settings_module.OUTBOX_KEEP_SECONDS == outbox.KEEP.total_seconds()
 
 
 def test_alert_settings_are_validated_and_normalized():
