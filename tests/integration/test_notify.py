@@ -275,3 +275,21 @@ def test_a_run_that_dies_between_sending_and_marking_sends_again_with_the_same_i
     )
     assert late == outbox.SENDING
     assert db[outbox.DELIVERIES].find_one({"_id": pending["_id"]})["status"] == outbox.SENT
+
+
+def test_a_renderer_that_raises_is_a_failed_try_retried_then_set_aside(world):
+    db, bq, settings = world
+    clock = Clock()
+    tag = uuid.uuid4().hex[:8]
+    add_project(db, f"broken{tag}", recipients=[f"ops-{tag}@vendor.example"])
+    deactivated(bq, settings, f"broken{tag}", 1, clock.now - HOUR, "other", "")
+
+    def broken(event, project):
+        raise RuntimeError("no template for this")
+
+    renderers = {events.SITE_DEACTIVATED: broken}
+    assert run.run_once(bq, db, settings, clock, renderers=renderers).deliveries == {"pending": 1}
+    assert db[outbox.DELIVERIES].find_one()["last_error"] == "RuntimeError: no template for this"
+    clock.now += settings.retry_window
+    assert run.run_once(bq, db, settings, clock, renderers=renderers).deliveries == {"set_aside": 1}
+    assert mails_to(f"ops-{tag}@vendor.example") == []
