@@ -105,10 +105,10 @@ def test_the_notification_commands(db, stack_env, project_hash, capsys, monkeypa
 
     assert admin.main(["webhook", "rotate-secret", "--project", project_hash, endpoint["id"]]) == 0
     rotated = capsys.readouterr().out.splitlines()[-1]
-    assert (
-        rotated != secret
-        and projects.webhook_endpoint(projects.load_project(db, project_hash), endpoint["id"])["secret"] == rotated
-    )
+    after = projects.webhook_endpoint(projects.load_project(db, project_hash), endpoint["id"])
+    assert rotated != secret and after["secret"] == rotated and after["previous_secret"] == secret
+    assert admin.main(["webhook", "list", "--project", project_hash]) == 0
+    assert "whsec_" not in capsys.readouterr().out
 
     assert admin.main(["project", "add", "--name", "Renamed", "--hash", project_hash]) == 0
     kept = projects.load_project(db, project_hash)
