@@ -19,7 +19,6 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -212,6 +211,9 @@ def parse_php_query(text: str, limits: Limits) -> dict[str, Any]:
         node = payload.get(name)
         if type(node) is not _PhpArray:
             node = payload[name] = _PhpArray()
+        if len(path) == 2 and not named_integers and path[1]:
+            node[path[1]] = value  # `a[b]=v`: most nested fields (the general way below, in short)
+            continue
         # Only a segment PHP reads as an integer moves an array's next index (`put`);
         # a path without one (`server[php_version]`, nearly every key) skips the check.
         for segment in path[1:-1]:
@@ -317,12 +319,17 @@ def _form_fields(text: str, limits: Limits) -> list[tuple[_FieldName, str]]:
     if text and limits.max_keys < 1 + text.count("&"):
         raise PayloadError("too_many_keys", f"body has more than {limits.max_keys} fields")
     fields = []
+    remembered = _field_names.get
     try:
         for field in text.split("&"):
             if not field:
                 continue
             raw_name, _, raw_value = field.partition("=")
-            name = _cached_field_name(raw_name) if len(raw_name) <= _NAME_CACHE_MAX_CHARS else _field_name(raw_name)
+            name = remembered(raw_name)
+            if name is None:
+                name = _field_name(raw_name)
+                if len(raw_name) <= _NAME_CACHE_MAX_CHARS:
+                    _remember_field_name(raw_name, name)
             # Most values need no decoding at all: spare them the call.
             value = _form_decode(raw_value) if "%" in raw_value or "+" in raw_value else raw_value
             fields.append((name, value))
@@ -340,7 +347,17 @@ def _field_name(raw_name: str) -> _FieldName:
     return name, path, any(_php_int_key(segment) is not None for segment in path[1:] if segment)
 
 
-_cached_field_name = lru_cache(maxsize=_NAME_CACHE_SIZE)(_field_name)
+# raw name -> _FieldName. A plain dict, emptied when full, rather than an LRU cache: a
+# hit is one dict lookup, not a call (nearly every field of every ping is a hit), and a
+# stream of made-up names empties it now and then, after which a ping's few dozen names
+# are each decoded once again. Dict operations are atomic: threads may share it.
+_field_names: dict[str, _FieldName] = {}
+
+
+def _remember_field_name(raw_name: str, name: _FieldName) -> None:
+    if len(_field_names) >= _NAME_CACHE_SIZE:
+        _field_names.clear()
+    _field_names[raw_name] = name
 
 
 # A run of percent-escapes (`%` and two hex digits each). A `%` without them stays as it is.
