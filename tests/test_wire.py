@@ -324,6 +324,9 @@ def test_form_pairs_match_parse_qsl():
     from telemetry.common.wire import _form_fields
 
     pieces = ["a", "0", "%", "%5B", "[", "]", "&", "=", "+", "%C3%A9", "%E2%80", "%FF", "%2", "%zz", "%26", "é", " "]
+    # Backslashes and escapes of them: the whole-value decoding in C (wire._decode_ascii_escapes)
+    # must leave a client's own `\x41` or `\u00e9` as it is.
+    pieces += ["\\", "\\x41", "\\u00e9", "%5C", "%5Cx41", "%41"]
     rng = random.Random(5)
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))

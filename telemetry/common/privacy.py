@@ -35,13 +35,17 @@ def truncate_ip(value: Any, prefix_v4: int, prefix_v6: int) -> str | None:
     """The first address of `value`'s /prefix network, or None (no address, not an address, prefix 0).
 
     An IPv4-mapped IPv6 address (`::ffff:203.0.113.7`) is treated as the IPv4 address it maps.
+    `value` may also be an address `ipaddress.ip_address` already read (it is not read again).
     """
-    if not isinstance(value, str):
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address = value
+    elif not isinstance(value, str):
         return None
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
+    else:
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     prefix = prefix_v4 if address.version == 4 else prefix_v6
@@ -92,11 +96,12 @@ class Policy:
     def keeps_whole_ips(self) -> bool:
         return self.ip_prefix_v4 == 32 and self.ip_prefix_v6 == 128
 
-    def ip(self, value: Any) -> str | None:
-        """An address as the policy stores (and logs) it."""
+    def ip(self, value: Any, parsed: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None) -> str | None:
+        """An address as the policy stores (and logs) it. `parsed`: `value`, stripped, as
+        `ipaddress.ip_address` already read it (ingest's client address), so as not to read it again."""
         if self.keeps_whole_ips and isinstance(value, str):
             return value.strip() or None
-        return truncate_ip(value, self.ip_prefix_v4, self.ip_prefix_v6)
+        return truncate_ip(value if parsed is None else parsed, self.ip_prefix_v4, self.ip_prefix_v6)
 
     def site_record(self, record: dict[str, Any]) -> dict[str, Any]:
         """The site record as MongoDB and BigQuery `sites` keep it (a copy)."""
