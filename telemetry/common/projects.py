@@ -11,7 +11,12 @@ The dashboard owns the documents in production; locally they are written by
      "custom_fields": ["license_type", ...],          # the `extra` keys kept
      "mail_integrations": {"mailchimp": {"enabled": true, "list_id": "..."}},
      "mail_double_opt_in": false,                     # optional; absent means true
-     "deactivation_reasons": {"too-expensive": "It is too expensive"}}
+     "deactivation_reasons": {"too-expensive": "It is too expensive"},
+     "alerts": {"recipients": ["ops@vendor.example"],      # optional: who gets deactivation alerts,
+                "include_reasons": [], "exclude_reasons": ["none"]},  # spike alerts and digests
+     "digest": "weekly",                              # optional: daily | weekly | monthly; absent: off
+     "webhooks": [{"id": "wh_...", "url": "https://...", "secret": "whsec_...",
+                   "events": ["site.deactivated"]}]}   # optional (Standard Webhooks endpoints)
 
 Invariants:
 - FIELDS lists every field; `load_projects` reads exactly those, and `validate`
@@ -40,7 +45,13 @@ CUSTOM_FIELDS = "custom_fields"
 MAIL_INTEGRATIONS = "mail_integrations"
 MAIL_DOUBLE_OPT_IN = "mail_double_opt_in"
 DEACTIVATION_REASONS = "deactivation_reasons"
-FIELDS = (HASH, NAME, TYPE, CUSTOM_FIELDS, MAIL_INTEGRATIONS, MAIL_DOUBLE_OPT_IN, DEACTIVATION_REASONS)
+ALERTS = "alerts"
+DIGEST = "digest"
+WEBHOOKS = "webhooks"
+FIELDS = (
+    HASH, NAME, TYPE, CUSTOM_FIELDS, MAIL_INTEGRATIONS, MAIL_DOUBLE_OPT_IN, DEACTIVATION_REASONS,
+    ALERTS, DIGEST, WEBHOOKS,
+)  # fmt: skip
 REQUIRED = (HASH, NAME, TYPE)
 
 TYPES = ("plugin", "theme")
@@ -53,6 +64,27 @@ MAIL_PROVIDERS = ("mailchimp", "mailjet", "wemail")
 REASON_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 200
 MAX_LABEL_CHARS = 200
+
+# Notifications (telemetry/notify/, docs/notify.md).
+ALERT_RECIPIENTS = "recipients"
+ALERT_INCLUDE = "include_reasons"
+ALERT_EXCLUDE = "exclude_reasons"
+ALERT_KEYS = (ALERT_RECIPIENTS, ALERT_INCLUDE, ALERT_EXCLUDE)
+MAX_ALERT_RECIPIENTS = 20
+DIGEST_FREQUENCIES = ("daily", "weekly", "monthly")
+WEBHOOK_ID = "id"
+WEBHOOK_URL = "url"
+WEBHOOK_SECRET = "secret"
+WEBHOOK_EVENTS = "events"
+WEBHOOK_KEYS = (WEBHOOK_ID, WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_EVENTS)
+WEBHOOK_ID_PATTERN = re.compile(r"wh_[A-Za-z0-9]{8,32}")
+MAX_WEBHOOKS = 10
+MAX_URL_CHARS = 2000
+# Standard Webhooks: `whsec_` + base64 of the key; the key is 24 to 64 random bytes.
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+# The webhook event types (telemetry/notify/events.WEBHOOK_TYPES; a test keeps them in step).
+WEBHOOK_EVENT_TYPES = ("site.activated", "site.deactivated", "figures.ready")
 
 
 class InvalidProject(ValueError):
@@ -116,6 +148,43 @@ def project_reason_labels(project: Mapping[str, Any]) -> dict[str, str]:
     return {str(slug): str(slug) for slug in reasons}
 
 
+def project_name(project: Mapping[str, Any]) -> str:
+    """The project's display name; its hash when it has none."""
+    return str(project.get(NAME) or project.get(HASH) or "")
+
+
+def alert_recipients(project: Mapping[str, Any]) -> list[str]:
+    """Everyone who gets the project's alerts and digests; none when unset."""
+    return list((project.get(ALERTS) or {}).get(ALERT_RECIPIENTS) or [])
+
+
+def alerts_reason(project: Mapping[str, Any], reason: str | None) -> bool:
+    """Whether a deactivation with this reason slug (None or "" when none) is alerted:
+    in `include_reasons` when that lists any, and not in `exclude_reasons`.
+    No reason counts as the client's `none`."""
+    alerts = project.get(ALERTS) or {}
+    slug = reason or "none"
+    include = alerts.get(ALERT_INCLUDE) or []
+    return (not include or slug in include) and slug not in (alerts.get(ALERT_EXCLUDE) or [])
+
+
+def digest_frequency(project: Mapping[str, Any]) -> str | None:
+    """`daily`, `weekly` or `monthly`; None when the digest is off."""
+    value = project.get(DIGEST)
+    return value if value in DIGEST_FREQUENCIES else None
+
+
+def webhook_endpoints(project: Mapping[str, Any], event_type: str | None = None) -> list[dict[str, Any]]:
+    """The project's webhook endpoints (id, url, secret, events), only those subscribed
+    to `event_type` when given."""
+    endpoints = [dict(e) for e in project.get(WEBHOOKS) or [] if isinstance(e, dict)]
+    return [e for e in endpoints if event_type is None or event_type in (e.get(WEBHOOK_EVENTS) or [])]
+
+
+def webhook_endpoint(project: Mapping[str, Any], endpoint_id: str) -> dict[str, Any] | None:
+    return next((e for e in webhook_endpoints(project) if e.get(WEBHOOK_ID) == endpoint_id), None)
+
+
 def is_known_reason(reason: str, project: Mapping[str, Any]) -> bool:
     """Whether the client library or the project lists the reason."""
     return reason in wire.CLIENT_DEACTIVATION_REASONS or reason in project_reason_labels(project)
@@ -174,6 +243,109 @@ def _deactivation_reasons(value: Any) -> dict[str, str] | list[str]:
     return value
 
 
+def email_address(value: Any) -> str:
+    """A recipient's address in its normalized form (email-validator: syntax only, no DNS),
+    or InvalidProject saying why it is not one."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if not isinstance(value, str):
+        raise InvalidProject(f"an alert recipient must be an email address, got {value!r}")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise InvalidProject(f"alert recipient {value!r} is not an email address: {e}") from e
+
+
+def _alerts(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidProject(f"{ALERTS} must be an object with {', '.join(ALERT_KEYS)}, got {value!r}")
+    unknown = sorted(set(value) - set(ALERT_KEYS))
+    if unknown:
+        raise InvalidProject(f"{ALERTS}: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(ALERT_KEYS)}")
+    recipients = value.get(ALERT_RECIPIENTS)
+    if not isinstance(recipients, list) or not recipients:
+        raise InvalidProject(f"{ALERTS}.{ALERT_RECIPIENTS} must be a non-empty list of email addresses")
+    if len(recipients) > MAX_ALERT_RECIPIENTS:
+        raise InvalidProject(f"{ALERTS}.{ALERT_RECIPIENTS}: at most {MAX_ALERT_RECIPIENTS} addresses")
+    normalized = [email_address(r) for r in recipients]
+    if normalized != recipients:
+        raise InvalidProject(f"{ALERTS}.{ALERT_RECIPIENTS} must hold normalized addresses: {normalized!r}")
+    if len(set(recipients)) != len(recipients):
+        raise InvalidProject(f"{ALERTS}.{ALERT_RECIPIENTS} lists an address twice: {recipients!r}")
+    for key in (ALERT_INCLUDE, ALERT_EXCLUDE):
+        slugs = value.get(key, [])
+        if not isinstance(slugs, list) or not all(isinstance(x, str) and REASON_SLUG.fullmatch(x) for x in slugs):
+            raise InvalidProject(f"{ALERTS}.{key} must be a list of reason slugs (A-Z a-z 0-9 _ -), got {slugs!r}")
+    if value.get(ALERT_INCLUDE) and value.get(ALERT_EXCLUDE):
+        raise InvalidProject(f"{ALERTS}: give {ALERT_INCLUDE} or {ALERT_EXCLUDE}, not both")
+    return value
+
+
+def webhook_url(value: Any, allow_http: bool = False) -> str:
+    """An endpoint URL: https (http only when `allow_http`, the local stack's receiver),
+    with a host, no credentials and no fragment."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value or len(value) > MAX_URL_CHARS:
+        raise InvalidProject(f"a webhook URL is a string of at most {MAX_URL_CHARS} characters, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError as e:
+        raise InvalidProject(f"webhook URL {value!r} does not parse: {e}") from e
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes:
+        raise InvalidProject(f"webhook URL {value!r} must use {' or '.join(schemes)}")
+    if not parts.hostname or parts.username or parts.password or parts.fragment:
+        raise InvalidProject(f"webhook URL {value!r} needs a host and no user, password or #fragment")
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise InvalidProject(f"webhook URL {value!r} holds whitespace or control characters")
+    return value
+
+
+def webhook_secret(value: Any) -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 to 64 bytes."""
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or not value.startswith(WEBHOOK_SECRET_PREFIX):
+        raise InvalidProject(f"a webhook secret starts with {WEBHOOK_SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidProject("a webhook secret is `whsec_` + base64") from e
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(key) <= high:
+        raise InvalidProject(f"a webhook secret holds {low} to {high} bytes, this one {len(key)}")
+    return value
+
+
+def webhook_events(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(v in WEBHOOK_EVENT_TYPES for v in value):
+        raise InvalidProject(f"webhook events must be a non-empty list of {', '.join(WEBHOOK_EVENT_TYPES)}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise InvalidProject(f"webhook events list a type twice: {value!r}")
+    return value
+
+
+def _webhooks(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or len(value) > MAX_WEBHOOKS:
+        raise InvalidProject(f"{WEBHOOKS} must be a list of at most {MAX_WEBHOOKS} endpoints, got {value!r}")
+    for endpoint in value:
+        if not isinstance(endpoint, dict) or set(endpoint) != set(WEBHOOK_KEYS):
+            raise InvalidProject(f"a webhook endpoint is an object with exactly {', '.join(WEBHOOK_KEYS)}")
+        if not isinstance(endpoint[WEBHOOK_ID], str) or not WEBHOOK_ID_PATTERN.fullmatch(endpoint[WEBHOOK_ID]):
+            raise InvalidProject(f"webhook id {endpoint[WEBHOOK_ID]!r} is not wh_ + 8 to 32 letters or digits")
+        # The scheme is checked where it matters: `telemetry-admin webhook add` and each delivery.
+        webhook_url(endpoint[WEBHOOK_URL], allow_http=True)
+        webhook_secret(endpoint[WEBHOOK_SECRET])
+        webhook_events(endpoint[WEBHOOK_EVENTS])
+    ids = [e[WEBHOOK_ID] for e in value]
+    if len(set(ids)) != len(ids):
+        raise InvalidProject(f"{WEBHOOKS}: an endpoint id is used twice: {ids!r}")
+    return value
+
+
 def validate(document: Mapping[str, Any]) -> dict[str, Any]:
     """The document as a plain dict if it keeps the contract; InvalidProject naming the first broken rule otherwise."""
     unknown = sorted(set(document) - set(FIELDS))
@@ -196,6 +368,12 @@ def validate(document: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidProject(f"{MAIL_DOUBLE_OPT_IN} must be true or false, got {document[MAIL_DOUBLE_OPT_IN]!r}")
     if DEACTIVATION_REASONS in document:
         _deactivation_reasons(document[DEACTIVATION_REASONS])
+    if ALERTS in document:
+        _alerts(document[ALERTS])
+    if DIGEST in document and document[DIGEST] not in DIGEST_FREQUENCIES:
+        raise InvalidProject(f"{DIGEST} must be one of {', '.join(DIGEST_FREQUENCIES)} (leave it out for off)")
+    if WEBHOOKS in document:
+        _webhooks(document[WEBHOOKS])
     return dict(document)
 
 
