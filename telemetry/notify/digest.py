@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from telemetry.analytics import metrics
-from telemetry.notify import events
+from telemetry.common import projects
+from telemetry.notify import emails, events, figures_ready
+from telemetry.notify.contract import CollectContext, EmailContent
 
-DAILY, WEEKLY, MONTHLY = "daily", "weekly", "monthly"
-FREQUENCIES = (DAILY, WEEKLY, MONTHLY)
+# The project's `digest` setting (telemetry/common/projects.py).
+FREQUENCIES = projects.DIGEST_FREQUENCIES
+DAILY, WEEKLY, MONTHLY = FREQUENCIES
 TOP = 5  # reasons and versions a digest lists
 # The serving copy's figures a digest reads.
 METRICS = (
@@ -197,6 +200,7 @@ def digest_event(
         type=events.DIGEST,
         occurred_at=datetime.combine(period.end + timedelta(days=1), time(), UTC),
         data={
+            "project": project,
             "frequency": period.frequency,
             "period": {"start": period.start.isoformat(), "end": period.end.isoformat(), "label": period.label()},
             **{name: getattr(current, name) for name in COUNTS},
@@ -232,9 +236,10 @@ def _percent(share: float) -> str:
     return f"{100 * share:.1f}%"
 
 
-def render(event: events.Event, project_name: str) -> tuple[str, str, str]:
-    """The digest email: (subject, plain text, HTML), stating every figure of `event.data`."""
+def render_email(event: events.Event, project: Mapping[str, Any]) -> EmailContent:
+    """The digest email, stating every figure of `event.data`."""
     data = event.data
+    project_name = projects.project_name(project)
     change = data["change"]
     previous = data["previous"]
     subject = (
@@ -283,4 +288,59 @@ def render(event: events.Event, project_name: str) -> tuple[str, str, str]:
         f"<h2>Top versions</h2><ul>{versions or '<li>no active sites</li>'}</ul>"
         f"<p>Every figure: the dashboard, or <code>GET {e(data['figures_path'])}</code></p>"
     )
-    return subject, text, f"<!doctype html><html><body>{body}</body></html>"
+    return EmailContent(subject=emails.one_line(subject), text=text, html=body)
+
+
+# --- the producer ------------------------------------------------------------------
+
+
+def candidate_periods(frequency: str, final_through: date, catch_up_days: int) -> list[Period]:
+    """The complete periods that may still be sent: those that ended at most `catch_up_days` before
+    `final_through`, and the latest complete one in any case; newest first."""
+    period = latest_complete(frequency, final_through)
+    found = [period]
+    oldest_end = final_through - timedelta(days=catch_up_days)
+    while (period := period.previous()).end >= oldest_end:
+        found.append(period)
+    return found
+
+
+def serving_documents(db, project: str, first: date, last: date) -> list[dict[str, Any]]:
+    """The project's documents of the digest's METRICS from `first` to `last` (the (hash, metric, day) index)."""
+    query = {
+        "hash": project,
+        "metric": {"$in": [m.name for m in METRICS]},
+        "day": {"$gte": first.strftime(metrics.DAY_FORMAT), "$lte": last.strftime(metrics.DAY_FORMAT)},
+    }
+    return list(db[metrics.COLLECTION].find(query, {"_id": 0}))
+
+
+def collect_with(context: CollectContext, in_outbox: Callable[[list[str]], set[str]]) -> list[events.Event]:
+    """The digests due now, for every project with a digest frequency."""
+    final = figures_ready.final_through(context)
+    if final is None:
+        return []
+    catch_up = figures_ready.catch_up_days()
+    wanted = {
+        project_hash: frequency
+        for project_hash, project in context.projects.items()
+        if (frequency := projects.digest_frequency(project)) is not None
+    }
+    candidates = {h: candidate_periods(f, final, catch_up) for h, f in wanted.items()}
+    present = in_outbox(sorted(event_id(h, p) for h, periods in candidates.items() for p in periods))
+    found = []
+    for project_hash, frequency in sorted(wanted.items()):
+        sent = [p for p in candidates[project_hash] if event_id(project_hash, p) in present]
+        due = due_periods(frequency, final, max(sent) if sent else None, catch_up)
+        if not due:
+            continue
+        documents = serving_documents(context.db, project_hash, due[0].previous().start, due[-1].end)
+        labels = projects.project_reason_labels(context.projects[project_hash])
+        for period in due:
+            current, previous = period_figures(period, documents), period_figures(period.previous(), documents)
+            found.append(digest_event(project_hash, current, previous, labels))
+    return found
+
+
+def collect(context: CollectContext) -> list[events.Event]:
+    return collect_with(context, lambda ids: figures_ready.ids_in_outbox(context.db, ids))

@@ -31,8 +31,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from telemetry.analytics import metrics
-from telemetry.common import config
-from telemetry.notify import events
+from telemetry.common import config, projects
+from telemetry.notify import events, figures_ready
+from telemetry.notify.contract import CollectContext
 
 MAX_DRIVERS = 3
 VERSION, REASON = "version", "reason"
@@ -163,6 +164,7 @@ def spike_event(project: str, spike: Spike, reason_labels: Mapping[str, str]) ->
         # When the day's figures were complete: the end of the day.
         occurred_at=datetime.combine(spike.day + timedelta(days=1), time(), UTC),
         data={
+            "project": project,
             "day": spike.day.isoformat(),
             "deactivations": spike.deactivations,
             "trailing_mean": round(spike.trailing_mean, 3),
@@ -180,7 +182,7 @@ def spike_event(project: str, spike: Spike, reason_labels: Mapping[str, str]) ->
 # --- reading the history -----------------------------------------------------------
 
 
-def counts_sql(qualified_dataset: str) -> str:
+def counts_sql() -> str:
     """Deactivations per project, day, and version or reason, between @first and @last (inclusive).
 
     Reads only those days' partitions of `deactivations` (the filter is on its
@@ -188,15 +190,16 @@ def counts_sql(qualified_dataset: str) -> str:
     largest over the range is counted as `other`, so forged labels cannot grow
     the answer; NULL and empty labels count as `unknown`, as in the analytics job.
     """
-    return f"""
+    return """
 WITH rows AS (
   SELECT
     hash,
     DATE(received_at) AS day,
     IFNULL(NULLIF(TRIM(project_version), ''), @unknown_label) AS version,
     IFNULL(NULLIF(reason_id, ''), @unknown_label) AS reason
-  FROM `{qualified_dataset}.deactivations`
+  FROM `{dataset}.deactivations`
   WHERE received_at >= TIMESTAMP(@first) AND received_at < TIMESTAMP(DATE_ADD(@last, INTERVAL 1 DAY))
+    AND hash IN UNNEST(@projects)
 ),
 labelled AS (
   SELECT hash, day, 'version' AS dimension, version AS label FROM rows
@@ -215,7 +218,7 @@ FROM (
   JOIN ranked AS r ON r.hash = l.hash AND r.dimension = l.dimension AND r.label = l.label
 )
 GROUP BY hash, day, dimension, label
-"""  # noqa: S608 - the dataset is the deployment's setting; every value is a query parameter
+"""
 
 
 def day_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[date, DayCounts]]:
@@ -243,4 +246,38 @@ def spikes(rule: SpikeRule, days: Iterable[date], history: Mapping[date, DayCoun
         spike = detect(rule, day, history.get(day, NO_DEACTIVATIONS), trailing)
         if spike is not None:
             found.append(spike)
+    return found
+
+
+def recent_days(final_through: date, environ: Mapping[str, str] | None = None) -> list[date]:
+    """The days each run checks: the NOTIFY_RECENT_DAYS days through the analytics job's last final day."""
+    n = config.get_int("NOTIFY_RECENT_DAYS", environ)
+    return [final_through - timedelta(days=k) for k in range(n - 1, -1, -1)]
+
+
+def collect(context: CollectContext) -> list[events.Event]:
+    """The spike alerts of the recent final days, every project at once: one query over the
+    deactivations of those days and their trailing window."""
+    from google.cloud import bigquery
+
+    final = figures_ready.final_through(context)
+    if final is None or not context.projects:
+        return []
+    rule = SpikeRule.from_env()
+    days = recent_days(final)
+    first = days[0] - timedelta(days=rule.trailing_days)
+    rows = context.query(
+        counts_sql(),
+        [
+            bigquery.ScalarQueryParameter("first", "DATE", first),
+            bigquery.ScalarQueryParameter("last", "DATE", final),
+            bigquery.ArrayQueryParameter("projects", "STRING", sorted(context.projects)),
+            bigquery.ScalarQueryParameter("unknown_label", "STRING", metrics.UNKNOWN_LABEL),
+            bigquery.ScalarQueryParameter("max_labels", "INT64", config.get_int("ANALYTICS_MAX_LABELS")),
+        ],
+    )
+    found = []
+    for project, history in sorted(day_counts(rows).items()):
+        labels = projects.project_reason_labels(context.projects[project])
+        found += [spike_event(project, spike, labels) for spike in spikes(rule, days, history)]
     return found
