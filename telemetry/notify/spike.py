@@ -23,6 +23,7 @@ re-run or a late run finds the same alert and the outbox keeps it once.
 
 from __future__ import annotations
 
+import html
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,8 +33,8 @@ from typing import Any
 
 from telemetry.analytics import metrics
 from telemetry.common import config, projects
-from telemetry.notify import events, figures_ready
-from telemetry.notify.contract import CollectContext
+from telemetry.notify import emails, events, figures_ready
+from telemetry.notify.contract import CollectContext, EmailContent
 
 MAX_DRIVERS = 3
 VERSION, REASON = "version", "reason"
@@ -177,6 +178,55 @@ def spike_event(project: str, spike: Spike, reason_labels: Mapping[str, str]) ->
             "deactivations_path": f"/v1/projects/{project}/deactivations",
         },
     )
+
+
+def _driver_line(name: str, d: Mapping[str, Any]) -> str:
+    return (
+        f"{name}: {d['deactivations']:,} deactivations, {d['excess']:+,.1f} over its trailing "
+        f"{d['trailing_mean']:,.1f} a day"
+    )
+
+
+def render_email(event: events.Event, project: Mapping[str, Any]) -> EmailContent:
+    """The alert's mail: the day's count against the trailing level, the versions and reasons behind it."""
+    data = event.data
+    name = projects.project_name(project)
+    versions = [v["version"] for v in data["versions"]]
+    reasons = [r["label"] for r in data["reasons"]]
+    subject = emails.one_line(
+        f"{name}: {data['deactivations']:,} deactivations on {data['day']}, against {data['trailing_mean']:,.1f} "
+        f"a day; driven by version {', '.join(versions)} ({', '.join(reasons)})"
+    )
+    level = (
+        f"{data['deactivations']:,} deactivations on {data['day']} (UTC), above the alert level of "
+        f"{data['threshold']:,.1f}: the trailing daily mean is {data['trailing_mean']:,.1f}, "
+        f"its standard deviation {data['trailing_stdev']:,.1f}."
+    )
+    version_lines = [_driver_line(v["version"], v) for v in data["versions"]]
+    reason_lines = [_driver_line(r["label"], r) for r in data["reasons"]]
+    text = "\n".join(
+        [
+            f"{name}: a deactivation spike.",
+            "",
+            level,
+            "",
+            "Versions behind the rise:",
+            *(f"  {line}" for line in version_lines),
+            "",
+            "Reasons behind the rise:",
+            *(f"  {line}" for line in reason_lines),
+            "",
+            f"The deactivations: the dashboard, or GET {data['deactivations_path']}",
+        ]
+    )
+    e = html.escape
+    body = (
+        f"<p><b>{e(name)}</b>: a deactivation spike.</p><p>{e(level)}</p>"
+        f"<h2>Versions behind the rise</h2><ul>{''.join(f'<li>{e(line)}</li>' for line in version_lines)}</ul>"
+        f"<h2>Reasons behind the rise</h2><ul>{''.join(f'<li>{e(line)}</li>' for line in reason_lines)}</ul>"
+        f"<p>The deactivations: the dashboard, or <code>GET {e(data['deactivations_path'])}</code></p>"
+    )
+    return EmailContent(subject=subject, text=text + "\n", html=body)
 
 
 # --- reading the history -----------------------------------------------------------
