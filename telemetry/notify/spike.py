@@ -305,22 +305,19 @@ def recent_days(final_through: date, environ: Mapping[str, str] | None = None) -
     return [final_through - timedelta(days=k) for k in range(n - 1, -1, -1)]
 
 
-def collect(context: CollectContext) -> list[events.Event]:
-    """The spike alerts of the recent final days, every project at once: one query over the
-    deactivations of those days and their trailing window."""
+def alerts(context: CollectContext, days: list[date]) -> list[events.Event]:
+    """The spike alerts of `days` (final days, oldest first), every project at once: one query over
+    the deactivations of those days and their trailing window."""
     from google.cloud import bigquery
 
-    final = figures_ready.final_through(context)
-    if final is None or not context.projects:
+    if not days or not context.projects:
         return []
     rule = SpikeRule.from_env()
-    days = recent_days(final)
-    first = days[0] - timedelta(days=rule.trailing_days)
     rows = context.query(
         counts_sql(),
         [
-            bigquery.ScalarQueryParameter("first", "DATE", first),
-            bigquery.ScalarQueryParameter("last", "DATE", final),
+            bigquery.ScalarQueryParameter("first", "DATE", days[0] - timedelta(days=rule.trailing_days)),
+            bigquery.ScalarQueryParameter("last", "DATE", days[-1]),
             bigquery.ArrayQueryParameter("projects", "STRING", sorted(context.projects)),
             bigquery.ScalarQueryParameter("unknown_label", "STRING", metrics.UNKNOWN_LABEL),
             bigquery.ScalarQueryParameter("max_labels", "INT64", config.get_int("ANALYTICS_MAX_LABELS")),
@@ -331,3 +328,9 @@ def collect(context: CollectContext) -> list[events.Event]:
         labels = projects.project_reason_labels(context.projects[project])
         found += [spike_event(project, spike, labels) for spike in spikes(rule, days, history)]
     return found
+
+
+def collect(context: CollectContext) -> list[events.Event]:
+    """The spike alerts of the NOTIFY_RECENT_DAYS days through the analytics job's last final day."""
+    final = figures_ready.final_through(context)
+    return alerts(context, recent_days(final)) if final is not None else []
