@@ -218,6 +218,87 @@ VARIABLES: dict[str, Variable] = {
             "parameters, environment; terraform/audit.tf writes it): the audit reprocesses on Dataflow. "
             "Unset: `make audit` runs the pipelines here in hour mode.",
         ),
+        # Notifications (telemetry/notify/, the hourly `telemetry-notify` function; docs/notify.md).
+        Variable(
+            "NOTIFY_OVERLAP_HOURS",
+            "24",
+            "Each notify run reads the facts committed since its previous run's end less this many hours, "
+            "so a pipeline run (or an audit's reprocessing) that commits pings this late still alerts; later "
+            "ones are in the history and the dashboard but send nothing.",
+        ),
+        Variable(
+            "NOTIFY_MAX_BYTES_BILLED",
+            "1073741824",
+            "Each notify query fails rather than bill more than this many bytes.",
+        ),
+        Variable(
+            "NOTIFY_RETRY_HOURS",
+            "24",
+            "A delivery (one event to one recipient or endpoint) is retried for this long after its first "
+            "try, then set aside with its last error.",
+        ),
+        Variable(
+            "NOTIFY_RETRY_FIRST_SECONDS",
+            "60",
+            "Wait after a delivery's first failed try; it doubles after each failure (with jitter), up to "
+            "NOTIFY_RETRY_MAX_SECONDS. A retry is sent by the first run after it is due.",
+        ),
+        Variable("NOTIFY_RETRY_MAX_SECONDS", "14400", "Longest wait between two tries of one delivery."),
+        Variable(
+            "NOTIFY_CONNECT_TIMEOUT_SECONDS",
+            "5",
+            "Bound of one connection to a webhook endpoint or the SMTP relay (TLS handshake included).",
+        ),
+        Variable(
+            "NOTIFY_READ_TIMEOUT_SECONDS",
+            "15",
+            "Bound of each wait for a webhook endpoint's or the SMTP relay's answer; a try that has not "
+            "finished within twice this is abandoned.",
+        ),
+        Variable(
+            "NOTIFY_PROJECT_CONCURRENCY",
+            "2",
+            "Most deliveries of one project in flight at once, so a slow receiver holds at most this many "
+            "of the NOTIFY_WORKERS.",
+        ),
+        Variable("NOTIFY_WORKERS", "16", "Deliveries in flight at once across all projects (threads)."),
+        Variable(
+            "NOTIFY_RUN_BUDGET_SECONDS",
+            "240",
+            "A notify run starts no delivery after this many seconds; what is left is due at the next run. "
+            "Well inside the function's timeout (540 s) with one try's bound added.",
+        ),
+        Variable(
+            "NOTIFY_ALLOW_PRIVATE_WEBHOOKS",
+            None,
+            "Set (to 1) only by the local stack and tests: webhook URLs may be `http` and resolve to loopback "
+            "or private addresses. Unset (always in production, Terraform never sets it), such an endpoint is "
+            "refused at each delivery.",
+        ),
+        Variable(
+            "SMTP_RELAY",
+            None,
+            "`host:port` of the SMTP relay that sends the alerts and digests (SendGrid, Mailgun, SES, "
+            "Postmark, ...); unset: email deliveries fail, are retried, then set aside.",
+        ),
+        Variable(
+            "SMTP_TLS",
+            "starttls",
+            "`starttls` (the relay's port 587: plain connection upgraded before AUTH) or `implicit` (port "
+            "465: TLS from the first byte). Never plain text.",
+        ),
+        Variable("SMTP_USERNAME", None, "SMTP AUTH user name at the relay."),
+        Variable(
+            "SMTP_PASSWORD",
+            None,
+            "SMTP AUTH password (or API key) at the relay, or a Secret Manager version name holding it.",
+        ),
+        Variable("SMTP_FROM", "notify@localhost", "The alerts' and digests' `From:` address."),
+        Variable(
+            "SMTP_CA_FILE",
+            None,
+            "PEM file of the CA that signs the relay's certificate (the local stack's self-signed one); "
+            "unset: the system's CAs.",
         # The spike alert and the digest (telemetry/notify/spike.py, digest.py; docs/notify.md).
         Variable(
             "NOTIFY_SPIKE_TRAILING_DAYS",
@@ -284,6 +365,12 @@ VARIABLES: dict[str, Variable] = {
             "DASHBOARD_PORT",
             "8081",
             "Local port of the dashboard function (its API and pages); `.local/env` names its base URL DASHBOARD_URL.",
+        ),
+        Variable(
+            "SMTP_PORT",
+            "2525",
+            "Local SMTP server's port (aiosmtpd: STARTTLS and AUTH required, as a relay does); `.local/env` "
+            "names it in SMTP_RELAY.",
         ),
         Variable(
             "LOCAL_STACK_DIR",

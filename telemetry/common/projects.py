@@ -74,14 +74,14 @@ MAX_ALERT_RECIPIENTS = 20
 DIGEST_FREQUENCIES = ("daily", "weekly", "monthly")
 WEBHOOK_ID = "id"
 WEBHOOK_URL = "url"
-WEBHOOK_SECRET = "secret"
+WEBHOOK_SECRET = "secret"  # noqa: S105 - the field name, not a secret
 WEBHOOK_EVENTS = "events"
 WEBHOOK_KEYS = (WEBHOOK_ID, WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_EVENTS)
 WEBHOOK_ID_PATTERN = re.compile(r"wh_[A-Za-z0-9]{8,32}")
 MAX_WEBHOOKS = 10
 MAX_URL_CHARS = 2000
 # Standard Webhooks: `whsec_` + base64 of the key; the key is 24 to 64 random bytes.
-WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 WEBHOOK_SECRET_BYTES = (24, 64)
 # The webhook event types (telemetry/notify/events.WEBHOOK_TYPES; a test keeps them in step).
 WEBHOOK_EVENT_TYPES = ("site.activated", "site.deactivated", "figures.ready")
@@ -322,7 +322,9 @@ def webhook_secret(value: Any) -> str:
 
 def webhook_events(value: Any) -> list[str]:
     if not isinstance(value, list) or not value or not all(v in WEBHOOK_EVENT_TYPES for v in value):
-        raise InvalidProject(f"webhook events must be a non-empty list of {', '.join(WEBHOOK_EVENT_TYPES)}, got {value!r}")
+        raise InvalidProject(
+            f"webhook events must be a non-empty list of {', '.join(WEBHOOK_EVENT_TYPES)}, got {value!r}"
+        )
     if len(set(value)) != len(value):
         raise InvalidProject(f"webhook events list a type twice: {value!r}")
     return value

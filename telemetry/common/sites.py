@@ -38,3 +38,9 @@ LIST_INDEXES = {
         DEACTIVATIONS_BY_REASON: [("hash", 1), ("reason_id", 1), ("received_at", -1), ("url", 1)],
     },
 }
+
+# Sites by the time of their first ping, over every project: notify's `site.activated`
+# reads the sites first seen since its watermark (telemetry/notify/site_events.py), which
+# creates it. `first_seen` only moves earlier (telemetry/pipelines/site_state.py).
+SITES_BY_FIRST_SEEN = "first_seen"
+FIRST_SEEN_KEYS = [("first_seen", 1)]

@@ -50,6 +50,8 @@ LOG_DIR = LOCAL / "logs"
 GCS_ROOT = LOCAL / "gcs"
 BQ_DIR = LOCAL / "bigquery"
 MONGO_DIR = LOCAL / "mongodb"
+SMTP_DIR = LOCAL / "smtp"  # the SMTP server's certificate, password and Maildir (telemetry/local/smtp_server.py)
+SMTP_USERNAME = "notify"
 ENV_FILE = LOCAL / "env"
 HOST = "127.0.0.1"
 READY_TIMEOUT_SECONDS = 90
@@ -99,7 +101,25 @@ def stack_env() -> dict[str, str]:
         "MONGODB_EMULATOR": "secantusdb",
         "INGEST_URL": f"http://{HOST}:{config.get_int('INGEST_PORT')}/",
         "DASHBOARD_URL": f"http://{HOST}:{config.get_int('DASHBOARD_PORT')}",
+        # The local relay: STARTTLS with its self-signed certificate, AUTH with the stack's password.
+        "SMTP_RELAY": f"{HOST}:{config.get_int('SMTP_PORT')}",
+        "SMTP_TLS": "starttls",
+        "SMTP_USERNAME": SMTP_USERNAME,
+        "SMTP_PASSWORD": smtp_password(),
+        "SMTP_CA_FILE": str(SMTP_DIR / "cert.pem"),
+        # Tests' webhook receivers listen on 127.0.0.1 over http; production never sets this.
+        "NOTIFY_ALLOW_PRIVATE_WEBHOOKS": "1",
     }
+
+
+def smtp_password() -> str:
+    """The local relay's AUTH password: made once, kept in SMTP_DIR (the stack's own secret)."""
+    path = SMTP_DIR / "password"
+    if not path.exists():
+        SMTP_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def http_ok(url: str) -> bool:
@@ -307,6 +327,17 @@ def _mongo_ready() -> bool:
         return False
 
 
+def _smtp_command() -> list[str]:
+    smtp_password()
+    return [
+        sys.executable, "-m", "telemetry.local.smtp_server",
+        "--port", str(config.get_int("SMTP_PORT")),
+        "--dir", str(SMTP_DIR),
+        "--username", SMTP_USERNAME,
+        "--password-file", str(SMTP_DIR / "password"),
+    ]  # fmt: skip
+
+
 def dashboard_command() -> list[str]:
     """gunicorn serving the dashboard function (telemetry/local/gateway.py, dashboard_gateway).
 
@@ -375,6 +406,7 @@ SERVICES = [
         lambda: http_ok(f"{stack_env()['INGEST_URL']}track"),
         extra_env=lambda: {k: v for k, v in stack_env().items() if k != "INGEST_URL"},
     ),
+    Service("smtp", "SMTP_PORT", _smtp_command, lambda: _port_open(config.get_int("SMTP_PORT"))),
     Service(
         "dashboard",
         "DASHBOARD_PORT",
@@ -489,7 +521,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def up() -> list[Service]:
-    for folder in (RUN_DIR, LOG_DIR, GCS_ROOT, BQ_DIR, MONGO_DIR):
+    for folder in (RUN_DIR, LOG_DIR, GCS_ROOT, BQ_DIR, MONGO_DIR, SMTP_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     started = []
     try:

@@ -57,8 +57,27 @@ class CollectContext:
 
         from telemetry.common import cloud
 
-        job_config = bigquery.QueryJobConfig(query_parameters=list(parameters), maximum_bytes_billed=self.max_bytes_billed)
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=list(parameters), maximum_bytes_billed=self.max_bytes_billed
+        )
         bounds = cloud.bigquery_query_bounds(self.bigquery_timeout_seconds)
         qualified = f"{self.bigquery.project}.{self.dataset}"
         job = self.bigquery.query(sql.replace("{dataset}", qualified), job_config=job_config, **bounds)
         return list(job.result(**bounds))
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    """One mail's subject and bodies; `html` None sends text only."""
+
+    subject: str
+    text: str
+    html: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.subject or "\n" in self.subject or "\r" in self.subject:
+            raise ValueError(f"an email subject is one non-empty line, got {self.subject!r}")
+
+
+Producer = Callable[[CollectContext], list[Event]]
+Renderer = Callable[[Event, Mapping[str, Any]], EmailContent]

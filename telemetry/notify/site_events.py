@@ -1,19 +1,20 @@
 """The producer of `site.deactivated` and `site.activated`, from what the pipelines committed.
 
 - `site.deactivated`: one per row of the BigQuery `deactivations` history received
-  in the window (`received_at` is its partitioning column, so the query reads only
-  the window's days). Its id comes from the row's `ping_id`, unique in the history:
-  the same deactivation found again (the overlap, a re-run, a reprocessed hour)
-  has the same id.
-- `site.activated`: a site new to its project. The pipelines know a site is new
-  when its MongoDB `sites` document has no `first_seen` yet (site_state._is_new);
-  `first_seen` then holds the earliest `received_at` of its pings, and only moves
-  earlier. A site is activated in the window when its earliest active ping of the
-  window (BigQuery `sites`, pruned to the window) is its `first_seen`: it sent
-  nothing before. The MongoDB lookups go through the unique (hash, url) index.
-  Its id comes from (hash, url): a site is new once.
+  in the window. `received_at` is the table's partitioning column, so the query
+  reads only the window's days. The id comes from the row's `ping_id`, unique in
+  the history: the same deactivation found again (the overlap, a re-run, an hour
+  the audit reprocessed) has the same id.
+- `site.activated`: a site new to its project. The pipelines decide that a site is
+  new when its MongoDB `sites` document has no `first_seen` yet
+  (site_state._is_new), and keep `first_seen` as the earliest `received_at` of its
+  pings (it only ever moves earlier). So a site activated in the window is a
+  document whose `first_seen` lies in it, read through the `first_seen` index
+  (common/sites.SITES_BY_FIRST_SEEN). The BigQuery history cannot say that a site
+  is new without reading every partition before the window. The id comes from
+  (hash, url): a site is new once, even if a late ping moves its `first_seen`.
 
-Both read only projects that exist (`context.projects`): a ping of an unknown
+Only projects that exist (`context.projects`) get events: a ping of an unknown
 project is history, not a vendor's event.
 """
 
@@ -33,41 +34,16 @@ FROM `{dataset}.deactivations`
 WHERE received_at >= @since AND received_at < @until AND hash IN UNNEST(@projects)
 """
 
-# The earliest active ping of each site in the window, with its ping id as the tie-break.
-FIRST_ACTIVE_SQL = """
-SELECT hash, url,
-  ARRAY_AGG(STRUCT(received_at, ping_id, site, project_version, wp_version, php_version)
-            ORDER BY received_at, ping_id LIMIT 1)[OFFSET(0)] AS first
-FROM `{dataset}.sites`
-WHERE received_at >= @since AND received_at < @until AND status = 'active' AND hash IN UNNEST(@projects)
-GROUP BY hash, url
-"""
-
-MONGO_BATCH = 500  # (hash, url) pairs per MongoDB `$or` lookup
+SITE_FIELDS = ("hash", "url", "site", "status", "project_version", "wp_version", "php_version", "first_seen")
 
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _query(context: CollectContext, sql: str) -> list[Any]:
-    """One query over the window, restricted to the known projects."""
-    from google.cloud import bigquery
-
-    return context.query(
-        sql,
-        [
-            bigquery.ScalarQueryParameter("since", "TIMESTAMP", context.since),
-            bigquery.ScalarQueryParameter("until", "TIMESTAMP", context.until),
-            bigquery.ArrayQueryParameter("projects", "STRING", sorted(context.projects)),
-        ],
-    )
-
-
-def _millis(value: datetime) -> datetime:
-    """A time as MongoDB stores it (BSON dates hold milliseconds)."""
-    value = _utc(value)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+def ensure_indexes(db: Any) -> None:
+    """The `first_seen` index of `sites` the activation query walks. Idempotent."""
+    db[sites.SITES].create_index(sites.FIRST_SEEN_KEYS, name=sites.SITES_BY_FIRST_SEEN)
 
 
 def deactivation_event(row: Any, project: Any) -> Event:
@@ -92,47 +68,48 @@ def deactivation_event(row: Any, project: Any) -> Event:
     )
 
 
-def activation_event(project_hash: str, url: str, first: Any) -> Event:
+def activation_event(doc: dict[str, Any]) -> Event:
+    first_seen = _utc(doc["first_seen"])
     return Event(
-        id=events.event_id(events.SITE_ACTIVATED, project_hash, url),
-        project=project_hash,
+        id=events.event_id(events.SITE_ACTIVATED, doc["hash"], doc["url"]),
+        project=doc["hash"],
         type=events.SITE_ACTIVATED,
-        occurred_at=_utc(first["received_at"]),
+        occurred_at=first_seen,
         data={
-            "project": project_hash,
-            "url": url,
-            "site": first["site"],
-            "project_version": first["project_version"],
-            "wp_version": first["wp_version"],
-            "php_version": first["php_version"],
-            "first_seen": _utc(first["received_at"]).isoformat(),
+            "project": doc["hash"],
+            "url": doc["url"],
+            "site": doc.get("site"),
+            "status": doc.get("status"),
+            "project_version": doc.get("project_version"),
+            "wp_version": doc.get("wp_version"),
+            "php_version": doc.get("php_version"),
+            "first_seen": first_seen.isoformat(),
         },
     )
 
 
-def _first_seen(context: CollectContext, keys: list[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
-    """MongoDB `sites.first_seen` of each (hash, url) that has a document."""
-    found: dict[tuple[str, str], datetime] = {}
-    collection = context.db[sites.SITES]
-    for start in range(0, len(keys), MONGO_BATCH):
-        batch = keys[start : start + MONGO_BATCH]
-        query = {"$or": [{"hash": h, "url": u} for h, u in batch]}
-        for doc in collection.find(query, {"_id": 0, "hash": 1, "url": 1, "first_seen": 1}):
-            if doc.get("first_seen") is not None:
-                found[(doc["hash"], doc["url"])] = _utc(doc["first_seen"])
-    return found
+def deactivations(context: CollectContext) -> list[Event]:
+    from google.cloud import bigquery
+
+    rows = context.query(
+        DEACTIVATIONS_SQL,
+        [
+            bigquery.ScalarQueryParameter("since", "TIMESTAMP", context.since),
+            bigquery.ScalarQueryParameter("until", "TIMESTAMP", context.until),
+            bigquery.ArrayQueryParameter("projects", "STRING", sorted(context.projects)),
+        ],
+    )
+    return [deactivation_event(row, context.projects[row["hash"]]) for row in rows]
+
+
+def activations(context: CollectContext) -> list[Event]:
+    query = {"first_seen": {"$gte": context.since, "$lt": context.until}}
+    projection = {"_id": 0, **dict.fromkeys(SITE_FIELDS, 1)}
+    cursor = context.db[sites.SITES].find(query, projection).hint(sites.SITES_BY_FIRST_SEEN)
+    return [activation_event(doc) for doc in cursor if doc["hash"] in context.projects]
 
 
 def collect(context: CollectContext) -> list[Event]:
     if not context.projects:
         return []
-    found = [
-        deactivation_event(row, context.projects[row["hash"]]) for row in _query(context, DEACTIVATIONS_SQL)
-    ]
-    firsts = {(row["hash"], row["url"]): row["first"] for row in _query(context, FIRST_ACTIVE_SQL)}
-    first_seen = _first_seen(context, sorted(firsts))
-    for key, first in sorted(firsts.items()):
-        # No document yet: the run that wrote the history has not reached MongoDB; the overlap finds it next run.
-        if key in first_seen and first_seen[key] >= _millis(first["received_at"]):
-            found.append(activation_event(*key, first))
-    return found
+    return deactivations(context) + activations(context)
