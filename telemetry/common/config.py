@@ -299,6 +299,7 @@ VARIABLES: dict[str, Variable] = {
             None,
             "PEM file of the CA that signs the relay's certificate (the local stack's self-signed one); "
             "unset: the system's CAs.",
+        ),
         # The spike alert and the digest (telemetry/notify/spike.py, digest.py; docs/notify.md).
         Variable(
             "NOTIFY_SPIKE_TRAILING_DAYS",
