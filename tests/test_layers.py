@@ -43,6 +43,9 @@ PROJECT_READ_FIELDS = {
     projects.MAIL_INTEGRATIONS,
     projects.MAIL_DOUBLE_OPT_IN,
     projects.DEACTIVATION_REASONS,
+    projects.ALERTS,
+    projects.DIGEST,
+    projects.WEBHOOKS,
 }
 
 

@@ -24,6 +24,16 @@ def full_document() -> dict:
         "mail_integrations": {"mailchimp": {"enabled": True, "list_id": "L1"}, "mailjet": {"enabled": False}},
         "mail_double_opt_in": False,
         "deactivation_reasons": {"too-expensive": "It is too expensive"},
+        "alerts": {"recipients": ["ops@vendor.example"], "include_reasons": [], "exclude_reasons": ["none"]},
+        "digest": "weekly",
+        "webhooks": [
+            {
+                "id": "wh_0123456789abcdef",
+                "url": "https://hooks.vendor.example/telemetry",
+                "secret": "whsec_" + "A" * 43 + "=",
+                "events": ["site.activated", "site.deactivated"],
+            }
+        ],
     }
 
 
@@ -78,8 +88,9 @@ def test_every_field_of_the_contract_is_one_validate_checks_and_project_document
     assert projects.validate(document) == document
     built = projects.project_document(**document)
     assert built == document
-    # mail_double_opt_in is the one optional field: left out, it means double opt-in.
-    assert set(projects.project_document(HASH, "x")) == set(projects.FIELDS) - {projects.MAIL_DOUBLE_OPT_IN}
+    # The optional fields: left out, mail_double_opt_in means double opt-in; the notification fields, none.
+    optional = {projects.MAIL_DOUBLE_OPT_IN, *projects.NOTIFICATION_FIELDS}
+    assert set(projects.project_document(HASH, "x")) == set(projects.FIELDS) - optional
     assert projects.mail_double_opt_in(projects.project_document(HASH, "x"))
 
 
@@ -150,10 +161,8 @@ def test_the_command_line_writes_the_contract_document():
         "--mail", "mailchimp=L1", "--deactivation-reason", "too-expensive=It is too expensive",
         "--single-opt-in",
     )  # fmt: skip
-    assert document == {
-        **full_document(),
-        "mail_integrations": {"mailchimp": {"enabled": True, "list_id": "L1"}},
-    }
+    expected = {k: v for k, v in full_document().items() if k not in projects.NOTIFICATION_FIELDS}
+    assert document == {**expected, "mail_integrations": {"mailchimp": {"enabled": True, "list_id": "L1"}}}
     assert "mail_double_opt_in" not in _cli_document("--name", "x", "--hash", HASH)
 
 

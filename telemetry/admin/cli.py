@@ -4,6 +4,8 @@
     telemetry-admin key list [--project HASH]                 every key: id, project, made, revoked, note
     telemetry-admin key revoke ID                             the key stops working at once
     telemetry-admin project add ... | project list            a project in MongoDB `projects` (project add --help)
+    telemetry-admin alerts set|clear, digest set, webhook add|list|remove|rotate-secret
+                                                              a project's notifications (telemetry/admin/notify.py)
 
 Uses MONGODB_URI and MONGODB_DB: `. .local/env` for the local stack; for
 production, a MONGODB_URI whose user may write `api_keys` and `projects`
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from telemetry.admin import notify as notify_commands
 from telemetry.admin import projects as project_commands
 from telemetry.analytics import serving
 from telemetry.common import config, mongo
@@ -91,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     project.add_argument("action", choices=("add", "list"))
     project.add_argument("rest", nargs=argparse.REMAINDER, help="the options of ACTION (project add --help)")
     project.set_defaults(run=project_command)
+
+    notify_commands.add_commands(groups)
     return main_parser
 
 

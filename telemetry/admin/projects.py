@@ -67,11 +67,13 @@ def main(argv: list[str]) -> int:
     db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     try:
         if document is not None:
-            saved = projects.save_project(db, document)
+            # Replacing a project keeps its notification settings (telemetry-admin alerts|digest|webhook).
+            existing = projects.load_project(db, document[projects.HASH]) or {}
+            saved = projects.save_project(db, {**document, **projects.notification_settings(existing)})
             print(f"project {saved['name']!r} ({saved['hash']}) saved")
         else:
             for project in projects.load_projects(db).values():
-                print(json.dumps(project, sort_keys=True))
+                print(json.dumps(projects.without_secrets(project), sort_keys=True))
     finally:
         db.client.close()
     return 0

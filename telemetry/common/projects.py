@@ -387,8 +387,12 @@ def project_document(
     mail_integrations: Mapping[str, Mapping[str, Any]] | None = None,
     deactivation_reasons: Mapping[str, str] | None = None,
     mail_double_opt_in: bool | None = None,
+    alerts: Mapping[str, Any] | None = None,
+    digest: str | None = None,
+    webhooks: Iterable[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A validated project document. `mail_double_opt_in` None leaves the field out (double opt-in)."""
+    """A validated project document. `mail_double_opt_in`, `alerts`, `digest` and `webhooks`
+    None leave the field out (double opt-in; no alerts, no digest, no webhooks)."""
     document: dict[str, Any] = {
         HASH: hash,
         NAME: name,
@@ -399,6 +403,12 @@ def project_document(
     }
     if mail_double_opt_in is not None:
         document[MAIL_DOUBLE_OPT_IN] = mail_double_opt_in
+    if alerts is not None:
+        document[ALERTS] = dict(alerts)
+    if digest is not None:
+        document[DIGEST] = digest
+    if webhooks is not None:
+        document[WEBHOOKS] = [dict(w) for w in webhooks]
     return validate(document)
 
 
@@ -416,6 +426,87 @@ def deactivation_reason(spec: str) -> tuple[str, str]:
     if not REASON_SLUG.fullmatch(slug):
         raise InvalidProject(f"a deactivation reason is SLUG[=LABEL], SLUG of A-Z a-z 0-9 _ -, got {slug!r}")
     return slug, label or slug
+
+
+# --- notification settings (`telemetry-admin alerts|digest|webhook`) ----------------------
+
+NOTIFICATION_FIELDS = (ALERTS, DIGEST, WEBHOOKS)
+
+
+def notification_settings(project: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's notification fields as stored (kept when `project add` replaces the rest)."""
+    return {key: project[key] for key in NOTIFICATION_FIELDS if key in project}
+
+
+def with_alerts(
+    project: Mapping[str, Any], recipients: Iterable[str], include: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The project with these alert recipients and reason filters, validated."""
+    addresses = list(dict.fromkeys(email_address(r) for r in recipients))
+    alerts = {ALERT_RECIPIENTS: addresses, ALERT_INCLUDE: list(include), ALERT_EXCLUDE: list(exclude)}
+    return validate({**project, ALERTS: alerts})
+
+
+def without_alerts(project: Mapping[str, Any]) -> dict[str, Any]:
+    return validate({k: v for k, v in project.items() if k != ALERTS})
+
+
+def with_digest(project: Mapping[str, Any], frequency: str) -> dict[str, Any]:
+    """The project with its digest `daily`, `weekly`, `monthly`, or `off` (the field left out)."""
+    if frequency == "off":
+        return validate({k: v for k, v in project.items() if k != DIGEST})
+    return validate({**project, DIGEST: frequency})
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    import base64
+    import secrets
+
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def with_webhook(
+    project: Mapping[str, Any], url: str, event_types: Iterable[str], allow_http: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The project with a new endpoint (a new id and secret); returns (project, endpoint)."""
+    import secrets
+
+    endpoint = {
+        WEBHOOK_ID: f"wh_{secrets.token_hex(8)}",
+        WEBHOOK_URL: webhook_url(url, allow_http=allow_http),
+        WEBHOOK_SECRET: new_webhook_secret(),
+        WEBHOOK_EVENTS: webhook_events(list(dict.fromkeys(event_types))),
+    }
+    return validate({**project, WEBHOOKS: [*webhook_endpoints(project), endpoint]}), endpoint
+
+
+def without_webhook(project: Mapping[str, Any], endpoint_id: str) -> dict[str, Any]:
+    if webhook_endpoint(project, endpoint_id) is None:
+        raise InvalidProject(f"project {project.get(HASH)!r} has no webhook {endpoint_id!r}")
+    kept = [e for e in webhook_endpoints(project) if e[WEBHOOK_ID] != endpoint_id]
+    rest = {k: v for k, v in project.items() if k != WEBHOOKS}
+    return validate({**rest, WEBHOOKS: kept} if kept else rest)
+
+
+def with_rotated_secret(project: Mapping[str, Any], endpoint_id: str) -> tuple[dict[str, Any], str]:
+    """The project with a new secret for one endpoint; returns (project, the new secret).
+    The old secret stops signing at once."""
+    if webhook_endpoint(project, endpoint_id) is None:
+        raise InvalidProject(f"project {project.get(HASH)!r} has no webhook {endpoint_id!r}")
+    secret = new_webhook_secret()
+    endpoints = [
+        {**e, WEBHOOK_SECRET: secret} if e[WEBHOOK_ID] == endpoint_id else e for e in webhook_endpoints(project)
+    ]
+    return validate({**project, WEBHOOKS: endpoints}), secret
+
+
+def without_secrets(project: Mapping[str, Any]) -> dict[str, Any]:
+    """The project as it may be printed: each webhook secret replaced by a mark."""
+    if WEBHOOKS not in project:
+        return dict(project)
+    hidden = [{**e, WEBHOOK_SECRET: "(hidden)"} for e in webhook_endpoints(project)]
+    return {**project, WEBHOOKS: hidden}
 
 
 def save_project(db: Any, document: Mapping[str, Any]) -> dict[str, Any]:
