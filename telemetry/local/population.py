@@ -2,7 +2,10 @@
 three projects, with real-world shares of WordPress, PHP, database, server,
 locale, theme and plugins, pinging weekly; some stop, some deactivate with a
 reason (the plugin authors' own slugs among them) and a few come back, some
-decline to share. Seeded: the same seed and end hour give the same pings.
+decline to share. One release is faulty (SEO Toolkit 3.3.0, out on day 16): a
+fifth of the sites that update to it deactivate within two days, most saying it
+is not working, so release health and the spike alert have something to show.
+Seeded: the same seed and end hour give the same pings.
 
 The shares follow the public WordPress.org statistics of late 2026 in shape
 (WordPress 7.1 about half, PHP 8.2/8.3 leading, MariaDB a little ahead of
