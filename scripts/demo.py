@@ -15,7 +15,9 @@
 5. Runs the analytics job over the month, and prints a summary per project
    from the serving copy, and the spike alerts of the month's days
    (telemetry/notify/spike.py: SEO Toolkit's 3.3.0 breaks sites mid-month).
-6. Writes the vendor's report, out/report.html, checks it in headless Chromium
+6. Runs notify once (telemetry/notify/run.py) and prints what it sent per event
+   type, from its outbox and from the local SMTP relay's mailbox.
+7. Writes the vendor's report, out/report.html, checks it in headless Chromium
    and saves out/report.png.
 
 Seeded, and anchored on today's date: a second run the same day prints the same figures.
@@ -33,6 +35,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,13 +44,14 @@ import requests
 from telemetry.analytics import job as analytics
 from telemetry.analytics import metrics
 from telemetry.common import cloud, config, mongo, progress, wire
-from telemetry.common.projects import save_project
+from telemetry.common.projects import alert_recipients, load_project, save_project, with_alerts
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter
 from telemetry.ingest.settings import IngestSettings
-from telemetry.local import population
+from telemetry.local import population, smtp_server, stack
 from telemetry.local.samples import http_build_query
-from telemetry.notify import figures_ready, spike
+from telemetry.notify import events, figures_ready, outbox, spike
+from telemetry.notify import run as notify
 from telemetry.notify.contract import CollectContext
 from telemetry.notify.settings import NotifySettings
 from telemetry.pipelines import build, reconciliation
@@ -303,6 +307,22 @@ def main() -> int:
     ingest_url = config.require("INGEST_URL")
     db = mongo.database(config.require("MONGODB_URI"), config.require("MONGODB_DB"))
     answers = fill(db, ingest_url)
+
+    with Step("notify, one run: alerts and webhooks from what the pipelines committed (the last day)"):
+        for project in population.PROJECTS:  # each vendor's alert recipient, where it has none
+            stored = load_project(db, project.hash)
+            if not alert_recipients(stored):
+                save_project(db, with_alerts(stored, [f"alerts@{project.hash[:8]}.example"]))
+        notify.run_once(cloud.bigquery_client(config.require("GCP_PROJECT")), db, NotifySettings.from_env())
+        tally = outbox.tally(db)
+        print(f"    events: {', '.join(f'{t} {n}' for t, n in sorted(tally['events'].items())) or 'none'}")
+        for (kind, channel, status), n in sorted(tally["deliveries"].items()):
+            print(f"    {kind} by {channel}: {n} {status}")
+        mails = Counter(m["X-Telemetry-Event-Type"] for m in smtp_server.received(stack.SMTP_DIR))
+        print(f"    SMTP relay's mailbox: {', '.join(f'{t} {n}' for t, n in sorted(mails.items())) or 'empty'}")
+        for message in smtp_server.received(stack.SMTP_DIR):  # the digests and spike alerts, by subject
+            if message["X-Telemetry-Event-Type"] in (events.DIGEST, events.DEACTIVATION_SPIKE):
+                print(f"    {' '.join(str(make_header(decode_header(message['Subject']))).split())}")
 
     with Step("the vendor's report"):
         OUT.mkdir(exist_ok=True)

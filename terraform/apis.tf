@@ -18,6 +18,7 @@ locals {
     "run.googleapis.com",                  # gen2 functions run as Cloud Run services
     "secretmanager.googleapis.com",        # the pipelines' MongoDB URI and mail API token
     "storage.googleapis.com",              # the pings, source, templates, Dataflow temp and build buckets
+    "vpcaccess.googleapis.com",            # the notify function's connector (its egress through the NAT)
   ]
 
   # The budget's API (monitoring.tf), only when there is a budget.

@@ -69,6 +69,11 @@ resource "google_compute_router_nat" "dataflow" {
     name                    = google_compute_subnetwork.dataflow.id
     source_ip_ranges_to_nat = ["ALL_IP_RANGES"]
   }
+  # The notify function's connector (notify.tf): its webhooks and mail leave from the same address.
+  subnetwork {
+    name                    = google_compute_subnetwork.notify_connector.id
+    source_ip_ranges_to_nat = ["ALL_IP_RANGES"]
+  }
 
   log_config {
     enable = true

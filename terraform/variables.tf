@@ -468,6 +468,88 @@ variable "analytics_timeout_seconds" {
   }
 }
 
+# --- Notifications (notify.tf) -----------------------------------------------------------
+
+variable "notify_schedule" {
+  description = "When the notify run starts (cron, UTC): after the pipelines' runs of the hour."
+  type        = string
+  default     = "20 * * * *"
+}
+
+variable "notify_timeout_seconds" {
+  description = "Longest notify run; above notify_run_budget_seconds plus one try's bound."
+  type        = number
+  default     = 540
+
+  validation {
+    condition     = var.notify_timeout_seconds >= 60 && var.notify_timeout_seconds <= 1800
+    error_message = "notify_timeout_seconds must be from 60 to 1800 (Cloud Scheduler's longest attempt deadline)."
+  }
+}
+
+variable "notify_run_budget_seconds" {
+  description = "A notify run starts no delivery after this many seconds (NOTIFY_RUN_BUDGET_SECONDS)."
+  type        = number
+  default     = 240
+
+  validation {
+    condition     = var.notify_run_budget_seconds >= 10 && var.notify_run_budget_seconds + 120 <= var.notify_timeout_seconds
+    error_message = "notify_run_budget_seconds must be at least 10 and leave 120 s of notify_timeout_seconds for the last tries."
+  }
+}
+
+variable "notify_overlap_hours" {
+  description = "Hours each notify run reads back past the previous one, for pipeline runs that commit late (NOTIFY_OVERLAP_HOURS)."
+  type        = number
+  default     = 24
+}
+
+variable "notify_retry_hours" {
+  description = "How long a failed delivery is retried before it is set aside (NOTIFY_RETRY_HOURS)."
+  type        = number
+  default     = 24
+}
+
+variable "notify_connector_cidr" {
+  description = "The notify function's VPC connector range: a /28 in the workers' network, apart from subnet_cidr."
+  type        = string
+  default     = "10.10.1.0/28"
+
+  validation {
+    condition     = can(cidrhost(var.notify_connector_cidr, 0)) && endswith(var.notify_connector_cidr, "/28")
+    error_message = "notify_connector_cidr must be an IPv4 /28, e.g. 10.10.1.0/28."
+  }
+}
+
+variable "smtp_relay" {
+  description = "host:port of the SMTP relay that sends the alerts (SMTP_RELAY), e.g. smtp.sendgrid.net:587; its password is the smtp-password secret."
+  type        = string
+  default     = ""
+}
+
+variable "smtp_tls" {
+  description = "starttls (port 587) or implicit (port 465) (SMTP_TLS)."
+  type        = string
+  default     = "starttls"
+
+  validation {
+    condition     = contains(["starttls", "implicit"], var.smtp_tls)
+    error_message = "smtp_tls must be starttls or implicit."
+  }
+}
+
+variable "smtp_username" {
+  description = "SMTP AUTH user name at the relay (SMTP_USERNAME), e.g. apikey for SendGrid."
+  type        = string
+  default     = ""
+}
+
+variable "smtp_from" {
+  description = "The alerts' From: address (SMTP_FROM); the relay must allow it (a verified sender or domain)."
+  type        = string
+  default     = "notify@localhost"
+}
+
 # --- Monitoring and budget ------------------------------------------------------------
 
 variable "alert_notification_channels" {

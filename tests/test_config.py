@@ -27,7 +27,7 @@ def test_the_configuration_page_lists_every_variable_as_declared():
 
 def test_no_product_code_reads_the_environment_directly():
     offenders = []
-    deployed = [ROOT / "telemetry" / unit for unit in ("common", "ingest", "pipelines", "analytics", "audit")]
+    deployed = [ROOT / "telemetry" / unit for unit in ("common", "ingest", "pipelines", "analytics", "audit", "notify")]
     for path in [*(p for unit in deployed for p in unit.rglob("*.py")), *ROOT.glob("functions/*/main.py")]:
         if path.name != "config.py" and re.search(r"os\.environ|os\.getenv", path.read_text()):
             offenders.append(path.name)

@@ -374,6 +374,12 @@ VARIABLES: dict[str, Variable] = {
             "names it in SMTP_RELAY.",
         ),
         Variable(
+            "NOTIFY_RECEIVER_PORT",
+            "8090",
+            "First port of the notify tests' local webhook receivers (tests/integration/test_notify.py uses it "
+            "and the next three).",
+        ),
+        Variable(
             "LOCAL_STACK_DIR",
             None,
             "Folder of the local stack's state (data, logs, pid files, `env`); unset: `.local` in the checkout.",

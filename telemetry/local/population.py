@@ -53,6 +53,7 @@ class DemoProject:
     mail_integrations: dict[str, Any] = field(default_factory=dict)
     deactivation_reasons: dict[str, str] = field(default_factory=dict)
     faulty_release: FaultyRelease | None = None
+    digest: str | None = None  # the vendor's digest frequency (docs/notify.md, "Digest")
 
     def release_day(self, version: str) -> int:
         return next(day for day, released in self.releases if released == version)
@@ -72,6 +73,7 @@ class DemoProject:
             custom_fields=self.custom_fields,
             mail_integrations=self.mail_integrations,
             deactivation_reasons=self.deactivation_reasons,
+            digest=self.digest,
         )
 
 
@@ -93,6 +95,7 @@ PROJECTS = (
             reasons=(("is-not-working", 75), ("did-not-work-as-expected", 15), ("found-better-plugin", 10)),
             texts=("Sitemap is empty since the update", "White screen after updating", "", ""),
         ),
+        digest="weekly",
     ),
     DemoProject(
         name="Forms Pro",
@@ -101,6 +104,7 @@ PROJECTS = (
         sites=650,
         releases=((-90, "1.8.2"), (14, "1.9.0")),
         custom_fields=("orders_count",),
+        digest="daily",
     ),
     DemoProject(
         name="Aurora Theme",
@@ -108,6 +112,7 @@ PROJECTS = (
         type="theme",
         sites=350,
         releases=((-30, "2.0.0"), (18, "2.0.1")),
+        digest="monthly",
     ),
 )
 

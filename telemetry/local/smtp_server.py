@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import email
+import email.policy
 import ipaddress
-import mailbox
 import signal
 import ssl
 import threading
-from email.message import Message
+from email.message import EmailMessage
 from pathlib import Path
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -63,12 +64,15 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def received(directory: Path) -> list[Message]:
-    """Every message the server accepted, oldest first."""
-    box = mailbox.Maildir(directory / "maildir", create=False) if (directory / "maildir").exists() else None
-    if box is None:
+def received(directory: Path) -> list[EmailMessage]:
+    """Every message the server accepted, oldest first, parsed with the modern email policy
+    (headers unfolded, `get_body`)."""
+    folder = directory / "maildir" / "new"
+    if not folder.exists():
         return []
-    return [message for _key, message in sorted(box.items(), key=lambda item: item[1].get_date())]
+    # Maildir file names start with the delivery time, in seconds.
+    files = sorted(folder.iterdir(), key=lambda path: (path.stat().st_mtime, path.name))
+    return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in files]
 
 
 def serve(port: int, directory: Path, username: str, password: str) -> None:

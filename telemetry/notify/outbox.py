@@ -240,3 +240,14 @@ def cancel(db: Any, claimed: Mapping[str, Any], reason: str, now: datetime) -> s
 def event_of(db: Any, event_id: str) -> Event | None:
     doc = db[EVENTS].find_one({"_id": event_id})
     return event_from_document(doc) if doc else None
+
+
+def tally(db: Any) -> dict[str, Any]:
+    """What the outbox holds: events per type, and deliveries per (type, channel, status)."""
+    found = {doc["_id"]: doc["n"] for doc in db[EVENTS].aggregate([{"$group": {"_id": "$type", "n": {"$sum": 1}}}])}
+    group = {"_id": {"type": "$type", "channel": "$channel", "status": "$status"}, "n": {"$sum": 1}}
+    deliveries = {
+        (doc["_id"]["type"], doc["_id"]["channel"], doc["_id"]["status"]): doc["n"]
+        for doc in db[DELIVERIES].aggregate([{"$group": group}])
+    }
+    return {"events": found, "deliveries": deliveries}

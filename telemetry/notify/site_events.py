@@ -28,6 +28,9 @@ from telemetry.notify import events
 from telemetry.notify.contract import CollectContext
 from telemetry.notify.events import Event
 
+# The history tables it reads (terraform/notify.tf grants read on exactly these).
+READS = ("deactivations",)
+
 DEACTIVATIONS_SQL = """
 SELECT hash, url, site, reason_id, reason_info, project_version, ping_id, received_at
 FROM `{dataset}.deactivations`

@@ -105,6 +105,8 @@ NAMED_HERE = {
     ("locals", "partition_expiration_overrides", "rejected"),
     ("locals", "routes", "tracking-skipped", "source_dir"),
     ("locals", "routes", "tracking-skipped", "entry_point"),
+    # The history table the notify function reads, kept equal to site_events.READS (test_notify.py).
+    ("locals", "notify_reads"),
 }
 
 

@@ -182,3 +182,31 @@ def test_function_requirements_pin_the_versions_the_tests_ran_with():
             if "==" in line and not line.startswith("#"):
                 package, _, version = line.partition("==")
                 assert pinned.get(package.strip().lower()) == version.strip(), (requirements, line)
+
+
+# analytics/: the serving copy's contract and the job's progress, read by the digest,
+# figures.ready and the spike alert.
+NOTIFY_PACKAGES = {"common", "notify", "analytics"}
+
+
+def test_notify_function_code_imports_only_its_deploy_unit_and_requirements():
+    """notify.tf zips common/, notify/ and analytics/ with functions/notify/: nothing else may be imported."""
+    files = [
+        *sorted((TELEMETRY / "notify").glob("*.py")),
+        *sorted((TELEMETRY / "analytics").glob("*.py")),
+        ROOT / "functions" / "notify" / "main.py",
+    ]
+    installed = {
+        "functions_framework", "flask", "werkzeug", "google", "pymongo", "pythonjsonlogger", "telemetry",
+        "standardwebhooks", "email_validator", "urllib3",
+    }  # fmt: skip
+    requirements = (ROOT / "functions" / "notify" / "requirements.txt").read_text()
+    for package in (
+        "functions-framework", "google-cloud-bigquery", "pymongo", "python-json-logger", "orjson",
+        "standardwebhooks", "email-validator", "urllib3",
+    ):  # fmt: skip
+        assert f"{package}==" in requirements
+    for path in files:
+        assert telemetry_packages_imported(path) <= NOTIFY_PACKAGES, path
+        third_party = {name.split(".")[0] for name in imports(path)} - set(sys.stdlib_module_names) - {"__future__"}
+        assert third_party <= installed, (path, third_party - installed)

@@ -39,6 +39,7 @@ PROJECT_GRANTS = {
     ("roles/logging.logWriter", "serviceAccount:${google_service_account.build.email}"),
     ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.audit.email}"),
     ("roles/dataflow.developer", "serviceAccount:${google_service_account.audit.email}"),
+    ("roles/bigquery.jobUser", "serviceAccount:${google_service_account.notify.email}"),
 }
 
 
@@ -185,6 +186,8 @@ def test_the_pipeline_reads_every_secret_and_the_analytics_job_the_mongodb_uri_o
         "analytics_reads_mongodb_uri",
         "dashboard_reads_its_mongodb_uri",  # its own secret (test_dashboard.py)
         "dashboard_reads_its_session_secret",  # its own secret (test_dashboard.py)
+        "notify_reads_mongodb_uri",  # test_notify.py
+        "notify_reads_smtp_password",  # its own secret (test_notify.py)
         "pipeline_reads_secrets",
     ]
     analytics = grants["analytics_reads_mongodb_uri"]

@@ -209,8 +209,12 @@ def test_workers_leave_through_nat_with_one_reserved_address(tf):
     assert nat["nat_ip_allocate_option"] == "MANUAL_ONLY"
     assert [_expr(ip) for ip in nat["nat_ips"]] == ["google_compute_address.nat.self_link"]
     assert nat["source_subnetwork_ip_ranges_to_nat"] == "LIST_OF_SUBNETWORKS"
-    (subnetwork,) = nat["subnetwork"]
-    assert _expr(subnetwork["name"]) == "google_compute_subnetwork.dataflow.id"
+    # The workers' subnetwork, and the notify function's connector (test_notify.py): one address for both.
+    assert [_expr(s["name"]) for s in nat["subnetwork"]] == [
+        "google_compute_subnetwork.dataflow.id",
+        "google_compute_subnetwork.notify_connector.id",
+    ]
+    assert all(s["source_ip_ranges_to_nat"] == ["ALL_IP_RANGES"] for s in nat["subnetwork"])
     assert _expr(nat["router"]) == "google_compute_router.dataflow.name"
     router = _resource(tf, "google_compute_router", "dataflow")
     assert _expr(router["network"]) == "google_compute_network.dataflow.id"
@@ -218,9 +222,11 @@ def test_workers_leave_through_nat_with_one_reserved_address(tf):
     assert _expr(tf["output"]["nat_ip_address"]["value"]) == "google_compute_address.nat.address"
 
 
-def test_the_only_firewall_rule_is_worker_to_worker(tf):
+def test_the_only_rule_that_lets_traffic_in_is_worker_to_worker(tf):
     rules = tf["resource"]["google_compute_firewall"]
-    assert list(rules) == ["dataflow_workers"]
+    # The other rule only denies: the notify connector's private destinations (test_notify.py).
+    assert sorted(rules) == ["dataflow_workers", "notify_refuses_private_destinations"]
+    assert "allow" not in rules["notify_refuses_private_destinations"]
     rule = rules["dataflow_workers"]
     assert _expr(rule["network"]) == "google_compute_network.dataflow.name"
     assert rule["direction"] == "INGRESS"

@@ -1,0 +1,249 @@
+"""The notify run against the local stack: BigQuery (bqemulator), MongoDB (SecantusDB),
+the stack's SMTP relay (aiosmtpd: STARTTLS and AUTH required, mail read back from its
+Maildir) and webhook receivers that verify every signature with `standardwebhooks`.
+
+Each test has a MongoDB database and a BigQuery dataset of its own (the outbox and the
+watermark are per database). The committed data is written as the pipelines commit
+it: deactivation rows into the `deactivations` history, and sites folded into MongoDB
+`sites` by the pipelines' own `site_state.site_update`. The run's clock is injected, so
+24 hours of retries take no sleeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from telemetry.common import cloud, config, mongo, projects, tables
+from telemetry.local import smtp_server, stack
+from telemetry.notify import events, outbox, run
+from telemetry.notify.settings import NotifySettings
+from telemetry.pipelines import site_state
+
+from .notify_receiver import Receiver
+
+HOUR = timedelta(hours=1)
+
+
+class Clock:
+    """The run's clock: starts now, moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def world():
+    """A database and a dataset of this test's own, with the history tables the producers read."""
+    suffix = uuid.uuid4().hex[:10]
+    db = mongo.database(os.environ["MONGODB_URI"], f"notify_test_{suffix}")
+    bq = cloud.bigquery_client(os.environ["GCP_PROJECT"])
+    dataset = f"notify_test_{suffix}"
+    bq.create_dataset(dataset)
+    for name in ("deactivations", "sites"):
+        tables.ensure_table(bq, dataset, tables.layout(name, "pipelines"))
+    settings = dataclasses.replace(NotifySettings.from_env(), dataset=dataset, mongodb_db=db.name)
+    site_state.ensure_indexes(db)
+    yield db, bq, settings
+    bq.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    db.client.drop_database(db.name)
+    db.client.close()
+
+
+@pytest.fixture
+def receivers():
+    base = config.get_int("NOTIFY_RECEIVER_PORT")
+    started: list[Receiver] = []
+
+    def make(index: int, **options) -> Receiver:
+        receiver = Receiver(base + index, **options).start()
+        started.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in started:
+        receiver.stop()
+
+
+def add_project(db, project_hash: str, **notify) -> dict:
+    document = projects.project_document(
+        project_hash, f"Project {project_hash}", deactivation_reasons={"too-pricey": "It costs too much"}
+    )
+    if "recipients" in notify:
+        document = projects.with_alerts(document, notify["recipients"], exclude=notify.get("exclude", []))
+    endpoint = None
+    if "webhook" in notify:
+        receiver, types = notify["webhook"]
+        document, endpoint = projects.with_webhook(document, receiver.url, types, allow_http=True)
+        receiver.secret = endpoint["secret"]
+    projects.save_project(db, document)
+    return endpoint
+
+
+def deactivated(bq, settings, project_hash: str, n: int, at: datetime, reason: str, info: str) -> str:
+    ping_id = f"ping-{uuid.uuid4().hex}"
+    row = {
+        "hash": project_hash, "url": f"https://site{n}.example", "site": f"Site {n}", "reason_id": reason,
+        "reason_known": True, "reason_info": info, "project_version": "2.1.0", "ping_id": ping_id,
+        "received_at": at.isoformat(),
+    }  # fmt: skip
+    assert bq.insert_rows_json(f"{bq.project}.{settings.dataset}.deactivations", [row]) == []
+    return ping_id
+
+
+def first_ping(db, project_hash: str, url: str, at: datetime) -> None:
+    record = {
+        "hash": project_hash, "url": url, "site": "New site", "status": "active", "project_version": "2.1.0",
+        "wp_version": "6.9", "php_version": "8.3", "ping_id": f"ping-{uuid.uuid4().hex}", "received_at": at,
+    }  # fmt: skip
+    site_state.apply(db["sites"], [site_state.site_update(record, at, at, mail=False)])
+
+
+def mails_to(*addresses: str) -> list:
+    return [m for m in smtp_server.received(stack.SMTP_DIR) if m["To"] in addresses]
+
+
+def test_an_alert_per_deactivation_carrying_its_reason_and_text_and_a_rerun_sends_nothing_new(world):
+    db, bq, settings = world
+    clock = Clock()
+    tag = uuid.uuid4().hex[:8]
+    ops, dev = f"ops-{tag}@vendor.example", f"dev-{tag}@vendor.example"
+    add_project(db, f"alerts{tag}", recipients=[ops, dev], exclude=["none"])
+    add_project(db, f"quiet{tag}")  # no recipients: its deactivation mails nobody
+    ping_a = deactivated(bq, settings, f"alerts{tag}", 1, clock.now - 2 * HOUR, "too-pricey", "Cheaper at the rival")
+    deactivated(bq, settings, f"alerts{tag}", 2, clock.now - HOUR, "other", "Line one\nLine two <b>")
+    deactivated(bq, settings, f"alerts{tag}", 3, clock.now - HOUR, "none", "")  # excluded reason
+    deactivated(bq, settings, f"quiet{tag}", 4, clock.now - HOUR, "other", "x")
+
+    summary = run.run_once(bq, db, settings, clock)
+    assert summary.events_new == 4 and summary.deliveries == {"sent": 4}
+
+    received = mails_to(ops, dev)
+    assert sorted(m["To"] for m in received) == sorted([ops, ops, dev, dev])
+    by_site = {}
+    for mail in received:
+        by_site.setdefault(mail["Subject"], []).append(mail)
+    first = f"Project alerts{tag} deactivated on https://site1.example: It costs too much"
+    second = f"Project alerts{tag} deactivated on https://site2.example: other"
+    assert sorted(by_site) == sorted([first, second])
+    text = by_site[first][0].get_body(("plain",)).get_content()
+    assert "Reason: It costs too much" in text and "Their words: Cheaper at the rival" in text
+    assert by_site[first][0]["X-Telemetry-Event-Id"] == events.event_id(events.SITE_DEACTIVATED, ping_a)
+    html = by_site[second][0].get_body(("html",)).get_content()
+    assert "Line one\nLine two &lt;b&gt;" in html
+
+    # A re-run over the same window (the overlap reads it all again), and a run an hour later.
+    assert run.run_once(bq, db, settings, clock).events_new == 0
+    clock.now += HOUR
+    again = run.run_once(bq, db, settings, clock)
+    assert (again.events_new, again.deliveries_created, again.deliveries) == (0, 0, {})
+    assert len(mails_to(ops, dev)) == 4
+
+
+def test_site_activated_and_deactivated_webhooks_once_each_with_valid_signatures(world, receivers):
+    db, bq, settings = world
+    clock = Clock()
+    hook = receivers(0)
+    tag = uuid.uuid4().hex[:8]
+    endpoint = add_project(db, f"hooks{tag}", webhook=(hook, [events.SITE_ACTIVATED, events.SITE_DEACTIVATED]))
+    first_ping(db, f"hooks{tag}", "https://new.example", clock.now - 30 * time_minute())
+    first_ping(db, f"hooks{tag}", "https://old.example", clock.now - 30 * 24 * HOUR)  # before the window
+    first_ping(db, f"hooks{tag}", "https://old.example", clock.now - HOUR)  # not new: pinged before
+    ping = deactivated(bq, settings, f"hooks{tag}", 1, clock.now - HOUR, "too-pricey", "Too much")
+
+    for _ in range(2):
+        run.run_once(bq, db, settings, clock)
+        clock.now += HOUR
+    run.run_once(bq, db, settings, clock)
+
+    assert hook.unverified == 0
+    assert sorted((r.type, r.webhook_id) for r in hook.received) == sorted([
+        (events.SITE_ACTIVATED, events.event_id(events.SITE_ACTIVATED, f"hooks{tag}", "https://new.example")),
+        (events.SITE_DEACTIVATED, events.event_id(events.SITE_DEACTIVATED, ping)),
+    ])  # fmt: skip
+    by_type = {r.type: r.data for r in hook.received}
+    assert by_type[events.SITE_ACTIVATED]["url"] == "https://new.example"
+    assert by_type[events.SITE_DEACTIVATED]["reason_label"] == "It costs too much"
+    assert by_type[events.SITE_DEACTIVATED]["reason_info"] == "Too much"
+    assert db[outbox.DELIVERIES].count_documents({"target": endpoint["id"], "status": outbox.SENT}) == 2
+
+
+def time_minute() -> timedelta:
+    return timedelta(minutes=1)
+
+
+def test_a_failing_receiver_is_retried_with_backoff_then_set_aside_after_24_hours(world, receivers, caplog):
+    db, bq, settings = world
+    clock = Clock()
+    hook = receivers(1, status=503)
+    tag = uuid.uuid4().hex[:8]
+    add_project(db, f"failing{tag}", webhook=(hook, [events.SITE_DEACTIVATED]))
+    deactivated(bq, settings, f"failing{tag}", 1, clock.now - HOUR, "other", "")
+    rng = random.Random(3)
+    started = clock.now
+
+    first = run.run_once(bq, db, settings, clock, rng=rng)
+    assert first.deliveries == {"pending": 1} and len(hook.received) == 1
+    delivery = db[outbox.DELIVERIES].find_one()
+    assert delivery["last_status"] == 503 and "receiver says no" in delivery["last_error"]
+    wait = delivery["due_at"] - clock.now
+    assert settings.retry_first / 2 <= wait <= settings.retry_first
+
+    # Not due yet: a run now tries nothing.
+    assert run.run_once(bq, db, settings, clock, rng=rng).deliveries == {}
+    tries_at = [started]
+    while db[outbox.DELIVERIES].find_one()["status"] == outbox.PENDING:
+        clock.now = db[outbox.DELIVERIES].find_one()["due_at"]  # the first run after it is due
+        run.run_once(bq, db, settings, clock, rng=rng)
+        tries_at.append(clock.now)
+    delivery = db[outbox.DELIVERIES].find_one()
+    assert delivery["status"] == outbox.SET_ASIDE and delivery["last_status"] == 503
+    assert delivery["attempts"] == len(hook.received) == len(tries_at)
+    gaps = [b - a for a, b in itertools.pairwise(tries_at)]
+    assert all(later >= earlier / 2 for earlier, later in itertools.pairwise(gaps))  # backing off
+    assert max(gaps) <= settings.retry_max
+    assert tries_at[-1] - started < settings.retry_window <= tries_at[-1] - started + settings.retry_max
+    assert len({r.webhook_id for r in hook.received}) == 1  # every try the same id
+    set_aside = [r for r in caplog.records if getattr(r, "counter", None) == "notify_deliveries_set_aside"]
+    assert [(r.last_status, r.attempts, r.reason) for r in set_aside] == [
+        (503, delivery["attempts"], "HTTP 503: receiver says no")
+    ]
+    # Set aside: later runs leave it alone.
+    clock.now += 48 * HOUR
+    assert run.run_once(bq, db, settings, clock).deliveries == {}
+
+
+def test_a_slow_receiver_of_one_project_delays_no_other_projects_delivery(world, receivers):
+    db, bq, settings = world
+    settings = dataclasses.replace(settings, read_timeout=2.0, project_concurrency=1, workers=4)
+    clock = Clock()
+    slow, fast = receivers(2, delay_seconds=5.0), receivers(3)
+    tag = uuid.uuid4().hex[:8]
+    add_project(db, f"slow{tag}", webhook=(slow, [events.SITE_DEACTIVATED]))
+    add_project(db, f"fast{tag}", webhook=(fast, [events.SITE_DEACTIVATED]))
+    for n in range(4):
+        deactivated(bq, settings, f"slow{tag}", n, clock.now - HOUR, "other", "")
+        deactivated(bq, settings, f"fast{tag}", n, clock.now - HOUR, "other", "")
+
+    started = time.monotonic()
+    summary = run.run_once(bq, db, settings, clock)
+    took = time.monotonic() - started
+
+    # The slow project's four tries ran one at a time, each cut off by the read timeout...
+    assert summary.deliveries == {"sent": 4, "pending": 4} and took >= 4 * settings.read_timeout
+    assert all(
+        d["last_error"].startswith("ReadTimeoutError") for d in db[outbox.DELIVERIES].find({"project": f"slow{tag}"})
+    )
+    # ...while the other project's were all delivered before the slow one's first try timed out.
+    assert len(fast.received) == 4
+    assert max(r.at for r in fast.received) < min(r.at for r in slow.received) + settings.read_timeout
