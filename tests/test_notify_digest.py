@@ -77,12 +77,27 @@ def test_due_periods_skip_none_and_repeat_none():
         digest.due_periods(WEEKLY, final, Period(MONTHLY, date(2026, 11, 1)), 35)
 
 
-def test_candidate_periods_reach_back_the_catch_up_days_and_hold_the_latest_in_any_case():
+def test_candidate_periods_reach_back_the_catch_up_days_only():
     starts = [p.start for p in digest.candidate_periods(WEEKLY, date(2026, 12, 6), 13)]
     assert starts == [MONDAY, date(2026, 11, 23)]  # week 47 ended on 22 Nov, 14 days before
     assert len(digest.candidate_periods(WEEKLY, date(2026, 12, 6), 14)) == 3
-    assert [p.start for p in digest.candidate_periods(MONTHLY, date(2026, 12, 6), 3)] == [date(2026, 11, 1)]
-    assert len(digest.candidate_periods(DAILY, date(2026, 12, 6), 35)) == 36
+    # November ended 6 days before 6 Dec: a candidate with 7 days, none with 3.
+    assert [p.start for p in digest.candidate_periods(MONTHLY, date(2026, 12, 6), 7)] == [date(2026, 11, 1)]
+    assert digest.candidate_periods(MONTHLY, date(2026, 12, 6), 3) == []
+    assert len(digest.candidate_periods(DAILY, date(2026, 12, 6), 7)) == 8
+
+
+def test_a_period_past_the_catch_up_days_is_not_sent_even_when_nothing_was():
+    # A monthly digest turned on on 20 Dec: November ended 19 days before; December comes in January.
+    assert digest.due_periods(MONTHLY, date(2026, 12, 19), None, 7) == []
+    assert digest.due_periods(MONTHLY, date(2027, 1, 1), None, 7) == [Period(MONTHLY, date(2026, 12, 1))]
+
+
+def test_the_catch_up_days_stay_inside_the_outboxs_retention():
+    assert figures_ready.catch_up_days({}) == 7
+    assert figures_ready.catch_up_days({"NOTIFY_DIGEST_CATCH_UP_DAYS": "27"}) == 27
+    with pytest.raises(ValueError, match="at most 27"):
+        figures_ready.catch_up_days({"NOTIFY_DIGEST_CATCH_UP_DAYS": "28"})
 
 
 def doc(day: str, metric: str, value=None, breakdown=None) -> dict:

@@ -339,9 +339,10 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable(
             "NOTIFY_DIGEST_CATCH_UP_DAYS",
-            "35",
-            "Digest: a period not yet sent is still sent late if it ended at most this many days before the "
-            "analytics job's last final day; older ones (a digest turned off and on again) are not.",
+            "7",
+            "Digest and `figures.ready`: a period (or day) not yet sent is still sent late if it ended at most "
+            "this many days before the analytics job's last final day; older ones are not. At most the "
+            "outbox's retention (30 days) less 3.",
         ),
         # Local stack (telemetry/local/stack.py); ports on 127.0.0.1.
         Variable("GCS_PORT", "4443", "Local Cloud Storage port (fake-gcs-server behind Google's limits)."),

@@ -118,21 +118,27 @@ def latest_complete(frequency: str, final_through: date) -> Period:
     return period if period.end <= final_through else period.previous()
 
 
+def candidate_periods(frequency: str, final_through: date, catch_up_days: int) -> list[Period]:
+    """The complete periods that may still be sent, newest first: those that ended at most
+    `catch_up_days` before `final_through` (none, when the latest complete one ended earlier)."""
+    oldest_end = final_through - timedelta(days=catch_up_days)
+    found = []
+    period = latest_complete(frequency, final_through)
+    while period.end >= oldest_end:
+        found.append(period)
+        period = period.previous()
+    return found
+
+
 def due_periods(frequency: str, final_through: date, last_sent: Period | None, catch_up_days: int) -> list[Period]:
-    """The periods to send now, oldest first: every complete one after `last_sent` that ended at
-    most `catch_up_days` before `final_through`; with nothing sent yet, the latest complete one."""
-    latest = latest_complete(frequency, final_through)
+    """The periods to send now, oldest first: the candidates (`candidate_periods`) after `last_sent`,
+    the latest of the candidates sent; with none of them sent, the newest candidate alone."""
+    candidates = candidate_periods(frequency, final_through, catch_up_days)
     if last_sent is None:
-        return [latest]
+        return candidates[:1]
     if last_sent.frequency != frequency:
         raise ValueError(f"last_sent is a {last_sent.frequency} period, not {frequency}")
-    oldest_end = final_through - timedelta(days=catch_up_days)
-    due = []
-    period = latest
-    while period.start > last_sent.start and period.end >= oldest_end:
-        due.append(period)
-        period = period.previous()
-    return due[::-1]
+    return [period for period in reversed(candidates) if period.start > last_sent.start]
 
 
 # --- figures -----------------------------------------------------------------------
@@ -292,17 +298,6 @@ def render_email(event: events.Event, project: Mapping[str, Any]) -> EmailConten
 
 
 # --- the producer ------------------------------------------------------------------
-
-
-def candidate_periods(frequency: str, final_through: date, catch_up_days: int) -> list[Period]:
-    """The complete periods that may still be sent: those that ended at most `catch_up_days` before
-    `final_through`, and the latest complete one in any case; newest first."""
-    period = latest_complete(frequency, final_through)
-    found = [period]
-    oldest_end = final_through - timedelta(days=catch_up_days)
-    while (period := period.previous()).end >= oldest_end:
-        found.append(period)
-    return found
 
 
 def serving_documents(db, project: str, first: date, last: date) -> list[dict[str, Any]]:

@@ -52,7 +52,17 @@ def ids_in_outbox(db, ids: list[str]) -> set[str]:
 
 
 def catch_up_days(environ: Mapping[str, str] | None = None) -> int:
-    return config.get_int("NOTIFY_DIGEST_CATCH_UP_DAYS", environ)
+    """NOTIFY_DIGEST_CATCH_UP_DAYS. Whether a period or day was sent is read from the outbox, which
+    keeps an event `outbox.KEEP` after it was found: the horizon stays 3 days inside that (an event
+    is found a day or more after its period ends, and the last final day is a day or two behind
+    now), so every candidate that was sent is still there, and none is sent twice."""
+    days = config.get_int("NOTIFY_DIGEST_CATCH_UP_DAYS", environ)
+    most = outbox.KEEP.days - 3
+    if days > most:
+        raise ValueError(
+            f"NOTIFY_DIGEST_CATCH_UP_DAYS must be at most {most} (the outbox keeps events {outbox.KEEP.days} days)"
+        )
+    return days
 
 
 def event_id(project: str, day: date) -> str:
