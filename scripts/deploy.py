@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TERRAFORM_DIR = ROOT / "terraform"
 TEMPLATES = ("tracking", "deactivation")
 ROUTES = ("track", "deactivate", "tracking-skipped")
-SCHEDULER_JOBS = ("telemetry-tracking", "telemetry-deactivation", "telemetry-analytics", "telemetry-audit")
+SCHEDULER_JOBS = (
+    "telemetry-tracking", "telemetry-deactivation", "telemetry-analytics", "telemetry-audit", "telemetry-notify",
+)  # fmt: skip
 SECRETS = {
     "mongodb-uri": "mongodb_uri_file",
     "mail-api-token": "mail_api_token_file",
@@ -42,6 +44,8 @@ SECRETS = {
     "dashboard-mongodb-uri": "dashboard_mongodb_uri_file",
     # The key that signs the dashboard page's sign-in cookies (telemetry/dashboard/sessions.py).
     "dashboard-session-secret": "dashboard_session_secret_file",
+    # The SMTP relay's password or API key, for the notify function's alerts (terraform/notify.tf).
+    "smtp-password": "smtp_password_file",
 }
 # What the image builds need before the first full apply (terraform/apis.tf, pipelines.tf).
 BOOTSTRAP_TARGETS = ("google_project_service.enabled", "google_artifact_registry_repository.pipelines")
@@ -410,6 +414,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-tag", help="Tag of the two template images. Default: the checkout's short commit id.")
     parser.add_argument("--mongodb-uri-file", help="File holding the MongoDB URI: added as a new mongodb-uri version.")
     parser.add_argument("--mail-api-token-file", help="File holding the mail API token (only with mail_api_url set).")
+    parser.add_argument(
+        "--smtp-password-file",
+        help="File holding the SMTP relay's password or API key (smtp_relay, smtp_username in the tfvars): added as "
+        "an smtp-password version. The notify function mounts it, so it must hold a version.",
+    )
     parser.add_argument(
         "--dashboard-mongodb-uri-file",
         help="File holding the dashboard's MongoDB URI (a read-only user): added as a dashboard-mongodb-uri version.",

@@ -471,9 +471,9 @@ variable "analytics_timeout_seconds" {
 # --- Notifications (notify.tf) -----------------------------------------------------------
 
 variable "notify_schedule" {
-  description = "When the notify run starts (cron, UTC): after the pipelines' runs of the hour."
+  description = "When the notify run starts (cron, UTC): after the pipelines' (:05, :10) and the analytics job's (:30) runs of the hour."
   type        = string
-  default     = "20 * * * *"
+  default     = "45 * * * *"
 }
 
 variable "notify_timeout_seconds" {

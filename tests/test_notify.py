@@ -123,6 +123,11 @@ def test_settings_from_the_environment_and_their_errors():
         SmtpSettings.from_env({"SMTP_TLS": "none"})
     with pytest.raises(ValueError, match="NOTIFY_RETRY_MAX_SECONDS"):
         NotifySettings.from_env({"NOTIFY_RETRY_FIRST_SECONDS": "600", "NOTIFY_RETRY_MAX_SECONDS": "60"})
+    with pytest.raises(ValueError, match="must stay under the outbox's 30 days"):
+        NotifySettings.from_env({"NOTIFY_OVERLAP_HOURS": "700"})
+    from telemetry.notify import settings as settings_module
+
+    assert settings_module.OUTBOX_KEEP_SECONDS == outbox.KEEP.total_seconds()
 
 
 def test_alert_settings_are_validated_and_normalized():
@@ -185,8 +190,12 @@ def test_webhook_endpoints_are_validated():
 
 def test_rotating_and_removing_an_endpoint_and_listing_without_secrets():
     added, endpoint = projects.with_webhook(project(), "https://h.example/", ["site.activated"])
-    rotated, secret = projects.with_rotated_secret(added, endpoint["id"])
-    assert secret != endpoint["secret"] and projects.webhook_endpoint(rotated, endpoint["id"])["secret"] == secret
+    rotated, secret = projects.with_rotated_secret(added, endpoint["id"], T0)
+    current = projects.webhook_endpoint(rotated, endpoint["id"])
+    assert secret != endpoint["secret"] and current["secret"] == secret
+    # The old secret signs beside the new one for a day, then no more.
+    assert projects.signing_secrets(current, T0 + 23 * HOUR) == [secret, endpoint["secret"]]
+    assert projects.signing_secrets(current, T0 + 24 * HOUR) == [secret]
     assert "whsec_" not in str(projects.without_secrets(rotated))
     assert projects.webhook_endpoints(projects.without_webhook(rotated, endpoint["id"])) == []
     with pytest.raises(InvalidProject, match="has no webhook"):
@@ -221,7 +230,7 @@ def test_the_webhook_is_signed_as_standard_webhooks_verifies():
     event = deactivation()
     payload = webhooks.body(event)
     sent_at = datetime.now(UTC)
-    headers = webhooks.headers(event.id, payload, SECRET, sent_at)
+    headers = webhooks.headers(event.id, payload, [SECRET], sent_at)
     assert headers["webhook-id"] == event.id and headers["webhook-timestamp"] == str(int(sent_at.timestamp()))
     assert headers["webhook-signature"].startswith("v1,")
     assert Webhook(SECRET).verify(payload, headers)["data"]["reason_id"] == "too-pricey"
@@ -229,6 +238,16 @@ def test_the_webhook_is_signed_as_standard_webhooks_verifies():
     tampered = payload.replace(b"too-pricey", b"too-cheap!")
     with pytest.raises(Exception, match="No matching signature"):
         Webhook(SECRET).verify(tampered, headers)
+
+
+def test_during_a_rotation_each_try_carries_a_signature_per_secret_and_either_verifies():
+    event, new = deactivation(), projects.new_webhook_secret()
+    payload = webhooks.body(event)
+    headers = webhooks.headers(event.id, payload, [new, SECRET], datetime.now(UTC))
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(new).verify(payload, headers) and Webhook(SECRET).verify(payload, headers)
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(projects.new_webhook_secret()).verify(payload, headers)
 
 
 def test_the_deactivation_mail_carries_the_reason_label_and_the_text_escaped_in_html():

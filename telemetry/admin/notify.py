@@ -9,7 +9,7 @@
     telemetry-admin webhook list [--project HASH]    id, project, events, URL; never the secret
     telemetry-admin webhook remove --project HASH ID
     telemetry-admin webhook rotate-secret --project HASH ID
-                                                    a new secret, printed once; the old one stops signing at once
+                                                    a new secret, printed once; the old one signs beside it for 24 hours
 
 Uses MONGODB_URI and MONGODB_DB (`. .local/env` for the local stack). The fields and
 their rules are telemetry/common/projects.py's; this is only their command line. A
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from telemetry.common import config, mongo, projects
@@ -99,12 +100,13 @@ def webhook_rotate(args: argparse.Namespace) -> int:
     rotated: list[str] = []
 
     def rotate(project: dict[str, Any]) -> dict[str, Any]:
-        changed, secret = projects.with_rotated_secret(project, args.id)
+        changed, secret = projects.with_rotated_secret(project, args.id, datetime.now(UTC))
         rotated.append(secret)
         return changed
 
     _change(args, rotate)
-    print(f"webhook {args.id} of {args.project}: new secret, shown once; the old one no longer signs")
+    hours = projects.ROTATION_GRACE_HOURS
+    print(f"webhook {args.id} of {args.project}: new secret, shown once; the old one also signs for {hours} hours")
     print(rotated[0])
     return 0
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from telemetry.common import wire
@@ -77,6 +78,12 @@ WEBHOOK_URL = "url"
 WEBHOOK_SECRET = "secret"  # noqa: S105 - the field name, not a secret
 WEBHOOK_EVENTS = "events"
 WEBHOOK_KEYS = (WEBHOOK_ID, WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_EVENTS)
+# After a rotation the old secret keeps signing beside the new one until `previous_secret_until`
+# (Standard Webhooks: several space-separated signatures), so a receiver switches without a gap.
+WEBHOOK_PREVIOUS_SECRET = "previous_secret"  # noqa: S105 - the field name, not a secret
+WEBHOOK_PREVIOUS_UNTIL = "previous_secret_until"
+WEBHOOK_ROTATION_KEYS = (WEBHOOK_PREVIOUS_SECRET, WEBHOOK_PREVIOUS_UNTIL)
+ROTATION_GRACE_HOURS = 24
 WEBHOOK_ID_PATTERN = re.compile(r"wh_[A-Za-z0-9]{8,32}")
 MAX_WEBHOOKS = 10
 MAX_URL_CHARS = 2000
@@ -334,8 +341,16 @@ def _webhooks(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or len(value) > MAX_WEBHOOKS:
         raise InvalidProject(f"{WEBHOOKS} must be a list of at most {MAX_WEBHOOKS} endpoints, got {value!r}")
     for endpoint in value:
-        if not isinstance(endpoint, dict) or set(endpoint) != set(WEBHOOK_KEYS):
-            raise InvalidProject(f"a webhook endpoint is an object with exactly {', '.join(WEBHOOK_KEYS)}")
+        keys = set(endpoint) if isinstance(endpoint, dict) else set()
+        if keys - set(WEBHOOK_ROTATION_KEYS) != set(WEBHOOK_KEYS) or len(keys & set(WEBHOOK_ROTATION_KEYS)) == 1:
+            raise InvalidProject(
+                f"a webhook endpoint is an object with {', '.join(WEBHOOK_KEYS)}, and after a rotation "
+                f"{' and '.join(WEBHOOK_ROTATION_KEYS)}"
+            )
+        if WEBHOOK_PREVIOUS_SECRET in endpoint:
+            webhook_secret(endpoint[WEBHOOK_PREVIOUS_SECRET])
+            if not isinstance(endpoint[WEBHOOK_PREVIOUS_UNTIL], datetime):
+                raise InvalidProject(f"{WEBHOOK_PREVIOUS_UNTIL} must be a date and time")
         if not isinstance(endpoint[WEBHOOK_ID], str) or not WEBHOOK_ID_PATTERN.fullmatch(endpoint[WEBHOOK_ID]):
             raise InvalidProject(f"webhook id {endpoint[WEBHOOK_ID]!r} is not wh_ + 8 to 32 letters or digits")
         # The scheme is checked where it matters: `telemetry-admin webhook add` and each delivery.
@@ -489,23 +504,43 @@ def without_webhook(project: Mapping[str, Any], endpoint_id: str) -> dict[str, A
     return validate({**rest, WEBHOOKS: kept} if kept else rest)
 
 
-def with_rotated_secret(project: Mapping[str, Any], endpoint_id: str) -> tuple[dict[str, Any], str]:
+def with_rotated_secret(project: Mapping[str, Any], endpoint_id: str, now: datetime) -> tuple[dict[str, Any], str]:
     """The project with a new secret for one endpoint; returns (project, the new secret).
-    The old secret stops signing at once."""
-    if webhook_endpoint(project, endpoint_id) is None:
+    The old secret keeps signing beside it for ROTATION_GRACE_HOURS after `now`."""
+    endpoint = webhook_endpoint(project, endpoint_id)
+    if endpoint is None:
         raise InvalidProject(f"project {project.get(HASH)!r} has no webhook {endpoint_id!r}")
     secret = new_webhook_secret()
-    endpoints = [
-        {**e, WEBHOOK_SECRET: secret} if e[WEBHOOK_ID] == endpoint_id else e for e in webhook_endpoints(project)
-    ]
+    rotated = {
+        **endpoint,
+        WEBHOOK_SECRET: secret,
+        WEBHOOK_PREVIOUS_SECRET: endpoint[WEBHOOK_SECRET],
+        WEBHOOK_PREVIOUS_UNTIL: now + timedelta(hours=ROTATION_GRACE_HOURS),
+    }
+    endpoints = [rotated if e[WEBHOOK_ID] == endpoint_id else e for e in webhook_endpoints(project)]
     return validate({**project, WEBHOOKS: endpoints}), secret
+
+
+def signing_secrets(endpoint: Mapping[str, Any], now: datetime) -> list[str]:
+    """The secrets that sign a delivery to this endpoint at `now`: its secret, and the one
+    it replaced while that one's grace lasts."""
+    secrets = [endpoint[WEBHOOK_SECRET]]
+    until = endpoint.get(WEBHOOK_PREVIOUS_UNTIL)
+    if endpoint.get(WEBHOOK_PREVIOUS_SECRET) and until is not None:
+        until = until if until.tzinfo else until.replace(tzinfo=UTC)
+        if now < until:
+            secrets.append(endpoint[WEBHOOK_PREVIOUS_SECRET])
+    return secrets
 
 
 def without_secrets(project: Mapping[str, Any]) -> dict[str, Any]:
     """The project as it may be printed: each webhook secret replaced by a mark."""
     if WEBHOOKS not in project:
         return dict(project)
-    hidden = [{**e, WEBHOOK_SECRET: "(hidden)"} for e in webhook_endpoints(project)]
+    hidden = [
+        {**e, **{k: "(hidden)" for k in (WEBHOOK_SECRET, WEBHOOK_PREVIOUS_SECRET) if k in e}}
+        for e in webhook_endpoints(project)
+    ]
     return {**project, WEBHOOKS: hidden}
 
 

@@ -56,14 +56,22 @@ def try_once(
     if channel == outbox.EMAIL:
         if target not in projects.alert_recipients(project):
             return outbox.cancel(db, claimed, "the recipient was removed from the project's alerts", clock())
-        content = renderers[event.type](event, project)
-        mail = mailer.message(event, target, content, settings.smtp.sender)
-        outcome = mailer.send(mail, target, settings.smtp, settings.connect_timeout, settings.read_timeout)
     else:
         endpoint = projects.webhook_endpoint(project, target)
         if endpoint is None or event.type not in endpoint[projects.WEBHOOK_EVENTS]:
             return outbox.cancel(db, claimed, "the webhook endpoint was removed or unsubscribed", clock())
-        outcome = webhooks.deliver(event, endpoint, settings)
+    try:
+        if channel == outbox.EMAIL:
+            content = renderers[event.type](event, project)
+            mail = mailer.message(event, target, content, settings.smtp.sender)
+            outcome = mailer.send(mail, target, settings.smtp, settings.connect_timeout, settings.read_timeout)
+        else:
+            outcome = webhooks.deliver(event, endpoint, settings)
+    except Exception as e:
+        # A renderer's bug, or a failure the senders did not foresee: a failed try like any other,
+        # retried and then set aside with this reason, never a claim that lapses for ever.
+        log.exception("notify delivery raised", extra={"delivery": claimed["_id"]})
+        outcome = outbox.Outcome(False, error=f"{type(e).__name__}: {e}")
     status = outbox.finish(
         db, claimed, outcome, clock(), settings.retry_first, settings.retry_max, settings.retry_window, rng
     )

@@ -58,15 +58,22 @@ WEBHOOK = "webhook"
 
 # A claim lapses after this: far above one try (connect + twice the read bound, under a minute).
 CLAIM_LEASE = timedelta(minutes=10)
+# Events and deliveries are removed this long after they were found (TTL indexes): far
+# longer than a window (NOTIFY_OVERLAP_HOURS) plus the retries (NOTIFY_RETRY_HOURS), which
+# NotifySettings checks, so an event can never be found again after its record is gone.
+KEEP = timedelta(days=30)
 MAX_ERROR_CHARS = 500
 FAN_OUT_BATCH = 500
 
 
 def ensure_indexes(db: Any) -> None:
     """Idempotent."""
+    keep = int(KEEP.total_seconds())
     db[EVENTS].create_index([("fanned_out", 1), ("found_at", 1)], name="fanned_out_found_at")
+    db[EVENTS].create_index([("found_at", 1)], expireAfterSeconds=keep, name="found_at_ttl")
     db[DELIVERIES].create_index([("status", 1), ("due_at", 1)], name="status_due_at")
     db[DELIVERIES].create_index([("event_id", 1)], name="event_id")
+    db[DELIVERIES].create_index([("created_at", 1)], expireAfterSeconds=keep, name="created_at_ttl")
 
 
 # --- the watermark ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import timedelta
 from telemetry.common import config, secrets
 
 SMTP_TLS_MODES = ("starttls", "implicit")
+OUTBOX_KEEP_SECONDS = 30 * 86400  # outbox.KEEP, in seconds (a test keeps them equal; outbox imports pymongo)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,14 @@ class NotifySettings:
         retry_max = config.get_int("NOTIFY_RETRY_MAX_SECONDS", environ)
         if retry_max < retry_first:
             raise ValueError("NOTIFY_RETRY_MAX_SECONDS must be at least NOTIFY_RETRY_FIRST_SECONDS")
+        overlap_and_retries = config.get_int("NOTIFY_OVERLAP_HOURS", environ) + config.get_int(
+            "NOTIFY_RETRY_HOURS", environ
+        )
+        if overlap_and_retries * 3600 >= OUTBOX_KEEP_SECONDS:
+            raise ValueError(
+                "NOTIFY_OVERLAP_HOURS + NOTIFY_RETRY_HOURS must stay under the outbox's "
+                f"{OUTBOX_KEEP_SECONDS // 86400} days (outbox.KEEP): an event could be found again after it expired"
+            )
         return cls(
             project=config.require("GCP_PROJECT", environ),
             dataset=config.require("BQ_DATASET", environ),

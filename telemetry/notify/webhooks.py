@@ -39,13 +39,17 @@ def body(event: Event) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
-def headers(event_id: str, payload: bytes, secret: str, sent_at: datetime) -> dict[str, str]:
-    """The Standard Webhooks headers of one try."""
-    signature = Webhook(secret).sign(msg_id=event_id, timestamp=sent_at.astimezone(UTC), data=payload.decode())
+def headers(event_id: str, payload: bytes, secrets: list[str], sent_at: datetime) -> dict[str, str]:
+    """The Standard Webhooks headers of one try: a signature per secret, space-separated
+    (two only while a rotated secret's grace lasts)."""
+    signatures = [
+        Webhook(secret).sign(msg_id=event_id, timestamp=sent_at.astimezone(UTC), data=payload.decode())
+        for secret in secrets
+    ]
     return {
         "webhook-id": event_id,
         "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": signature,
+        "webhook-signature": " ".join(signatures),
         "content-type": "application/json",
         "user-agent": USER_AGENT,
     }
@@ -109,7 +113,8 @@ def post(
 def deliver(event: Event, endpoint: dict[str, Any], settings: Any) -> Outcome:
     """One try of an event to one endpoint (`settings`: NotifySettings)."""
     payload = body(event)
-    signed = headers(event.id, payload, endpoint[projects.WEBHOOK_SECRET], datetime.now(UTC))
+    sent_at = datetime.now(UTC)
+    signed = headers(event.id, payload, projects.signing_secrets(endpoint, sent_at), sent_at)
     return post(
         endpoint[projects.WEBHOOK_URL],
         payload,

@@ -23,7 +23,7 @@ import pytest
 
 from telemetry.common import cloud, config, mongo, projects, tables
 from telemetry.local import smtp_server, stack
-from telemetry.notify import events, outbox, run
+from telemetry.notify import events, outbox, run, webhooks
 from telemetry.notify.settings import NotifySettings
 from telemetry.pipelines import site_state
 
@@ -247,3 +247,49 @@ def test_a_slow_receiver_of_one_project_delays_no_other_projects_delivery(world,
     # ...while the other project's were all delivered before the slow one's first try timed out.
     assert len(fast.received) == 4
     assert max(r.at for r in fast.received) < min(r.at for r in slow.received) + settings.read_timeout
+
+
+def test_a_run_that_dies_between_sending_and_marking_sends_again_with_the_same_id(world, receivers):
+    db, bq, settings = world
+    clock = Clock()
+    hook = receivers(0)
+    tag = uuid.uuid4().hex[:8]
+    endpoint = add_project(db, f"crash{tag}", webhook=(hook, [events.SITE_DEACTIVATED]))
+    deactivated(bq, settings, f"crash{tag}", 1, clock.now - HOUR, "other", "")
+    # A run that finds the event, then dies: it claimed the delivery and sent it, and never marked it.
+    settings_no_time = dataclasses.replace(settings, run_budget=timedelta(0))
+    assert run.run_once(bq, db, settings_no_time, clock).deliveries == {"left": 1}
+    (pending,) = outbox.due(db, clock.now, 10)
+    dead_claim = outbox.claim(db, pending["_id"], clock.now)
+    event = outbox.event_of(db, pending["event_id"])
+    assert webhooks.deliver(event, endpoint, settings).ok
+
+    clock.now += outbox.CLAIM_LEASE / 2  # the claim holds: nothing is sent
+    assert run.run_once(bq, db, settings, clock).deliveries == {}
+    clock.now += outbox.CLAIM_LEASE  # the claim lapsed: sent again, with the same id
+    assert run.run_once(bq, db, settings, clock).deliveries == {"sent": 1}
+    assert [r.webhook_id for r in hook.received] == [event.id, event.id] and hook.unverified == 0
+    # The dead run's late mark changes nothing: the newer claim recorded the delivery.
+    late = outbox.finish(
+        db, dead_claim, outbox.Outcome(False, error="late"), clock.now, HOUR, HOUR, HOUR, random.Random()
+    )
+    assert late == outbox.SENDING
+    assert db[outbox.DELIVERIES].find_one({"_id": pending["_id"]})["status"] == outbox.SENT
+
+
+def test_a_renderer_that_raises_is_a_failed_try_retried_then_set_aside(world):
+    db, bq, settings = world
+    clock = Clock()
+    tag = uuid.uuid4().hex[:8]
+    add_project(db, f"broken{tag}", recipients=[f"ops-{tag}@vendor.example"])
+    deactivated(bq, settings, f"broken{tag}", 1, clock.now - HOUR, "other", "")
+
+    def broken(event, project):
+        raise RuntimeError("no template for this")
+
+    renderers = {events.SITE_DEACTIVATED: broken}
+    assert run.run_once(bq, db, settings, clock, renderers=renderers).deliveries == {"pending": 1}
+    assert db[outbox.DELIVERIES].find_one()["last_error"] == "RuntimeError: no template for this"
+    clock.now += settings.retry_window
+    assert run.run_once(bq, db, settings, clock, renderers=renderers).deliveries == {"set_aside": 1}
+    assert mails_to(f"ops-{tag}@vendor.example") == []

@@ -72,3 +72,52 @@ def test_readers_get_the_contract_fields_only_whatever_the_dashboard_stored(db, 
     assert projects.project_reason_labels(loaded[project_hash]) == {"a": "a"}
     shown, _ = report.load(db, hashes=iter([project_hash]))
     assert shown == loaded
+
+
+def test_the_notification_commands(db, stack_env, project_hash, capsys, monkeypatch):
+    """telemetry-admin alerts|digest|webhook: strict, the secret printed once, never listed;
+    `project add` replacing the project keeps them."""
+    assert admin.main(["project", "add", "--name", "Notified", "--hash", project_hash]) == 0
+    assert (
+        admin.main(["alerts", "set", "--project", project_hash, "--to", "Ops@Vendor.example", "--exclude", "none"]) == 0
+    )
+    assert admin.main(["digest", "set", "--project", project_hash, "weekly"]) == 0
+    with pytest.raises(SystemExit, match="invalid setting: alert recipient 'nobody' is not an email address"):
+        admin.main(["alerts", "set", "--project", project_hash, "--to", "nobody"])
+    monkeypatch.delenv("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", raising=False)
+    with pytest.raises(SystemExit, match="must use https"):
+        admin.main(
+            ["webhook", "add", "--project", project_hash, "--url", "http://h.example/", "--event", "site.activated"]
+        )
+    capsys.readouterr()
+    url = "https://hooks.vendor.example/telemetry"
+    assert admin.main(["webhook", "add", "--project", project_hash, "--url", url, "--event", "site.deactivated"]) == 0
+    secret = capsys.readouterr().out.splitlines()[-1]
+    stored = projects.load_project(db, project_hash)
+    (endpoint,) = projects.webhook_endpoints(stored)
+    assert secret == endpoint["secret"] and secret.startswith("whsec_")
+    assert projects.alert_recipients(stored) == ["Ops@vendor.example"] and projects.digest_frequency(stored) == "weekly"
+
+    assert admin.main(["webhook", "list", "--project", project_hash]) == 0
+    assert admin.main(["project", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert endpoint["id"] in listed and url in listed and secret not in listed and "whsec_" not in listed
+
+    assert admin.main(["webhook", "rotate-secret", "--project", project_hash, endpoint["id"]]) == 0
+    rotated = capsys.readouterr().out.splitlines()[-1]
+    after = projects.webhook_endpoint(projects.load_project(db, project_hash), endpoint["id"])
+    assert rotated != secret and after["secret"] == rotated and after["previous_secret"] == secret
+    assert admin.main(["webhook", "list", "--project", project_hash]) == 0
+    assert "whsec_" not in capsys.readouterr().out
+
+    assert admin.main(["project", "add", "--name", "Renamed", "--hash", project_hash]) == 0
+    kept = projects.load_project(db, project_hash)
+    assert kept["name"] == "Renamed" and projects.webhook_endpoints(kept) and projects.alert_recipients(kept)
+
+    assert admin.main(["webhook", "remove", "--project", project_hash, endpoint["id"]]) == 0
+    assert admin.main(["alerts", "clear", "--project", project_hash]) == 0
+    assert admin.main(["digest", "set", "--project", project_hash, "off"]) == 0
+    cleared = projects.load_project(db, project_hash)
+    assert projects.notification_settings(cleared) == {}
+    with pytest.raises(SystemExit, match="no project"):
+        admin.main(["digest", "set", "--project", "no-such-project", "daily"])
