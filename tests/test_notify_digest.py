@@ -87,6 +87,14 @@ def test_candidate_periods_reach_back_the_catch_up_days_only():
     assert len(digest.candidate_periods(DAILY, date(2026, 12, 6), 7)) == 8
 
 
+def test_the_last_period_sent_is_looked_up_beyond_the_catch_up_days():
+    # Week 47 sent when 28 Nov was final; then 6 Dec is: weeks 48 and 49 are due, not 49 alone.
+    probed = digest.candidate_periods(WEEKLY, date(2026, 12, 6), figures_ready.lookup_days())
+    assert [p.start for p in probed] == [MONDAY, date(2026, 11, 23), date(2026, 11, 16), date(2026, 11, 9)]
+    week47 = probed[2]
+    assert [p.start for p in digest.due_periods(WEEKLY, date(2026, 12, 6), week47, 7)] == [date(2026, 11, 23), MONDAY]
+
+
 def test_a_period_past_the_catch_up_days_is_not_sent_even_when_nothing_was():
     # A monthly digest turned on on 20 Dec: November ended 19 days before; December comes in January.
     assert digest.due_periods(MONTHLY, date(2026, 12, 19), None, 7) == []

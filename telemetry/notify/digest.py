@@ -132,7 +132,8 @@ def candidate_periods(frequency: str, final_through: date, catch_up_days: int) -
 
 def due_periods(frequency: str, final_through: date, last_sent: Period | None, catch_up_days: int) -> list[Period]:
     """The periods to send now, oldest first: the candidates (`candidate_periods`) after `last_sent`,
-    the latest of the candidates sent; with none of them sent, the newest candidate alone."""
+    the latest period sent (looked up over `figures_ready.lookup_days()`); with none sent, the newest
+    candidate alone."""
     candidates = candidate_periods(frequency, final_through, catch_up_days)
     if last_sent is None:
         return candidates[:1]
@@ -321,11 +322,11 @@ def collect_with(context: CollectContext, in_outbox: Callable[[list[str]], set[s
         for project_hash, project in context.projects.items()
         if (frequency := projects.digest_frequency(project)) is not None
     }
-    candidates = {h: candidate_periods(f, final, catch_up) for h, f in wanted.items()}
-    present = in_outbox(sorted(event_id(h, p) for h, periods in candidates.items() for p in periods))
+    probed = {h: candidate_periods(f, final, figures_ready.lookup_days()) for h, f in wanted.items()}
+    present = in_outbox(sorted(event_id(h, p) for h, periods in probed.items() for p in periods))
     found = []
     for project_hash, frequency in sorted(wanted.items()):
-        sent = [p for p in candidates[project_hash] if event_id(project_hash, p) in present]
+        sent = [p for p in probed[project_hash] if event_id(project_hash, p) in present]
         due = due_periods(frequency, final, max(sent) if sent else None, catch_up)
         if not due:
             continue

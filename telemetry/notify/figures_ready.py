@@ -51,13 +51,19 @@ def ids_in_outbox(db, ids: list[str]) -> set[str]:
     return found
 
 
+def lookup_days() -> int:
+    """How far back, from the analytics job's last final day, the outbox is asked what was sent:
+    3 days inside its retention (`outbox.KEEP`), so that every event sent for a day or period that
+    ended since is still there (an event is found a day or more after its day ends, and the last
+    final day is a day or two behind now)."""
+    return outbox.KEEP.days - 3
+
+
 def catch_up_days(environ: Mapping[str, str] | None = None) -> int:
-    """NOTIFY_DIGEST_CATCH_UP_DAYS. Whether a period or day was sent is read from the outbox, which
-    keeps an event `outbox.KEEP` after it was found: the horizon stays 3 days inside that (an event
-    is found a day or more after its period ends, and the last final day is a day or two behind
-    now), so every candidate that was sent is still there, and none is sent twice."""
+    """NOTIFY_DIGEST_CATCH_UP_DAYS: a period or day that ended longer ago than this before the last
+    final day is not sent late. At most `lookup_days()`: every candidate sent is still in the outbox."""
     days = config.get_int("NOTIFY_DIGEST_CATCH_UP_DAYS", environ)
-    most = outbox.KEEP.days - 3
+    most = lookup_days()
     if days > most:
         raise ValueError(
             f"NOTIFY_DIGEST_CATCH_UP_DAYS must be at most {most} (the outbox keeps events {outbox.KEEP.days} days)"
@@ -109,14 +115,17 @@ def collect_with(context: CollectContext, in_outbox: Callable[[list[str]], set[s
     last = final_through(context)
     if last is None or not context.projects:
         return []
-    first = last - timedelta(days=catch_up_days())
-    served = days_served(context.db, context.projects, first, last)
-    candidates = {(project, day): event_id(project, day) for project, days in served.items() for day in days}
-    present = in_outbox(sorted(candidates.values()))
+    # The served days since lookup_days(): where the last one sent is; the due ones are among the
+    # catch-up days.
+    served = days_served(context.db, context.projects, last - timedelta(days=lookup_days()), last)
+    first_due = last - timedelta(days=catch_up_days())
+    ids = {(project, day): event_id(project, day) for project, days in served.items() for day in days}
+    present = in_outbox(sorted(ids.values()))
     found = []
     for project, days in sorted(served.items()):
-        sent = [day for day in days if candidates[(project, day)] in present]
-        found += [figures_ready_event(project, day) for day in due_days(days, sent)]
+        sent = [day for day in days if ids[(project, day)] in present]
+        due = due_days([day for day in days if day >= first_due], sent)
+        found += [figures_ready_event(project, day) for day in due]
     return found
 
 
