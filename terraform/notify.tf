@@ -43,6 +43,8 @@ locals {
 
   # The only history table it reads (telemetry/notify/site_events.py); new sites come from MongoDB.
   notify_reads = ["deactivations"]
+  # The analytics job's table it reads: its progress (telemetry/notify/figures_ready.py READS).
+  notify_reads_analytics = ["analytics_progress"]
 
   notify_environment = {
     GCP_PROJECT               = var.project_id
@@ -114,10 +116,12 @@ resource "google_bigquery_table_iam_member" "notify_reads_history" {
 
 # The analytics job's last final day (analytics_progress), after which digests,
 # figures.ready and spike alerts are due (telemetry/notify/figures_ready.py).
-resource "google_bigquery_table_iam_member" "notify_reads_analytics_progress" {
+resource "google_bigquery_table_iam_member" "notify_reads_analytics" {
+  for_each = toset(local.notify_reads_analytics)
+
   project    = var.project_id
   dataset_id = google_bigquery_dataset.telemetry.dataset_id
-  table_id   = google_bigquery_table.analytics["analytics_progress"].table_id
+  table_id   = google_bigquery_table.analytics[each.key].table_id
   role       = "roles/bigquery.dataViewer"
   member     = "serviceAccount:${google_service_account.notify.email}"
 }

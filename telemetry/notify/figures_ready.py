@@ -29,6 +29,8 @@ from telemetry.notify.contract import CollectContext
 from telemetry.notify.events import Event
 
 FINAL_THROUGH_SQL = "SELECT final_through FROM `{dataset}.analytics_progress` WHERE job = @job"
+# The analytics job's tables notify reads (terraform/notify.tf grants read on exactly these).
+READS = ("analytics_progress",)
 
 
 def final_through(context: CollectContext) -> date | None:

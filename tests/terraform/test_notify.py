@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from telemetry.common import config
-from telemetry.notify import site_events
+from telemetry.notify import figures_ready, site_events
 from tests.terraform.hcl import _expr, _grants_to, _iam_grants, _members, _resource
 
 
@@ -20,7 +20,7 @@ def test_notify_account_has_exactly_its_roles(tf):
         (
             "google_bigquery_table_iam_member",
             "roles/bigquery.dataViewer",
-            'google_bigquery_table.analytics["analytics_progress"].table_id',
+            "google_bigquery_table.analytics[each.key].table_id",
         ),
         (
             "google_secret_manager_secret_iam_member",
@@ -36,6 +36,9 @@ def test_notify_account_has_exactly_its_roles(tf):
     reads = _resource(tf, "google_bigquery_table_iam_member", "notify_reads_history")
     assert _expr(reads["for_each"]) == "toset(local.notify_reads)"
     assert tuple(tf["locals"]["notify_reads"]) == site_events.READS
+    reads = _resource(tf, "google_bigquery_table_iam_member", "notify_reads_analytics")
+    assert _expr(reads["for_each"]) == "toset(local.notify_reads_analytics)"
+    assert tuple(tf["locals"]["notify_reads_analytics"]) == figures_ready.READS
 
 
 def test_only_the_invoker_account_may_invoke_the_function_and_the_schedule_uses_oidc(tf):
