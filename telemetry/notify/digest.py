@@ -4,10 +4,11 @@ month, mailed once the analytics job has made the period's last day final.
 Periods are in UTC days: `daily` is one day, `weekly` an ISO week (Monday to
 Sunday), `monthly` a calendar month. A period is due once its last day is final
 (`analytics_progress.final_through`) and stays due until its event is in the
-outbox: each run sends the periods after the last one the outbox holds for the
-project and frequency (only the latest complete one when it holds none, so
-turning a digest on sends no back catalogue), never one that ended more than
-NOTIFY_DIGEST_CATCH_UP_DAYS before the last final day. The event id is
+outbox: each run sends the complete periods that ended at most
+NOTIFY_DIGEST_CATCH_UP_DAYS before the last final day and after the last one
+the outbox holds for the project and frequency (looked up over the days it
+surely still keeps them, `figures_ready.lookup_days`); only the newest of them
+when it holds none, so turning a digest on sends no back catalogue. The event id is
 `project + frequency + period start`, so a re-run or an overlapping run finds
 the same event, and the outbox keeps it once.
 

@@ -9,9 +9,9 @@ project and day, id `project + day`, whose data names the day and the dashboard
 API path of its figures.
 
 Like the digest, a day is due once and stays due until its event is in the
-outbox: each run sends the project's days after the latest one the outbox
-holds, within NOTIFY_DIGEST_CATCH_UP_DAYS of `final_through` (only the latest
-ready day when the outbox holds none). So a missed run, or the analytics job
+outbox: each run sends the project's ready days within NOTIFY_DIGEST_CATCH_UP_DAYS
+of `final_through` after the latest one the outbox holds (looked up over
+`lookup_days`); only the newest when it holds none. So a missed run, or the analytics job
 making several days final at once after an outage, skips no day, and a re-run
 sends none twice.
 """
