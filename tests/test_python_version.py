@@ -55,7 +55,13 @@ def test_every_function_runtime_is_read_from_it():
         for value in re.findall(r"^\s*runtime\s*=\s*(.+)$", path.read_text(), re.M):
             runtimes.setdefault(value.strip(), []).append(path.name)
     assert set(runtimes) == {"local.python_runtime"}, runtimes
-    assert sorted(runtimes["local.python_runtime"]) == ["analytics.tf", "audit.tf", "dashboard.tf", "functions.tf"]
+    assert sorted(runtimes["local.python_runtime"]) == [
+        "analytics.tf",
+        "audit.tf",
+        "dashboard.tf",
+        "functions.tf",
+        "notify.tf",
+    ]
     functions_tf = (ROOT / "terraform" / "functions.tf").read_text()
     assert (
         'python_runtime = "python${replace(trimspace(file("${local.repo_root}/.python-version")), ".", "")}"'

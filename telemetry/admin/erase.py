@@ -64,6 +64,7 @@ from google.api_core.exceptions import BadRequest, NotFound, PreconditionFailed
 from google.cloud import bigquery
 
 from telemetry.common import privacy, sites, stored_ping, wire
+from telemetry.notify import outbox as notify_outbox
 from telemetry.pipelines import records, site_state, warehouse
 
 # The history tables, as their manifests declare them (telemetry/pipelines/tables/): each
@@ -239,6 +240,7 @@ class Report:
             "mongodb.sites": f"documents {verb}nulled ({', '.join(SITE_FIELDS)})",
             "mongodb.sites.mail_error": f"documents of the project whose mail.error {verb}removed",
             "mongodb.deactivations": f"documents {verb}nulled ({', '.join(DEACTIVATION_FIELDS)})",
+            "mongodb.notify_events": f"events {verb}nulled (data.{', '.join(DEACTIVATION_FIELDS)})",
             f"bigquery.{SITES.name}": f"rows {verb}nulled ({', '.join(SITE_FIELDS)})",
             f"bigquery.{DEACTIVATIONS.name}": f"rows {verb}nulled ({', '.join(DEACTIVATION_FIELDS)})",
             f"bigquery.{REJECTED.name}": f"rows {verb}deleted",
@@ -518,6 +520,21 @@ class Eraser:
             else:
                 result = self._db[collection].update_many(query, {"$set": dict.fromkeys(fields)})
                 counts[f"mongodb.{collection}"] = result.modified_count
+        # The notify outbox's copies of a deactivation's words (telemetry/notify/outbox.py); a mail
+        # or webhook already sent is the vendor's.
+        notify_query: dict[str, Any] = {
+            "project": target.hash,
+            "$or": [{f"data.{f}": {"$ne": None}} for f in DEACTIVATION_FIELDS],
+        }
+        if target.url is not None:
+            notify_query["data.url"] = {"$in": list(target.urls)}
+        if dry_run:
+            counts["mongodb.notify_events"] = self._db[notify_outbox.EVENTS].count_documents(notify_query)
+        else:
+            nulled = {f"data.{f}": None for f in DEACTIVATION_FIELDS}
+            counts["mongodb.notify_events"] = (
+                self._db[notify_outbox.EVENTS].update_many(notify_query, {"$set": nulled}).modified_count
+            )
         # A batch is one project's: any site's error may quote the target's contact.
         with_error = {"hash": target.hash, "mail.error": {"$exists": True}}
         if dry_run:

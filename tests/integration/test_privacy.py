@@ -27,6 +27,9 @@ from telemetry.common import cloud, stored_ping
 from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples, stack
+from telemetry.notify import outbox as notify_outbox
+from telemetry.notify import run as notify
+from telemetry.notify.settings import NotifySettings
 from telemetry.pipelines import records, site_state, warehouse
 from tests.integration import loopback
 from tests.integration.test_pipelines import FORM, new_project
@@ -93,7 +96,8 @@ def everything(db, bq, bucket, prefixes: list[str]) -> str:
     """All that the stores hold that a test's pings could have reached, as one text: MongoDB,
     every table of the history and staging datasets (staging tables of failed runs included),
     the bucket's objects under `prefixes` and the work bucket's staging files."""
-    parts = [repr(list(db[c].find({}, {"_id": 0}))) for c in (site_state.SITES, site_state.DEACTIVATIONS, "analytics")]
+    collections = (site_state.SITES, site_state.DEACTIVATIONS, "analytics", notify_outbox.EVENTS)
+    parts = [repr(list(db[c].find({}, {"_id": 0}))) for c in collections]
     for dataset in (os.environ["BQ_DATASET"], os.environ["BQ_STAGING_DATASET"]):
         for table in bq.list_tables(f"{bq.project}.{dataset}"):
             sql = f"SELECT TO_JSON_STRING(t) AS j FROM `{bq.project}.{dataset}.{table.table_id}` t"
@@ -167,6 +171,9 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
         for value in values(who):
             assert value not in pipeline_output
 
+    # The notify run stores each deactivation's event, the user's words included (telemetry/notify/).
+    notify.run_once(bq, db, NotifySettings.from_env())
+
     url = samples.site_url(1)
     gone = db[site_state.SITES].find_one({"hash": one, "url": url})
     assert gone["admin_email"] == people["gone"]["admin_email"]  # the default keeps the contact
@@ -198,6 +205,7 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
         "mongodb.sites": 1,
         "mongodb.sites.mail_error": 0,
         "mongodb.deactivations": 1,
+        "mongodb.notify_events": 1,  # the deactivation's event, as the notify run stored it
         "bigquery.sites": 2,
         "bigquery.deactivations": 1,
         "bigquery.rejected": 1,
@@ -347,6 +355,7 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
         "mongodb.sites": 3,  # the three URL forms
         "mongodb.sites.mail_error": 4,  # every site of the project: any error may quote any contact of its batch
         "mongodb.deactivations": 0,
+        "mongodb.notify_events": 0,
         "bigquery.sites": 3,
         "bigquery.deactivations": 0,
         "bigquery.rejected": 1,
