@@ -13,7 +13,8 @@
    mode for the live pings (the month's own notifications come too: the MERGE
    keeps each ping once).
 5. Runs the analytics job over the month, and prints a summary per project
-   from the serving copy.
+   from the serving copy, and the spike alerts of the month's days
+   (telemetry/notify/spike.py: SEO Toolkit's 3.3.0 breaks sites mid-month).
 6. Runs notify once (telemetry/notify/run.py) and prints what it sent per event
    type, from its outbox and from the local SMTP relay's mailbox.
 7. Writes the vendor's report, out/report.html, checks it in headless Chromium
@@ -34,6 +35,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import ClassVar
 
@@ -48,8 +50,9 @@ from telemetry.ingest.object_writer import ObjectWriter
 from telemetry.ingest.settings import IngestSettings
 from telemetry.local import population, smtp_server, stack
 from telemetry.local.samples import http_build_query
-from telemetry.notify import outbox
+from telemetry.notify import events, figures_ready, outbox, spike
 from telemetry.notify import run as notify
+from telemetry.notify.contract import CollectContext
 from telemetry.notify.settings import NotifySettings
 from telemetry.pipelines import build, reconciliation
 from telemetry.report import browser
@@ -225,6 +228,36 @@ def summary(db, today: str) -> list[str]:
     return lines
 
 
+def spike_alerts(db, month: population.Month) -> list[str]:
+    """The spike alerts of every final day of the month (a notify run checks only the last few), one line each."""
+    settings = NotifySettings.from_env()
+    context = CollectContext(
+        bigquery=cloud.bigquery_client(settings.project),
+        db=db,
+        dataset=settings.dataset,
+        projects={p.hash: p.document() for p in population.PROJECTS},
+        since=month.start,
+        until=datetime.now(UTC),
+        max_bytes_billed=settings.max_bytes_billed,
+        bigquery_timeout_seconds=settings.bigquery_timeout_seconds,
+    )
+    final = figures_ready.final_through(context)
+    first = month.start.date()
+    days = [first + timedelta(days=n) for n in range((final - first).days + 1)] if final else []
+    names = {p.hash: p.name for p in population.PROJECTS}
+    lines = []
+    for alert in spike.alerts(context, days):
+        d = alert.data
+        lines.append(
+            f"    {names[alert.project]} {d['day']}: {d['deactivations']} deactivations over a trailing mean of "
+            f"{d['trailing_mean']:.1f} (bar {d['threshold']:.1f}); version "
+            + ", ".join(f"{v['version']} {v['excess']:+.0f}" for v in d["versions"])
+            + "; reasons "
+            + ", ".join(f"{r['reason']} {r['excess']:+.0f}" for r in d["reasons"])
+        )
+    return lines or ["    none"]
+
+
 def fill(db, ingest_url: str) -> Counter:
     """Steps 1 to 5: the projects, the month of pings, the live pings, the pipelines, the analytics job;
     prints the summary. Returns the live pings' answers by (route, HTTP status). `make dashboard` runs it too."""
@@ -264,6 +297,8 @@ def fill(db, ingest_url: str) -> Counter:
 
     print("\nsummary (from the serving copy, as the dashboard reads it):")
     print("\n".join(summary(db, now.strftime(metrics.DAY_FORMAT))))
+    print('\nspike alerts of the month\'s final days (docs/notify.md, "Spike alert"):')
+    print("\n".join(spike_alerts(db, month)))
     return answers
 
 
@@ -285,6 +320,9 @@ def main() -> int:
             print(f"    {kind} by {channel}: {n} {status}")
         mails = Counter(m["X-Telemetry-Event-Type"] for m in smtp_server.received(stack.SMTP_DIR))
         print(f"    SMTP relay's mailbox: {', '.join(f'{t} {n}' for t, n in sorted(mails.items())) or 'empty'}")
+        for message in smtp_server.received(stack.SMTP_DIR):  # the digests and spike alerts, by subject
+            if message["X-Telemetry-Event-Type"] in (events.DIGEST, events.DEACTIVATION_SPIKE):
+                print(f"    {' '.join(str(make_header(decode_header(message['Subject']))).split())}")
 
     with Step("the vendor's report"):
         OUT.mkdir(exist_ok=True)

@@ -32,10 +32,19 @@ locals {
       for f in fileset("${local.repo_root}/telemetry/notify", "*.py") :
       "telemetry/notify/${f}" => "${local.repo_root}/telemetry/notify/${f}"
     },
+    # The serving copy's contract and the analytics job's progress, which the digest,
+    # figures.ready and the spike alert read (metrics.py, job.JOB_NAME; job.py reads its
+    # tables' manifests at import).
+    {
+      for f in fileset("${local.repo_root}/telemetry/analytics", "**/*.{py,sql,json}") :
+      "telemetry/analytics/${f}" => "${local.repo_root}/telemetry/analytics/${f}"
+    },
   )
 
   # The only history table it reads (telemetry/notify/site_events.py); new sites come from MongoDB.
   notify_reads = ["deactivations"]
+  # The analytics job's table it reads: its progress (telemetry/notify/figures_ready.py READS).
+  notify_reads_analytics = ["analytics_progress"]
 
   notify_environment = {
     GCP_PROJECT               = var.project_id
@@ -78,8 +87,8 @@ resource "google_secret_manager_secret" "smtp_password" {
 
 # --- Identity ---------------------------------------------------------------------
 
-# Runs the notify function: reads the deactivations history, the MongoDB URI and the
-# SMTP password. Nothing else (its MongoDB rights are the URI's user's).
+# Runs the notify function: reads the deactivations history, the analytics job's progress,
+# the MongoDB URI and the SMTP password. Nothing else (its MongoDB rights are the URI's user's).
 resource "google_service_account" "notify" {
   project      = var.project_id
   account_id   = "telemetry-notify"
@@ -101,6 +110,18 @@ resource "google_bigquery_table_iam_member" "notify_reads_history" {
   project    = var.project_id
   dataset_id = google_bigquery_dataset.telemetry.dataset_id
   table_id   = google_bigquery_table.history[each.key].table_id
+  role       = "roles/bigquery.dataViewer"
+  member     = "serviceAccount:${google_service_account.notify.email}"
+}
+
+# The analytics job's last final day (analytics_progress), after which digests,
+# figures.ready and spike alerts are due (telemetry/notify/figures_ready.py).
+resource "google_bigquery_table_iam_member" "notify_reads_analytics" {
+  for_each = toset(local.notify_reads_analytics)
+
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.telemetry.dataset_id
+  table_id   = google_bigquery_table.analytics[each.key].table_id
   role       = "roles/bigquery.dataViewer"
   member     = "serviceAccount:${google_service_account.notify.email}"
 }

@@ -10,6 +10,7 @@ imports no domain code.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -299,6 +300,50 @@ VARIABLES: dict[str, Variable] = {
             "PEM file of the CA that signs the relay's certificate (the local stack's self-signed one); "
             "unset: the system's CAs.",
         ),
+        # The spike alert and the digest (telemetry/notify/spike.py, digest.py; docs/notify.md).
+        Variable(
+            "NOTIFY_SPIKE_TRAILING_DAYS",
+            "28",
+            "Spike alert: days before a day whose deactivations make the project's trailing level "
+            "(their mean and standard deviation; days without any count as 0).",
+        ),
+        Variable(
+            "NOTIFY_SPIKE_MIN_DEACTIVATIONS",
+            "10",
+            "Spike alert: a day with fewer deactivations than this never alerts, however low the trailing level.",
+        ),
+        Variable(
+            "NOTIFY_SPIKE_RATIO",
+            "2.0",
+            "Spike alert: a day alerts only above this many times the trailing mean (and above "
+            "NOTIFY_SPIKE_STDEVS); at least 1.",
+        ),
+        Variable(
+            "NOTIFY_SPIKE_STDEVS",
+            "3.0",
+            "Spike alert: a day alerts only above the trailing mean plus this many standard deviations "
+            "(and above NOTIFY_SPIKE_RATIO times the mean).",
+        ),
+        Variable(
+            "NOTIFY_SPIKE_DRIVER_SHARE",
+            "0.25",
+            "Spike alert: a version or reason is named when its excess over its own trailing daily mean is "
+            "at least this share of the day's rise over the trailing mean (at most 3 are named; the largest "
+            "if none reaches it); above 0, at most 1.",
+        ),
+        Variable(
+            "NOTIFY_RECENT_DAYS",
+            "3",
+            "Days, back from the analytics job's last final day, that each notify run checks for spikes and "
+            "`figures.ready`: a run missed for fewer days than this catches up; the event ids keep each once.",
+        ),
+        Variable(
+            "NOTIFY_DIGEST_CATCH_UP_DAYS",
+            "7",
+            "Digest and `figures.ready`: a period (or day) not yet sent is still sent late if it ended at most "
+            "this many days before the analytics job's last final day; older ones are not. At most the "
+            "outbox's retention (30 days) less 3.",
+        ),
         # Local stack (telemetry/local/stack.py); ports on 127.0.0.1.
         Variable("GCS_PORT", "4443", "Local Cloud Storage port (fake-gcs-server behind Google's limits)."),
         Variable("PUBSUB_PORT", "8085", "Local Pub/Sub emulator port."),
@@ -365,6 +410,21 @@ def get_int(name: str, environ: Mapping[str, str] | None = None, minimum: int = 
         raise ValueError(f"{name} must be an integer, got {raw!r}") from e
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def get_float(name: str, environ: Mapping[str, str] | None = None, minimum: float | None = None) -> float:
+    raw = get(name, environ)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from e
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise ValueError(
+            f"{name} must be a finite number"
+            + (f" of at least {minimum}" if minimum is not None else "")
+            + f", got {raw!r}"
+        )
     return value
 
 

@@ -2,7 +2,10 @@
 three projects, with real-world shares of WordPress, PHP, database, server,
 locale, theme and plugins, pinging weekly; some stop, some deactivate with a
 reason (the plugin authors' own slugs among them) and a few come back, some
-decline to share. Seeded: the same seed and end hour give the same pings.
+decline to share. One release is faulty (SEO Toolkit 3.3.0, out on day 16): a
+fifth of the sites that update to it deactivate within two days, most saying it
+is not working, so release health and the spike alert have something to show.
+Seeded: the same seed and end hour give the same pings.
 
 The shares follow the public WordPress.org statistics of late 2026 in shape
 (WordPress 7.1 about half, PHP 8.2/8.3 leading, MariaDB a little ahead of
@@ -28,6 +31,18 @@ PING_INTERVAL = timedelta(days=7)
 
 
 @dataclass(frozen=True)
+class FaultyRelease:
+    """A release that breaks some sites: of the sites still installed when they update to it,
+    `share` deactivate within two days of updating, most with the first of `reasons`;
+    the project's next release fixes it (a site that has it by then is no longer at risk)."""
+
+    version: str
+    share: float
+    reasons: tuple[tuple[str, int], ...]  # (reason slug, weight)
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DemoProject:
     name: str
     hash: str
@@ -37,6 +52,17 @@ class DemoProject:
     custom_fields: tuple[str, ...] = ()
     mail_integrations: dict[str, Any] = field(default_factory=dict)
     deactivation_reasons: dict[str, str] = field(default_factory=dict)
+    faulty_release: FaultyRelease | None = None
+    digest: str | None = None  # the vendor's digest frequency (docs/notify.md, "Digest")
+
+    def release_day(self, version: str) -> int:
+        return next(day for day, released in self.releases if released == version)
+
+    def fix_day(self, version: str) -> int | None:
+        """The day of the release after `version`, None if it is the last."""
+        days = [day for day, _ in self.releases]
+        index = days.index(self.release_day(version))
+        return days[index + 1] if index + 1 < len(days) else None
 
     def document(self) -> dict[str, Any]:
         """The project as the dashboard stores it in MongoDB `projects` (validated)."""
@@ -47,6 +73,7 @@ class DemoProject:
             custom_fields=self.custom_fields,
             mail_integrations=self.mail_integrations,
             deactivation_reasons=self.deactivation_reasons,
+            digest=self.digest,
         )
 
 
@@ -56,10 +83,19 @@ PROJECTS = (
         hash="5e0c7a1d2b3f4e5a8c9d0e1f2a3b4c5d",
         type="plugin",
         sites=1000,
-        releases=((-60, "3.1.0"), (9, "3.2.0"), (22, "3.2.1")),
+        releases=((-60, "3.1.0"), (8, "3.2.0"), (16, "3.3.0")),
         custom_fields=("license_type",),
         mail_integrations={"mailchimp": {"enabled": True, "list_id": "demo-list"}},
         deactivation_reasons={"too-expensive": "It is too expensive", "switched-to-pro": "Switched to SEO Toolkit Pro"},
+        # 3.3.0, out mid-month, breaks sitemaps on some hosts and is not fixed within the month:
+        # release health and the spike alert show it.
+        faulty_release=FaultyRelease(
+            version="3.3.0",
+            share=0.2,
+            reasons=(("is-not-working", 75), ("did-not-work-as-expected", 15), ("found-better-plugin", 10)),
+            texts=("Sitemap is empty since the update", "White screen after updating", "", ""),
+        ),
+        digest="weekly",
     ),
     DemoProject(
         name="Forms Pro",
@@ -68,6 +104,7 @@ PROJECTS = (
         sites=650,
         releases=((-90, "1.8.2"), (14, "1.9.0")),
         custom_fields=("orders_count",),
+        digest="daily",
     ),
     DemoProject(
         name="Aurora Theme",
@@ -75,6 +112,7 @@ PROJECTS = (
         type="theme",
         sites=350,
         releases=((-30, "2.0.0"), (18, "2.0.1")),
+        digest="monthly",
     ),
 )
 
@@ -238,11 +276,31 @@ class Site:
             body["extra"] = {"orders_count": self.rng.randint(0, 500)}
         return body
 
-    def deactivate(self, at: datetime, month_start: datetime) -> dict[str, Any]:
+    def deactivate(self, at: datetime, month_start: datetime, broken_by: FaultyRelease | None = None) -> dict[str, Any]:
+        """A deactivate ping; `broken_by`: the faulty release the site leaves, and its reasons."""
         body = self.track(at, month_start)
-        body["reason_id"] = pick(self.rng, DEACTIVATION_REASONS)
-        body["reason_info"] = self.rng.choice(REASON_TEXTS)
+        reasons, texts = (broken_by.reasons, broken_by.texts) if broken_by else (DEACTIVATION_REASONS, REASON_TEXTS)
+        body["reason_id"] = pick(self.rng, reasons)
+        body["reason_info"] = self.rng.choice(texts)
         return body
+
+    def broken_at(self, seed: int, span_hours: float) -> float | None:
+        """The hour (from the month's start) at which the project's faulty release breaks this site,
+        or None: it updates to the release, is in the unlucky `share`, and gives up within two
+        days, before it gets the fix. Drawn from a generator seeded by the site alone, so a site's
+        fate does not depend on the order the sites are drawn in."""
+        faulty = self.project.faulty_release
+        if faulty is None:
+            return None
+        rng = random.Random(f"{seed}/{self.project.hash}/{self.index}/{faulty.version}")
+        lag_hours = self.update_lag / timedelta(hours=1)
+        updated = 24 * self.project.release_day(faulty.version) + lag_hours
+        fix_day = self.project.fix_day(faulty.version)
+        fixed = 24 * fix_day + lag_hours if fix_day is not None else float("inf")
+        if rng.random() >= faulty.share:
+            return None
+        at = updated + rng.uniform(1, 48)
+        return at if 0 <= at < min(fixed, span_hours) else None
 
 
 @dataclass(frozen=True)
@@ -303,6 +361,12 @@ def _history(seed: int, end: datetime, days: int, still_sharing: list[Site]) -> 
                 end_hours = rng.uniform(first, span_hours)
             elif fate < STOP_SHARE + DEACTIVATE_SHARE:
                 deactivate_at = rng.uniform(first + 1, span_hours + 24 * 7)
+            broken = site.broken_at(seed, span_hours)
+            # Broken while still installed and pinging: it leaves then, whatever it would have done later.
+            if broken is not None and first < broken < end_hours and (deactivate_at is None or broken < deactivate_at):
+                deactivate_at = broken
+            else:
+                broken = None
             hours, n = first, 0
             while hours < end_hours:
                 if deactivate_at is not None and hours > deactivate_at:
@@ -313,10 +377,11 @@ def _history(seed: int, end: datetime, days: int, still_sharing: list[Site]) -> 
             if deactivate_at is None and end_hours == span_hours:
                 still_sharing.append(site)
             if deactivate_at is not None and deactivate_at < span_hours:
+                broken_by = project.faulty_release if broken is not None else None
                 yield Ping(
                     "deactivate",
                     at(deactivate_at),
-                    site.deactivate(at(deactivate_at), start),
+                    site.deactivate(at(deactivate_at), start, broken_by),
                     ping_id(project.hash, index, "d"),
                 )
                 back = deactivate_at + rng.uniform(24, 24 * 6)

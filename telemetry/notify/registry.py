@@ -7,13 +7,18 @@ mailed, only posted to webhooks). The signatures are in telemetry/notify/contrac
 
 from __future__ import annotations
 
-from telemetry.notify import emails, events, site_events
+from telemetry.notify import digest, emails, events, figures_ready, site_events, spike
 from telemetry.notify.contract import Producer, Renderer
 
 PRODUCERS: dict[str, Producer] = {
     "site_events": site_events.collect,  # site.activated, site.deactivated
+    "deactivation_spike": spike.collect,
+    "figures_ready": figures_ready.collect,
+    "digest": digest.collect,
 }
 
 RENDERERS: dict[str, Renderer] = {
     events.SITE_DEACTIVATED: emails.render_deactivation,
+    events.DEACTIVATION_SPIKE: spike.render_email,
+    events.DIGEST: digest.render_email,
 }

@@ -52,6 +52,8 @@ def world():
     bq.create_dataset(dataset)
     for name in ("deactivations", "sites"):
         tables.ensure_table(bq, dataset, tables.layout(name, "pipelines"))
+    # The analytics job's progress, which the digest, figures.ready and spike producers read.
+    tables.ensure_table(bq, dataset, tables.layout("analytics_progress", "analytics"))
     settings = dataclasses.replace(NotifySettings.from_env(), dataset=dataset, mongodb_db=db.name)
     site_state.ensure_indexes(db)
     yield db, bq, settings
@@ -126,6 +128,7 @@ def test_an_alert_per_deactivation_carrying_its_reason_and_text_and_a_rerun_send
     deactivated(bq, settings, f"quiet{tag}", 4, clock.now - HOUR, "other", "x")
 
     summary = run.run_once(bq, db, settings, clock)
+    assert summary.failed_producers == []
     assert summary.events_new == 4 and summary.deliveries == {"sent": 4}
 
     received = mails_to(ops, dev)

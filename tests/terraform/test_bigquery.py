@@ -107,6 +107,8 @@ NAMED_HERE = {
     ("locals", "routes", "tracking-skipped", "entry_point"),
     # The history table the notify function reads, kept equal to site_events.READS (test_notify.py).
     ("locals", "notify_reads"),
+    # The analytics table it reads (its progress), kept equal to figures_ready.READS (test_notify.py).
+    ("locals", "notify_reads_analytics"),
 }
 
 

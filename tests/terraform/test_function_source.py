@@ -184,12 +184,18 @@ def test_function_requirements_pin_the_versions_the_tests_ran_with():
                 assert pinned.get(package.strip().lower()) == version.strip(), (requirements, line)
 
 
-NOTIFY_PACKAGES = {"common", "notify"}
+# analytics/: the serving copy's contract and the job's progress, read by the digest,
+# figures.ready and the spike alert.
+NOTIFY_PACKAGES = {"common", "notify", "analytics"}
 
 
 def test_notify_function_code_imports_only_its_deploy_unit_and_requirements():
-    """notify.tf zips common/ and notify/ with functions/notify/: nothing else may be imported."""
-    files = [*sorted((TELEMETRY / "notify").glob("*.py")), ROOT / "functions" / "notify" / "main.py"]
+    """notify.tf zips common/, notify/ and analytics/ with functions/notify/: nothing else may be imported."""
+    files = [
+        *sorted((TELEMETRY / "notify").glob("*.py")),
+        *sorted((TELEMETRY / "analytics").glob("*.py")),
+        ROOT / "functions" / "notify" / "main.py",
+    ]
     installed = {
         "functions_framework", "flask", "werkzeug", "google", "pymongo", "pythonjsonlogger", "telemetry",
         "standardwebhooks", "email_validator", "urllib3",

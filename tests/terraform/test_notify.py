@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from telemetry.common import config
-from telemetry.notify import site_events
+from telemetry.notify import figures_ready, site_events
 from tests.terraform.hcl import _expr, _grants_to, _iam_grants, _members, _resource
 
 
@@ -15,6 +15,12 @@ def test_notify_account_has_exactly_its_roles(tf):
             "google_bigquery_table_iam_member",
             "roles/bigquery.dataViewer",
             "google_bigquery_table.history[each.key].table_id",
+        ),
+        # The analytics job's progress: when digests, figures.ready and spike alerts are due.
+        (
+            "google_bigquery_table_iam_member",
+            "roles/bigquery.dataViewer",
+            "google_bigquery_table.analytics[each.key].table_id",
         ),
         (
             "google_secret_manager_secret_iam_member",
@@ -30,6 +36,9 @@ def test_notify_account_has_exactly_its_roles(tf):
     reads = _resource(tf, "google_bigquery_table_iam_member", "notify_reads_history")
     assert _expr(reads["for_each"]) == "toset(local.notify_reads)"
     assert tuple(tf["locals"]["notify_reads"]) == site_events.READS
+    reads = _resource(tf, "google_bigquery_table_iam_member", "notify_reads_analytics")
+    assert _expr(reads["for_each"]) == "toset(local.notify_reads_analytics)"
+    assert tuple(tf["locals"]["notify_reads_analytics"]) == figures_ready.READS
 
 
 def test_only_the_invoker_account_may_invoke_the_function_and_the_schedule_uses_oidc(tf):
@@ -83,3 +92,5 @@ def test_the_zip_holds_the_notify_and_common_folders(tf):
     assert '"requirements.txt" = "${local.repo_root}/functions/notify/requirements.txt"' in files
     for package in ("common", "notify"):
         assert f'fileset("${{local.repo_root}}/telemetry/{package}", "*.py")' in files
+    # The analytics job's contract and progress (figures_ready, digest, spike), with the manifests job.py reads.
+    assert 'fileset("${local.repo_root}/telemetry/analytics", "**/*.{py,sql,json}")' in files
