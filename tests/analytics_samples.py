@@ -35,6 +35,8 @@ def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> li
         scalar(metrics.OPT_IN_RATE, day, None if offset == 10 else round(0.55 + rng.random() * 0.2, 4))
         reasons = {"too-expensive": rng.randint(0, 3), "is-not-working": rng.randint(0, 4), "none": 1}
         breakdown(metrics.DEACTIVATION_REASONS, day, {k: v for k, v in reasons.items() if v})
+        ages = dict(zip(metrics.INSTALL_AGE_BUCKETS, (rng.randint(0, 4), 3, rng.randint(0, 3), 2, 1), strict=True))
+        breakdown(metrics.INSTALL_AGE_AT_DEACTIVATION, day, {k: v for k, v in ages.items() if v})
     last = end.strftime(metrics.DAY_FORMAT)
     breakdown(metrics.PROJECT_VERSION, last, {"2.1.0": active // 2, "2.0.3": active // 3, "1.9.9": active // 6})
     breakdown(metrics.WP_VERSION, last, {"6.5.2": active // 2, "6.4.3": active // 3, "6.3": active // 6})
@@ -44,5 +46,9 @@ def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> li
     breakdown(metrics.LOCALE, last, {loc: max(1, active // (i + 2)) for i, loc in enumerate(LOCALES)})
     breakdown(metrics.MULTISITE, last, {"no": active - 20, "yes": 20})
     breakdown(metrics.THEME, last, {theme: 1 + (i * 7) % 30 for i, theme in enumerate(THEMES)})
+    stranded = {"PHP 8.0": active // 4, "PHP 8.1": active // 4, "PHP 8.2": active // 2, "PHP 8.3": active - 5}
+    stranded |= {"PHP 8.4": active - 5, "PHP unknown": 5, "WordPress 6.4": active // 6, "WordPress 6.5": active // 2}
+    stranded |= {f"WordPress {v}": active for v in ("6.6", "6.7", "6.8", "6.9", "7.0")}
+    breakdown(metrics.REQUIREMENTS_IMPACT, last, {**dict.fromkeys(metrics.requirement_labels(), 0), **stranded})
     breakdown(metrics.PLUGINS, last, {f"plugin-{i}": max(1, active // (i + 1)) for i in range(30)})
     return docs

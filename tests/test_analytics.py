@@ -74,3 +74,22 @@ def test_labels_that_cannot_be_field_names_get_look_alikes():
 def test_a_mongodb_uri_mounted_with_its_trailing_newline_still_works():
     settings = job.AnalyticsSettings.from_env({"MONGODB_URI": "mongodb://db.example.org:27017\n"})
     assert settings.mongodb_uri == "mongodb://db.example.org:27017"
+
+
+def test_the_install_age_buckets_are_the_ones_the_statement_gives():
+    sql = (job.SQL_DIR / "analytics_daily.sql").read_text()
+    case = sql[sql.index("'install_age_at_deactivation',") :]
+    case = case[: case.index("END")]
+    assert tuple(re.findall(r"(?:THEN|ELSE) '([^']+)'", case)) == metrics.INSTALL_AGE_BUCKETS
+
+
+def test_requirement_candidates_are_major_minor_oldest_first_and_labelled_with_unknown():
+    for candidates in (metrics.PHP_CANDIDATES, metrics.WP_CANDIDATES):
+        numbers = [tuple(int(part) for part in version.split(".")) for version in candidates]
+        assert all(len(n) == 2 for n in numbers)
+        assert numbers == sorted(numbers)
+    labels = metrics.requirement_labels()
+    assert labels[: len(metrics.PHP_CANDIDATES) + 1] == (
+        "PHP 7.4", "PHP 8.0", "PHP 8.1", "PHP 8.2", "PHP 8.3", "PHP 8.4", "PHP unknown",
+    )  # fmt: skip
+    assert labels[-1] == "WordPress unknown"

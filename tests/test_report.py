@@ -154,3 +154,33 @@ def test_no_documents_at_all():
     page = report.render({"h": {"hash": "h", "name": "Only", "type": "plugin"}}, [], GENERATED)
     assert "no figures served yet" in page and "No data yet" in page
     assert charts(page) == {}
+
+
+def test_install_age_bars_keep_bucket_order_and_requirements_are_shares_of_active_sites():
+    docs = [
+        {"hash": "h", "metric": metrics.ACTIVE_SITES.name, "day": "2025-03-31", "value": 8},
+        {"hash": "h", "metric": "install_age_at_deactivation", "day": "2025-03-30", "breakdown": {"over 90 days": 1}},
+        {"hash": "h", "metric": "install_age_at_deactivation", "day": "2025-03-31", "breakdown": {"1-7 days": 2}},
+        {
+            "hash": "h",
+            "metric": "requirements_impact",
+            "day": "2025-03-31",
+            "breakdown": {**dict.fromkeys(metrics.requirement_labels(), 0), "PHP 8.4": 2, "WordPress 7.0": 8},
+        },
+    ]
+    (section,), _latest = report.sections({"h": {"hash": "h", "name": "x"}}, docs)
+    by_key = {chart.key: chart for chart in section.charts}
+    ages = rows(by_key["install_age_at_deactivation"].spec)
+    # Summed over 30 days, youngest first, empty buckets shown: 2 + 1 deactivations.
+    assert [(row["label"], row["count"]) for row in ages] == [
+        ("under 1 day", 0), ("1-7 days", 2), ("8-30 days", 0), ("31-90 days", 0), ("over 90 days", 1),
+    ]  # fmt: skip
+    assert ages[1]["share"] == pytest.approx(2 / 3)
+    impact = {row["label"]: row for row in rows(by_key["requirements_impact"].spec)}
+    # No unknown versions: no unknown bars; 2 of 8 active sites run PHP below 8.4, all 8 WordPress below 7.0.
+    assert list(impact) == [
+        *(f"PHP {v}" for v in metrics.PHP_CANDIDATES),
+        *(f"WordPress {v}" for v in metrics.WP_CANDIDATES),
+    ]
+    assert impact["PHP 8.4"]["share"] == 0.25 and impact["PHP 8.4"]["text"] == "25.0% (2)"
+    assert impact["WordPress 7.0"]["share"] == 1.0 and impact["PHP 7.4"]["share"] == 0.0

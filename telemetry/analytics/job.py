@@ -166,6 +166,8 @@ class AnalyticsJob:
             bigquery.ScalarQueryParameter("top_plugins", "INT64", metrics.TOP_PLUGINS),
             bigquery.ScalarQueryParameter("unknown_label", "STRING", metrics.UNKNOWN_LABEL),
             bigquery.ScalarQueryParameter("job", "STRING", JOB_NAME),
+            bigquery.ScalarQueryParameter("php_candidates", "STRING", ",".join(metrics.PHP_CANDIDATES)),
+            bigquery.ScalarQueryParameter("wp_candidates", "STRING", ",".join(metrics.WP_CANDIDATES)),
         ]
         if day is not None:
             parameters.append(bigquery.ScalarQueryParameter("day", "DATE", day))

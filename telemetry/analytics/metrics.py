@@ -49,6 +49,33 @@ LOCALE = Metric("locale", Kind.BREAKDOWN, "Locale")
 MULTISITE = Metric("multisite", Kind.BREAKDOWN, "Multisite")
 THEME = Metric("theme", Kind.BREAKDOWN, "Theme")
 PLUGINS = Metric("plugins", Kind.BREAKDOWN, f"Top {TOP_PLUGINS} co-installed plugins")
+INSTALL_AGE_AT_DEACTIVATION = Metric("install_age_at_deactivation", Kind.BREAKDOWN, "Install age at deactivation")
+REQUIREMENTS_IMPACT = Metric("requirements_impact", Kind.BREAKDOWN, "Sites a new minimum version would strand")
+
+# install_age_at_deactivation's labels, youngest first: whole UTC days from the
+# site's first track ping to the deactivate ping (the CASE in analytics_daily.sql).
+INSTALL_AGE_BUCKETS = ("under 1 day", "1-7 days", "8-30 days", "31-90 days", "over 90 days")
+
+# requirements_impact's candidate minimums, as major.minor, oldest first. PHP:
+# the branches WordPress itself supports; WordPress: the releases of 2024-2026.
+PHP_CANDIDATES = ("7.4", "8.0", "8.1", "8.2", "8.3", "8.4")
+WP_CANDIDATES = ("6.4", "6.5", "6.6", "6.7", "6.8", "6.9", "7.0")
+PHP, WORDPRESS = "PHP", "WordPress"
+
+
+def requirement_label(software: str, version: str) -> str:
+    """A requirements_impact label: `PHP 8.1`, `WordPress 6.9`, or `PHP unknown` for the unparsable."""
+    return f"{software} {version}"
+
+
+def requirement_labels() -> tuple[str, ...]:
+    """Every requirements_impact label, in the order a chart shows them."""
+    return tuple(
+        requirement_label(software, version)
+        for software, candidates in ((PHP, PHP_CANDIDATES), (WORDPRESS, WP_CANDIDATES))
+        for version in (*candidates, UNKNOWN_LABEL)
+    )
+
 
 METRICS = (
     ACTIVE_SITES,
@@ -65,9 +92,22 @@ METRICS = (
     MULTISITE,
     THEME,
     PLUGINS,
+    INSTALL_AGE_AT_DEACTIVATION,
+    REQUIREMENTS_IMPACT,
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
 # Scalars that count something, served as integers.
 COUNTS = (ACTIVE_SITES, NEW_SITES, DEACTIVATIONS)
-# Distributions among the sites active that day (the rest are per-day events).
-DISTRIBUTIONS = tuple(m for m in METRICS if m.kind is Kind.BREAKDOWN and m is not DEACTIVATION_REASONS)
+# Distributions among the sites active that day, one label per site, drawn top first. (The other
+# breakdowns are per-day events, or requirements_impact's per-candidate counts.)
+DISTRIBUTIONS = (
+    PROJECT_VERSION,
+    WP_VERSION,
+    PHP_VERSION,
+    MYSQL_VERSION,
+    SERVER_SOFTWARE,
+    LOCALE,
+    MULTISITE,
+    THEME,
+    PLUGINS,
+)

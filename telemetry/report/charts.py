@@ -55,6 +55,8 @@ CHART_KEYS = (
     "opt_in_rate",
     "deactivation_reasons",
     *(m.name for m in metrics.DISTRIBUTIONS),
+    metrics.INSTALL_AGE_AT_DEACTIVATION.name,
+    metrics.REQUIREMENTS_IMPACT.name,
 )
 
 
@@ -191,6 +193,64 @@ def bar_rows(
     return rows
 
 
+def share_chart(rows: list[dict[str, Any]], x_title: str, colors: Mapping[str, str]) -> dict:
+    """`rows` of {"label", "count", "share", "order", "group", "text"}: horizontal bars of `share` (0 to 1) in
+    `order`, colored by `group` as `colors` says, each with its `text` at its end."""
+    present = {row["group"] for row in rows}
+    groups = [group for group in colors if group in present]
+    base = alt.Chart(alt.InlineData(values=rows)).encode(
+        y=alt.Y(
+            "label:N",
+            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
+        ),
+        x=alt.X("share:Q", title=x_title, axis=alt.Axis(format=".0%", tickCount=5), scale=alt.Scale(domain=[0, 1])),
+        tooltip=[
+            alt.Tooltip("label:N", title="value"),
+            alt.Tooltip("count:Q", title="sites", format=","),
+            alt.Tooltip("share:Q", title=x_title, format=".1%"),
+        ],
+    )
+    palette = [colors[group] for group in groups]
+    bars = base.mark_bar(cornerRadiusEnd=2).encode(
+        color=alt.Color("group:N", scale=alt.Scale(domain=groups, range=palette), legend=None)
+    )
+    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(text=alt.Text("text:N"))
+    return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
+
+
+def install_age_rows(counts: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Bars of install_age_at_deactivation, youngest first, every bucket shown; `unknown` last when there is any."""
+    labels = [*metrics.INSTALL_AGE_BUCKETS, *([metrics.UNKNOWN_LABEL] if counts.get(metrics.UNKNOWN_LABEL) else [])]
+    total = sum(counts.get(label, 0) for label in labels)
+    return [
+        {
+            "label": label,
+            "count": counts.get(label, 0),
+            "share": counts.get(label, 0) / total if total else None,
+            "order": i,
+            "rest": "rest" if label == metrics.UNKNOWN_LABEL else "top",
+        }
+        for i, label in enumerate(labels)
+    ]
+
+
+def requirement_rows(counts: Mapping[str, float], active: float) -> list[dict[str, Any]]:
+    """Bars of requirements_impact: each candidate in metrics' order, its share of the day's `active` sites."""
+    rows = []
+    for i, label in enumerate(metrics.requirement_labels()):
+        n = counts.get(label, 0)
+        if label.endswith(f" {metrics.UNKNOWN_LABEL}") and not n:
+            continue
+        share = n / active
+        group = metrics.UNKNOWN_LABEL if label.endswith(f" {metrics.UNKNOWN_LABEL}") else label.split(" ")[0]
+        rows.append(
+            {"label": label, "count": n, "share": share, "order": i, "group": group, "text": f"{share:.1%} ({n:,})"}
+        )
+    return rows
+
+
 class Series:
     """One project's documents: metric -> day -> document."""
 
@@ -290,6 +350,26 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
                 share_title = "share of active sites"
             spec = bar_chart(rows, "Sites", share_title) if rows else None
         charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    metric = metrics.INSTALL_AGE_AT_DEACTIVATION
+    rows = install_age_rows(series.summed_breakdown(metric, short_start, end))
+    has_data = any(row["count"] for row in rows)
+    spec = bar_chart(rows, "Deactivations", "share of deactivations") if has_data else None
+    charts.append(
+        Chart(metric.name, (metric.name,), metric.title, f"deactivations, summed over the {short_note}", spec)
+    )
+
+    metric = metrics.REQUIREMENTS_IMPACT
+    latest = series.latest_breakdown(metric, end)
+    spec, note = None, "latest day with data"
+    if latest is not None:
+        day, counts = latest
+        active = series.by_metric.get(metrics.ACTIVE_SITES.name, {}).get(day, {}).get("value")
+        if active:
+            note = f"share of the {active:,} sites active on {day} below each candidate minimum"
+            colors = {metrics.PHP: BLUE, metrics.WORDPRESS: GREEN, metrics.UNKNOWN_LABEL: GREY}
+            spec = share_chart(requirement_rows(counts, active), "share of active sites stranded", colors)
+    charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
     return tuple(charts)
 
 

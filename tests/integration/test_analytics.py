@@ -13,6 +13,9 @@ The history, with a 3-day active window (days 1 to 4 are consecutive UTC days):
           asked for the first time and one asked again
   site e  day 1; deactivated day 2 09:00 (temporary) and pings again at 12:00:
           active again
+  site f  day 3 10:00 (new), deactivated day 3 11:00: not active, 0 days old
+  site g  day 3 (new), WordPress `latest` and PHP `PHP`: versions nobody can parse
+Site d runs PHP 8.10.2, newer than 8.4 as numbers though not as strings.
 """
 
 from __future__ import annotations
@@ -87,8 +90,10 @@ def history(project: str) -> list[tuple[str, datetime, dict]]:
         project, "c", wp="6.8.3", php="7.4.33", db="8.0.35", server="LiteSpeed", plugins=["akismet"],
         locale="ja", multisite="Yes", theme_name="",
     )  # fmt: skip
-    d = track(project, "d", wp="7.0", php="8.4.1", db="11.4.2", server="nginx", plugins=["woocommerce"])
+    d = track(project, "d", wp="7.0", php="8.10.2", db="11.4.2", server="nginx", plugins=["woocommerce"])
     e = track(project, "e", wp="6.9.0", php="8.3.1", db="8.0.36", server="Microsoft-IIS/10.0", plugins=[])
+    f = track(project, "f", wp="6.9.1", php="8.3.0", db="8.0.36", server="nginx", plugins=[])
+    g = track(project, "g", wp="latest", php="PHP", db="8.0.36", server="nginx", plugins=[])
     skipped_new = {"hash": project, "previously_skipped": "false", "client": "2.0.4"}
     skipped_again = {"hash": project, "previously_skipped": "true", "client": "2.0.4"}
     return [
@@ -104,7 +109,18 @@ def history(project: str) -> list[tuple[str, datetime, dict]]:
         ("tracking-skipped", at(DAY2, 15), skipped_new),
         ("tracking-skipped", at(DAY2, 16), skipped_new),
         ("tracking-skipped", at(DAY2, 17), skipped_again),
+        ("track", at(DAY3, 10), f),
+        ("deactivate", at(DAY3, 11), deactivate(f, "temporary_deactivation")),
+        ("track", at(DAY3, 12), g),
     ]
+
+
+def requirements(php: dict[str, int], wp: dict[str, int]) -> dict[str, int]:
+    """requirements_impact's breakdown: every candidate (0 when none below it), unknown included."""
+    counts = {label: 0 for label in metrics.requirement_labels()}
+    counts.update({metrics.requirement_label(metrics.PHP, v): n for v, n in php.items()})
+    counts.update({metrics.requirement_label(metrics.WORDPRESS, v): n for v, n in wp.items()})
+    return counts
 
 
 # What the definitions give, worked out by hand from the history above.
@@ -124,6 +140,13 @@ EXPECTED = {
         "theme": {"Astra": 3, "astra": 1},  # c sends no theme name: its slug
         "project_version": {"2.0.0": 3, "2.1.0": 1},
         "plugins": {"woocommerce": 2, "akismet": 2, "yoast": 1},
+        "install_age_at_deactivation": {},
+        # Active: a (WP 6.9, PHP 8.3), b (6.8, 8.2), c (6.8, 7.4), e (6.9, 8.3).
+        # PHP 8.0, 8.1 and 8.2 strand c; 8.3 strands b and c; 8.4 all four.
+        # WordPress 6.9 strands b and c; 7.0 all four; 6.4 to 6.8 none.
+        "requirements_impact": requirements(
+            php={"8.0": 1, "8.1": 1, "8.2": 1, "8.3": 2, "8.4": 4}, wp={"6.9": 2, "7.0": 4}
+        ),
     },
     DAY2: {
         "active_sites": 4,  # a c d e: b is deactivated, e pinged after its deactivation
@@ -133,12 +156,26 @@ EXPECTED = {
         "deactivation_reasons": {"too-expensive": 1, "temporary_deactivation": 1},
         "mysql_version": {"MariaDB 10.6": 1, "MySQL 8.0": 2, "MariaDB 11.4": 1},
         "plugins": {"woocommerce": 2, "akismet": 2, "yoast": 1},
+        # b and e were first seen on day 1: deactivated 1 day later.
+        "install_age_at_deactivation": {"1-7 days": 2},
     },
-    DAY3: {"active_sites": 4, "new_sites": 0, "deactivations": 0, "opt_in_rate": None},
+    DAY3: {
+        "active_sites": 5,  # a c d e g: f deactivated after its only ping
+        "new_sites": 2,  # f g
+        "deactivations": 1,  # f
+        "opt_in_rate": 1.0,  # 2 / (2 + 0)
+        "install_age_at_deactivation": {"under 1 day": 1},  # f: first seen and deactivated on day 3
+    },
     DAY4: {
-        "active_sites": 2,  # a and c were last seen on day 1, out of the window
+        "active_sites": 3,  # d e g; a and c were last seen on day 1, out of the window
         "new_sites": 0,
-        "wp_version": {"6.9": 1, "7.0": 1},
+        "deactivations": 0,
+        "wp_version": {"6.9": 1, "7.0": 1, "unknown": 1},
+        "php_version": {"8.10": 1, "8.3": 1, "unknown": 1},
+        "install_age_at_deactivation": {},
+        # Active: d (WP 7.0, PHP 8.10), e (6.9, 8.3), g (unparsable both).
+        # PHP 8.4 strands e only (8.10 is not below 8.4); WordPress 7.0 strands e.
+        "requirements_impact": requirements(php={"8.4": 1, "unknown": 1}, wp={"7.0": 1, "unknown": 1}),
     },
 }
 
@@ -161,7 +198,7 @@ def setup():
     for route, received_at, body in history(project):
         ping = StoredPing(id=str(uuid.uuid4()), route=route, received_at=received_at, payload=body)
         bucket.blob(ping.object_name).upload_from_string(ping.to_json(), content_type=stored_ping.CONTENT_TYPE)
-    hours = ["--hour", f"{DAY1.isoformat()}T00", "--hour_to", f"{DAY2.isoformat()}T23"]
+    hours = ["--hour", f"{DAY1.isoformat()}T00", "--hour_to", f"{DAY3.isoformat()}T23"]
     for pipeline in ("tracking", "deactivation"):
         build.run([pipeline, "--runner", build.LOCAL_RUNNER, "--bq_dataset", name, "--mongodb_db", name, *hours])
     job = analytics.AnalyticsJob(client, db, settings)

@@ -1,7 +1,8 @@
 -- Every figure of @day, per project: one row per (hash, metric), as defined in
 -- docs/analytics.md, metric names from telemetry/analytics/metrics.py.
 --
--- Reads: site_days of @day, site_first_seen, deactivations and
+-- Reads: site_days of @day, site_first_seen (every site's first day, one
+-- small row per site), deactivations and
 -- tracking_skipped of @day. Writes: analytics_daily of @day, replaced whole in
 -- one atomic MERGE.
 MERGE `{dataset}.analytics_daily` AS target
@@ -17,7 +18,7 @@ USING (
         AND (deactivated_at IS NULL OR deactivated_at < last_seen_at)
     ),
     deactivations AS (
-      SELECT hash, reason_id
+      SELECT hash, url, received_at, reason_id
       FROM `{dataset}.deactivations`
       WHERE received_at >= TIMESTAMP(@day) AND received_at < TIMESTAMP(DATE_ADD(@day, INTERVAL 1 DAY))
     ),
@@ -62,6 +63,13 @@ USING (
       UNION ALL SELECT hash, 'opt_in_rate', SAFE_DIVIDE(new_sites, new_sites + declined) FROM counts
     ),
     -- One (hash, metric, label) per active site and distribution, and per deactivation.
+    -- Whole UTC days from each deactivated site's first track ping; NULL when it has none
+    -- up to @day (a deactivate ping before any track ping).
+    deactivation_ages AS (
+      SELECT d.hash, DATE_DIFF(DATE(d.received_at), f.first_seen, DAY) AS age
+      FROM deactivations AS d
+      LEFT JOIN `{dataset}.site_first_seen` AS f ON f.hash = d.hash AND f.url = d.url AND f.first_seen <= @day
+    ),
     raw_labels AS (
       SELECT hash, 'project_version' AS metric, NULLIF(TRIM(project_version), '') AS label FROM active
       UNION ALL SELECT hash, 'wp_version', REGEXP_EXTRACT(wp_version, r'^\s*(\d+\.\d+)') FROM active
@@ -97,6 +105,19 @@ USING (
       UNION ALL SELECT hash, 'multisite', CASE multisite WHEN TRUE THEN 'yes' WHEN FALSE THEN 'no' END FROM active
       UNION ALL SELECT hash, 'theme', NULLIF(TRIM(theme), '') FROM active
       UNION ALL SELECT hash, 'deactivation_reasons', NULLIF(reason_id, '') FROM deactivations
+      UNION ALL
+      SELECT
+        hash,
+        'install_age_at_deactivation',
+        CASE
+          WHEN age IS NULL THEN NULL
+          WHEN age < 1 THEN 'under 1 day'
+          WHEN age <= 7 THEN '1-7 days'
+          WHEN age <= 30 THEN '8-30 days'
+          WHEN age <= 90 THEN '31-90 days'
+          ELSE 'over 90 days'
+        END
+      FROM deactivation_ages
     ),
     label_counts AS (
       SELECT hash, metric, label, COUNT(*) AS count
@@ -124,15 +145,59 @@ USING (
       GROUP BY hash, slug
       QUALIFY ROW_NUMBER() OVER (PARTITION BY hash ORDER BY COUNT(*) DESC, slug) <= @top_plugins
     ),
+    -- Minimum-requirements impact: per candidate minimum (major.minor), the active sites
+    -- whose version is below it, compared as numbers (8.10 > 8.9); a version without a
+    -- leading major.minor is counted once per software as unknown.
+    candidates AS (
+      SELECT 'PHP' AS software, version FROM UNNEST(SPLIT(@php_candidates, ',')) AS version
+      UNION ALL SELECT 'WordPress', version FROM UNNEST(SPLIT(@wp_candidates, ',')) AS version
+    ),
+    candidate_numbers AS (
+      SELECT
+        software,
+        version,
+        CAST(REGEXP_EXTRACT(version, r'^(\d+)\.') AS INT64) AS major,
+        CAST(REGEXP_EXTRACT(version, r'^\d+\.(\d+)$') AS INT64) AS minor
+      FROM candidates
+    ),
+    site_versions AS (
+      SELECT
+        hash,
+        'PHP' AS software,
+        SAFE_CAST(REGEXP_EXTRACT(php_version, r'^\s*(\d+)\.\d+') AS INT64) AS major,
+        SAFE_CAST(REGEXP_EXTRACT(php_version, r'^\s*\d+\.(\d+)') AS INT64) AS minor
+      FROM active
+      UNION ALL
+      SELECT
+        hash,
+        'WordPress',
+        SAFE_CAST(REGEXP_EXTRACT(wp_version, r'^\s*(\d+)\.\d+') AS INT64),
+        SAFE_CAST(REGEXP_EXTRACT(wp_version, r'^\s*\d+\.(\d+)') AS INT64)
+      FROM active
+    ),
+    stranded AS (
+      SELECT s.hash, c.software, c.version, COUNTIF(s.major < c.major OR (s.major = c.major AND s.minor < c.minor)) AS count
+      FROM site_versions AS s
+      JOIN candidate_numbers AS c ON c.software = s.software
+      GROUP BY s.hash, c.software, c.version
+      UNION ALL
+      SELECT hash, software, @unknown_label, COUNTIF(major IS NULL OR minor IS NULL)
+      FROM site_versions
+      GROUP BY hash, software
+    ),
+    requirements AS (
+      SELECT hash, 'requirements_impact' AS metric, CONCAT(software, ' ', version) AS label, count FROM stranded
+    ),
     breakdowns AS (
       SELECT hash, metric, ARRAY_AGG(STRUCT(label, count) ORDER BY count DESC, label) AS breakdown
-      FROM (SELECT * FROM folded UNION ALL SELECT * FROM plugins)
+      FROM (SELECT * FROM folded UNION ALL SELECT * FROM plugins UNION ALL SELECT * FROM requirements)
       GROUP BY hash, metric
     ),
     breakdown_metrics AS (
       SELECT metric FROM UNNEST([
         'deactivation_reasons', 'project_version', 'wp_version', 'php_version', 'mysql_version',
-        'server_software', 'locale', 'multisite', 'theme', 'plugins'
+        'server_software', 'locale', 'multisite', 'theme', 'plugins', 'install_age_at_deactivation',
+        'requirements_impact'
       ]) AS metric
     ),
     figures AS (
