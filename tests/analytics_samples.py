@@ -50,5 +50,16 @@ def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> li
     stranded |= {"PHP 8.4": active - 5, "PHP unknown": 5, "WordPress 6.4": active // 6, "WordPress 6.5": active // 2}
     stranded |= {f"WordPress {v}": active for v in ("6.6", "6.7", "6.8", "6.9", "7.0")}
     breakdown(metrics.REQUIREMENTS_IMPACT, last, {**dict.fromkeys(metrics.requirement_labels(), 0), **stranded})
+    release = {"2.1.0": (9, active // 2), "2.0.3": (2, active // 3), "1.9.9": (1, active // 6)}
+    docs.append(
+        {
+            "hash": project_hash,
+            "metric": metrics.DEACTIVATION_RATE_BY_VERSION.name,
+            "day": last,
+            "rates": {v: metrics.RATE_PER * n / sites for v, (n, sites) in release.items()},
+            "breakdown": {v: n for v, (n, _sites) in release.items()},
+            "sites": {v: sites for v, (_n, sites) in release.items()},
+        }
+    )
     breakdown(metrics.PLUGINS, last, {f"plugin-{i}": max(1, active // (i + 1)) for i in range(30)})
     return docs

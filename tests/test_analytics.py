@@ -93,3 +93,22 @@ def test_requirement_candidates_are_major_minor_oldest_first_and_labelled_with_u
         "PHP 7.4", "PHP 8.0", "PHP 8.1", "PHP 8.2", "PHP 8.3", "PHP 8.4", "PHP unknown",
     )  # fmt: skip
     assert labels[-1] == "WordPress unknown"
+
+
+def test_a_rates_row_is_served_as_rates_per_thousand_with_its_counts():
+    day = date(2026, 11, 22)
+    entries = [
+        {"label": "sites:2.1.0", "count": 8},
+        {"label": "events:2.1.0", "count": 2},
+        {"label": "sites:1.0:beta", "count": 3},
+        {"label": "events:1.0:beta", "count": 0},
+    ]
+    row = {"hash": "h", "metric": "deactivation_rate_by_version", "value": None, "breakdown": entries}
+    assert serving.document(day, row) == {
+        "hash": "h",
+        "metric": "deactivation_rate_by_version",
+        "day": "2026-11-22",
+        "rates": {"2.1.0": 250.0, "1.0:beta": 0.0},  # 1000 * 2 / 8; a version may hold a colon
+        "breakdown": {"2.1.0": 2, "1.0:beta": 0},
+        "sites": {"2.1.0": 8, "1.0:beta": 3},
+    }

@@ -184,3 +184,23 @@ def test_install_age_bars_keep_bucket_order_and_requirements_are_shares_of_activ
     ]
     assert impact["PHP 8.4"]["share"] == 0.25 and impact["PHP 8.4"]["text"] == "25.0% (2)"
     assert impact["WordPress 7.0"]["share"] == 1.0 and impact["PHP 7.4"]["share"] == 0.0
+
+
+def test_release_health_bars_are_the_versions_with_most_sites_and_their_rates():
+    doc = {
+        "hash": "h",
+        "metric": "deactivation_rate_by_version",
+        "day": "2025-03-31",
+        "rates": {"2.1.0": 250.0, "2.0.0": 10.0, "other": 0.0},
+        "breakdown": {"2.1.0": 2, "2.0.0": 1, "other": 0},
+        "sites": {"2.1.0": 8, "2.0.0": 100, "other": 500},
+    }
+    (section,), _latest = report.sections({"h": {"hash": "h", "name": "x"}}, [doc])
+    chart = {c.key: c for c in section.charts}["deactivation_rate_by_version"]
+    assert "7 days to 2025-03-31" in chart.note
+    # Most sites first, `other` last whatever its size.
+    assert [(r["label"], r["rate"], r["events"], r["sites"]) for r in rows(chart.spec)] == [
+        ("2.0.0", 10.0, 1, 100),
+        ("2.1.0", 250.0, 2, 8),
+        ("other", 0.0, 0, 500),
+    ]

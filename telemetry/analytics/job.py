@@ -166,6 +166,9 @@ class AnalyticsJob:
             bigquery.ScalarQueryParameter("top_plugins", "INT64", metrics.TOP_PLUGINS),
             bigquery.ScalarQueryParameter("unknown_label", "STRING", metrics.UNKNOWN_LABEL),
             bigquery.ScalarQueryParameter("job", "STRING", JOB_NAME),
+            bigquery.ScalarQueryParameter("rate_days_before", "INT64", metrics.DEACTIVATION_RATE_DAYS - 1),
+            bigquery.ScalarQueryParameter("rate_events", "STRING", metrics.RATE_EVENTS),
+            bigquery.ScalarQueryParameter("rate_sites", "STRING", metrics.RATE_SITES),
             bigquery.ScalarQueryParameter("php_candidates", "STRING", ",".join(metrics.PHP_CANDIDATES)),
             bigquery.ScalarQueryParameter("wp_candidates", "STRING", ",".join(metrics.WP_CANDIDATES)),
         ]

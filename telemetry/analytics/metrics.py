@@ -7,6 +7,8 @@ report (which draws them).
 A serving document is
     {"hash": str, "metric": str, "day": "YYYY-MM-DD", "value": number | None}   (SCALAR)
     {"hash": str, "metric": str, "day": "YYYY-MM-DD", "breakdown": {label: count}}   (BREAKDOWN)
+    {"hash": str, "metric": str, "day": "YYYY-MM-DD", "rates": {label: number},
+     "breakdown": {label: events}, "sites": {label: sites}}   (RATES: rates[l] = 1000 * events / sites)
 `value` is None when the figure is undefined that day (an opt-in rate with no
 sites to divide by). A breakdown's labels are never empty: a missing value is
 counted under UNKNOWN_LABEL.
@@ -26,6 +28,13 @@ TOP_PLUGINS = 20
 class Kind(Enum):
     SCALAR = "value"
     BREAKDOWN = "breakdown"
+    # Per label, events per 1,000 sites. BigQuery keeps the two counts of each label
+    # as breakdown entries `events:<label>` and `sites:<label>`; the serving copy adds the rate.
+    RATES = "rates"
+
+
+RATE_PER = 1000
+RATE_EVENTS, RATE_SITES = "events", "sites"
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,16 @@ MULTISITE = Metric("multisite", Kind.BREAKDOWN, "Multisite")
 THEME = Metric("theme", Kind.BREAKDOWN, "Theme")
 PLUGINS = Metric("plugins", Kind.BREAKDOWN, f"Top {TOP_PLUGINS} co-installed plugins")
 INSTALL_AGE_AT_DEACTIVATION = Metric("install_age_at_deactivation", Kind.BREAKDOWN, "Install age at deactivation")
+DEACTIVATION_RATE_BY_VERSION = Metric(
+    "deactivation_rate_by_version", Kind.RATES, f"Deactivations per {RATE_PER:,} sites, by version"
+)
 REQUIREMENTS_IMPACT = Metric("requirements_impact", Kind.BREAKDOWN, "Sites a new minimum version would strand")
 
 # install_age_at_deactivation's labels, youngest first: whole UTC days from the
 # site's first track ping to the deactivate ping (the CASE in analytics_daily.sql).
+# deactivation_rate_by_version's trailing window: the day and the 6 before it.
+DEACTIVATION_RATE_DAYS = 7
+
 INSTALL_AGE_BUCKETS = ("under 1 day", "1-7 days", "8-30 days", "31-90 days", "over 90 days")
 
 # requirements_impact's candidate minimums, as major.minor, oldest first. PHP:
@@ -94,6 +109,7 @@ METRICS = (
     PLUGINS,
     INSTALL_AGE_AT_DEACTIVATION,
     REQUIREMENTS_IMPACT,
+    DEACTIVATION_RATE_BY_VERSION,
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
 # Scalars that count something, served as integers.

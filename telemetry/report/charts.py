@@ -57,6 +57,7 @@ CHART_KEYS = (
     *(m.name for m in metrics.DISTRIBUTIONS),
     metrics.INSTALL_AGE_AT_DEACTIVATION.name,
     metrics.REQUIREMENTS_IMPACT.name,
+    metrics.DEACTIVATION_RATE_BY_VERSION.name,
 )
 
 
@@ -251,6 +252,51 @@ def requirement_rows(counts: Mapping[str, float], active: float) -> list[dict[st
     return rows
 
 
+def rate_chart(rows: list[dict[str, Any]], x_title: str) -> dict:
+    """`rows` of {"label", "rate", "events", "sites", "order", "rest"}: horizontal bars of `rate` in `order`."""
+    base = alt.Chart(alt.InlineData(values=rows)).encode(
+        y=alt.Y(
+            "label:N",
+            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
+        ),
+        x=alt.X("rate:Q", title=x_title, axis=alt.Axis(format=",.0f", tickCount=4), scale=alt.Scale(zero=True)),
+        tooltip=[
+            alt.Tooltip("label:N", title="version"),
+            alt.Tooltip("rate:Q", title=x_title, format=",.1f"),
+            alt.Tooltip("events:Q", title="sites deactivated", format=","),
+            alt.Tooltip("sites:Q", title="sites on it", format=","),
+        ],
+    )
+    bars = base.mark_bar(cornerRadiusEnd=2).encode(
+        color=alt.Color("rest:N", scale=alt.Scale(domain=["top", "rest"], range=[RED, GREY]), legend=None)
+    )
+    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(
+        text=alt.Text("rate:Q", format=",.1f")
+    )
+    return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
+
+
+def rate_rows(doc: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
+    """Bars of a RATES document: the `top` labels with the most sites (ties by label), `other` last if present."""
+    sites = doc.get("sites") or {}
+    ranked = sorted((label for label in sites if label != "other"), key=lambda label: (-sites[label], label))[:top]
+    if "other" in sites:
+        ranked.append("other")
+    return [
+        {
+            "label": label,
+            "rate": doc["rates"].get(label, 0.0),
+            "events": (doc.get("breakdown") or {}).get(label, 0),
+            "sites": sites[label],
+            "order": i,
+            "rest": "rest" if label == "other" else "top",
+        }
+        for i, label in enumerate(ranked)
+    ]
+
+
 class Series:
     """One project's documents: metric -> day -> document."""
 
@@ -369,6 +415,16 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
             note = f"share of the {active:,} sites active on {day} below each candidate minimum"
             colors = {metrics.PHP: BLUE, metrics.WORDPRESS: GREEN, metrics.UNKNOWN_LABEL: GREY}
             spec = share_chart(requirement_rows(counts, active), "share of active sites stranded", colors)
+    charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    metric = metrics.DEACTIVATION_RATE_BY_VERSION
+    docs = series.by_metric.get(metric.name, {})
+    days = [day for day in docs if day <= day_str(end) and docs[day].get("sites")]
+    spec, note = None, "latest day with data"
+    if days:
+        day = max(days)
+        note = f"{metrics.DEACTIVATION_RATE_DAYS} days to {day}, the {TOP_N} versions with the most sites"
+        spec = rate_chart(rate_rows(docs[day], TOP_N), f"per {metrics.RATE_PER:,} sites")
     charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
     return tuple(charts)
 

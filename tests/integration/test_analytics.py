@@ -13,7 +13,7 @@ The history, with a 3-day active window (days 1 to 4 are consecutive UTC days):
           asked for the first time and one asked again
   site e  day 1; deactivated day 2 09:00 (temporary) and pings again at 12:00:
           active again
-  site f  day 3 10:00 (new), deactivated day 3 11:00: not active, 0 days old
+  site f  day 3 10:00 (new, version 2.2.0), deactivated day 3 11:00: not active, 0 days old
   site g  day 3 (new), WordPress `latest` and PHP `PHP`: versions nobody can parse
 Site d runs PHP 8.10.2, newer than 8.4 as numbers though not as strings.
 """
@@ -92,7 +92,7 @@ def history(project: str) -> list[tuple[str, datetime, dict]]:
     )  # fmt: skip
     d = track(project, "d", wp="7.0", php="8.10.2", db="11.4.2", server="nginx", plugins=["woocommerce"])
     e = track(project, "e", wp="6.9.0", php="8.3.1", db="8.0.36", server="Microsoft-IIS/10.0", plugins=[])
-    f = track(project, "f", wp="6.9.1", php="8.3.0", db="8.0.36", server="nginx", plugins=[])
+    f = track(project, "f", wp="6.9.1", php="8.3.0", db="8.0.36", server="nginx", plugins=[], project_version="2.2.0")
     g = track(project, "g", wp="latest", php="PHP", db="8.0.36", server="nginx", plugins=[])
     skipped_new = {"hash": project, "previously_skipped": "false", "client": "2.0.4"}
     skipped_again = {"hash": project, "previously_skipped": "true", "client": "2.0.4"}
@@ -123,6 +123,15 @@ def requirements(php: dict[str, int], wp: dict[str, int]) -> dict[str, int]:
     return counts
 
 
+def release_health(versions: dict[str, tuple[int, int]]) -> dict:
+    """deactivation_rate_by_version's document parts from (sites deactivated in the window, sites) per version."""
+    return {
+        "rates": {v: 1000 * left / sites for v, (left, sites) in versions.items()},
+        "breakdown": {v: left for v, (left, _sites) in versions.items()},
+        "sites": {v: sites for v, (_left, sites) in versions.items()},
+    }
+
+
 # What the definitions give, worked out by hand from the history above.
 EXPECTED = {
     DAY1: {
@@ -147,6 +156,8 @@ EXPECTED = {
         "requirements_impact": requirements(
             php={"8.0": 1, "8.1": 1, "8.2": 1, "8.3": 2, "8.4": 4}, wp={"6.9": 2, "7.0": 4}
         ),
+        # Sites that ran each version: the active ones; no deactivation yet.
+        "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (0, 3)}),
     },
     DAY2: {
         "active_sites": 4,  # a c d e: b is deactivated, e pinged after its deactivation
@@ -158,6 +169,8 @@ EXPECTED = {
         "plugins": {"woocommerce": 2, "akismet": 2, "yoast": 1},
         # b and e were first seen on day 1: deactivated 1 day later.
         "install_age_at_deactivation": {"1-7 days": 2},
+        # 2.0.0 ran on b c d e (b deactivated, e deactivated and active again): 2 of 4 left, 500 per 1,000.
+        "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (2, 4)}),
     },
     DAY3: {
         "active_sites": 5,  # a c d e g: f deactivated after its only ping
@@ -165,6 +178,8 @@ EXPECTED = {
         "deactivations": 1,  # f
         "opt_in_rate": 1.0,  # 2 / (2 + 0)
         "install_age_at_deactivation": {"under 1 day": 1},  # f: first seen and deactivated on day 3
+        # 2.0.0: b and e left within 7 days, of b c d e g; 2.2.0: f, its only site, left.
+        "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (2, 5), "2.2.0": (1, 1)}),
     },
     DAY4: {
         "active_sites": 3,  # d e g; a and c were last seen on day 1, out of the window
@@ -176,6 +191,9 @@ EXPECTED = {
         # Active: d (WP 7.0, PHP 8.10), e (6.9, 8.3), g (unparsable both).
         # PHP 8.4 strands e only (8.10 is not below 8.4); WordPress 7.0 strands e.
         "requirements_impact": requirements(php={"8.4": 1, "unknown": 1}, wp={"7.0": 1, "unknown": 1}),
+        # a is no longer active and left no deactivation: 2.1.0 is gone. b's deactivation on day 2
+        # is still within the 7 days: 2.0.0 ran on b d e g.
+        "deactivation_rate_by_version": release_health({"2.0.0": (2, 4), "2.2.0": (1, 1)}),
     },
 }
 
@@ -211,7 +229,13 @@ def setup():
 
 def served(job: analytics.AnalyticsJob, project: str) -> dict:
     documents = job.db[metrics.COLLECTION].find({"hash": project}, {"_id": 0})
-    return {(doc["day"], doc["metric"]): doc.get("value", doc.get("breakdown")) for doc in documents}
+    return {(doc["day"], doc["metric"]): figure(doc) for doc in documents}
+
+
+def figure(doc: dict):
+    if "rates" in doc:
+        return {part: doc[part] for part in ("rates", "breakdown", "sites")}
+    return doc.get("value", doc.get("breakdown"))
 
 
 def warehouse_rows(job: analytics.AnalyticsJob) -> list[tuple]:

@@ -188,16 +188,57 @@ USING (
     requirements AS (
       SELECT hash, 'requirements_impact' AS metric, CONCAT(software, ' ', version) AS label, count FROM stranded
     ),
+    -- Release health: per project version, the sites that sent a deactivate ping in the
+    -- trailing window (the day and the @rate_days_before before it), and the sites that ran
+    -- it (active that day, or deactivated in the window), each site by its latest track
+    -- ping's version. Past @max_labels versions (by sites) the rest are summed as 'other'.
+    release_sites AS (
+      SELECT
+        hash,
+        IFNULL(NULLIF(TRIM(project_version), ''), @unknown_label) AS version,
+        IF(deactivated_at >= TIMESTAMP(DATE_SUB(@day, INTERVAL @rate_days_before DAY)), 1, 0) AS left_site
+      FROM state
+      WHERE ((days_seen_bits & @window_mask) != 0 AND (deactivated_at IS NULL OR deactivated_at < last_seen_at))
+        OR deactivated_at >= TIMESTAMP(DATE_SUB(@day, INTERVAL @rate_days_before DAY))
+    ),
+    release_counts AS (
+      SELECT hash, version, SUM(left_site) AS deactivated, COUNT(*) AS sites FROM release_sites GROUP BY hash, version
+    ),
+    release_folded AS (
+      SELECT hash, label, SUM(deactivated) AS deactivated, SUM(sites) AS sites
+      FROM (
+        SELECT
+          hash,
+          IF(ROW_NUMBER() OVER (PARTITION BY hash ORDER BY sites DESC, version) <= @max_labels, version, 'other')
+            AS label,
+          deactivated,
+          sites
+        FROM release_counts
+      )
+      GROUP BY hash, label
+    ),
+    release_health AS (
+      SELECT hash, 'deactivation_rate_by_version' AS metric, CONCAT(@rate_events, ':', label) AS label,
+        deactivated AS count
+      FROM release_folded
+      UNION ALL
+      SELECT hash, 'deactivation_rate_by_version', CONCAT(@rate_sites, ':', label), sites FROM release_folded
+    ),
     breakdowns AS (
       SELECT hash, metric, ARRAY_AGG(STRUCT(label, count) ORDER BY count DESC, label) AS breakdown
-      FROM (SELECT * FROM folded UNION ALL SELECT * FROM plugins UNION ALL SELECT * FROM requirements)
+      FROM (
+        SELECT * FROM folded
+        UNION ALL SELECT * FROM plugins
+        UNION ALL SELECT * FROM requirements
+        UNION ALL SELECT * FROM release_health
+      )
       GROUP BY hash, metric
     ),
     breakdown_metrics AS (
       SELECT metric FROM UNNEST([
         'deactivation_reasons', 'project_version', 'wp_version', 'php_version', 'mysql_version',
         'server_software', 'locale', 'multisite', 'theme', 'plugins', 'install_age_at_deactivation',
-        'requirements_impact'
+        'requirements_impact', 'deactivation_rate_by_version'
       ]) AS metric
     ),
     figures AS (
