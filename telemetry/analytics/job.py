@@ -169,6 +169,7 @@ class AnalyticsJob:
             bigquery.ScalarQueryParameter("rate_days_before", "INT64", metrics.DEACTIVATION_RATE_DAYS - 1),
             bigquery.ScalarQueryParameter("rate_events", "STRING", metrics.RATE_EVENTS),
             bigquery.ScalarQueryParameter("rate_sites", "STRING", metrics.RATE_SITES),
+            bigquery.ScalarQueryParameter("retention_weeks", "INT64", metrics.RETENTION_WEEKS),
             bigquery.ScalarQueryParameter("php_candidates", "STRING", ",".join(metrics.PHP_CANDIDATES)),
             bigquery.ScalarQueryParameter("wp_candidates", "STRING", ",".join(metrics.WP_CANDIDATES)),
         ]

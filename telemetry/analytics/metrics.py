@@ -8,7 +8,7 @@ A serving document is
     {"hash": str, "metric": str, "day": "YYYY-MM-DD", "value": number | None}   (SCALAR)
     {"hash": str, "metric": str, "day": "YYYY-MM-DD", "breakdown": {label: count}}   (BREAKDOWN)
     {"hash": str, "metric": str, "day": "YYYY-MM-DD", "rates": {label: number},
-     "breakdown": {label: events}, "sites": {label: sites}}   (RATES: rates[l] = 1000 * events / sites)
+     "breakdown": {label: events}, "sites": {label: sites}}   (RATES: rates[l] = per * events / sites)
 `value` is None when the figure is undefined that day (an opt-in rate with no
 sites to divide by). A breakdown's labels are never empty: a missing value is
 counted under UNKNOWN_LABEL.
@@ -28,7 +28,7 @@ TOP_PLUGINS = 20
 class Kind(Enum):
     SCALAR = "value"
     BREAKDOWN = "breakdown"
-    # Per label, events per 1,000 sites. BigQuery keeps the two counts of each label
+    # Per label, events per `Metric.per` sites. BigQuery keeps the two counts of each label
     # as breakdown entries `events:<label>` and `sites:<label>`; the serving copy adds the rate.
     RATES = "rates"
 
@@ -42,6 +42,7 @@ class Metric:
     name: str
     kind: Kind
     title: str
+    per: int = 1  # a RATES metric's rate is per this many sites (1: a share)
 
 
 ACTIVE_SITES = Metric("active_sites", Kind.SCALAR, "Active sites")
@@ -60,12 +61,16 @@ THEME = Metric("theme", Kind.BREAKDOWN, "Theme")
 PLUGINS = Metric("plugins", Kind.BREAKDOWN, f"Top {TOP_PLUGINS} co-installed plugins")
 INSTALL_AGE_AT_DEACTIVATION = Metric("install_age_at_deactivation", Kind.BREAKDOWN, "Install age at deactivation")
 DEACTIVATION_RATE_BY_VERSION = Metric(
-    "deactivation_rate_by_version", Kind.RATES, f"Deactivations per {RATE_PER:,} sites, by version"
+    "deactivation_rate_by_version", Kind.RATES, f"Deactivations per {RATE_PER:,} sites, by version", per=RATE_PER
 )
+RETENTION_WEEKLY = Metric("retention_weekly", Kind.RATES, "Weekly cohorts still active")
 REQUIREMENTS_IMPACT = Metric("requirements_impact", Kind.BREAKDOWN, "Sites a new minimum version would strand")
 
 # install_age_at_deactivation's labels, youngest first: whole UTC days from the
 # site's first track ping to the deactivate ping (the CASE in analytics_daily.sql).
+# retention_weekly's labels: weeks after the cohort's week, "1" to this.
+RETENTION_WEEKS = 8
+
 # deactivation_rate_by_version's trailing window: the day and the 6 before it.
 DEACTIVATION_RATE_DAYS = 7
 
@@ -110,6 +115,7 @@ METRICS = (
     INSTALL_AGE_AT_DEACTIVATION,
     REQUIREMENTS_IMPACT,
     DEACTIVATION_RATE_BY_VERSION,
+    RETENTION_WEEKLY,
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
 # Scalars that count something, served as integers.

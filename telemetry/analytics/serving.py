@@ -47,7 +47,7 @@ def document(day: date, row: Mapping[str, Any]) -> dict[str, Any]:
         pairs = [(*entry["label"].split(":", 1), entry["count"]) for entry in row["breakdown"]]
         events = _counts((label, n) for part, label, n in pairs if part == metrics.RATE_EVENTS)
         sites = _counts((label, n) for part, label, n in pairs if part == metrics.RATE_SITES)
-        doc["rates"] = {label: metrics.RATE_PER * events.get(label, 0) / n for label, n in sites.items() if n}
+        doc["rates"] = {label: metric.per * events.get(label, 0) / n for label, n in sites.items() if n}
         doc["breakdown"] = events
         doc["sites"] = sites
     return doc

@@ -196,12 +196,17 @@ SPEC: dict[str, Any] = {
                 "type": "object",
                 "required": ["metric", "day"],
                 "additionalProperties": False,
-                "description": "One document of the serving copy: a scalar has `value`, a distribution `breakdown`.",
+                "description": (
+                    "One document of the serving copy: a scalar has `value`, a distribution `breakdown`; a rate per"
+                    " label has `rates` (per 1,000 sites), `breakdown` (its events) and `sites` (docs/analytics.md)."
+                ),
                 "properties": {
                     "metric": {"type": "string", "enum": list(metrics.BY_NAME)},
                     "day": {"type": "string", "format": "date"},
                     "value": {"type": "number", "nullable": True},
                     "breakdown": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "rates": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "sites": {"type": "object", "additionalProperties": {"type": "integer"}},
                 },
             },
             "Figures": {

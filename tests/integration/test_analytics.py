@@ -16,6 +16,7 @@ The history, with a 3-day active window (days 1 to 4 are consecutive UTC days):
   site f  day 3 10:00 (new, version 2.2.0), deactivated day 3 11:00: not active, 0 days old
   site g  day 3 (new), WordPress `latest` and PHP `PHP`: versions nobody can parse
 Site d runs PHP 8.10.2, newer than 8.4 as numbers though not as strings.
+A week on, for retention: site a pings again on day 8, site d on day 9.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ WINDOW_DAYS = 3
 TODAY = datetime.now(UTC).date()
 DAY1 = TODAY - timedelta(days=10)
 DAY2, DAY3, DAY4 = (DAY1 + timedelta(days=n) for n in (1, 2, 3))
+DAY8, DAY9, DAY10 = (DAY1 + timedelta(days=n) for n in (7, 8, 9))
 
 
 def at(day: date, hour: int) -> datetime:
@@ -112,6 +114,8 @@ def history(project: str) -> list[tuple[str, datetime, dict]]:
         ("track", at(DAY3, 10), f),
         ("deactivate", at(DAY3, 11), deactivate(f, "temporary_deactivation")),
         ("track", at(DAY3, 12), g),
+        ("track", at(DAY8, 10), a2),
+        ("track", at(DAY9, 10), d),
     ]
 
 
@@ -216,7 +220,7 @@ def setup():
     for route, received_at, body in history(project):
         ping = StoredPing(id=str(uuid.uuid4()), route=route, received_at=received_at, payload=body)
         bucket.blob(ping.object_name).upload_from_string(ping.to_json(), content_type=stored_ping.CONTENT_TYPE)
-    hours = ["--hour", f"{DAY1.isoformat()}T00", "--hour_to", f"{DAY3.isoformat()}T23"]
+    hours = ["--hour", f"{DAY1.isoformat()}T00", "--hour_to", f"{DAY9.isoformat()}T23"]
     for pipeline in ("tracking", "deactivation"):
         build.run([pipeline, "--runner", build.LOCAL_RUNNER, "--bq_dataset", name, "--mongodb_db", name, *hours])
     job = analytics.AnalyticsJob(client, db, settings)
@@ -354,3 +358,29 @@ def test_state_older_than_kept_is_deleted_and_since_cannot_reach_past_it(setup):
     later = at(DAY1 + timedelta(days=50), 12)
     with pytest.raises(analytics.SinceTooOld, match="--full"):
         job.run(later, since=DAY2)
+
+
+def test_weekly_retention_is_the_share_of_each_rolling_cohort_active_that_day(setup):
+    """Cohort k of day D: the sites first seen 7k to 7k+6 days before D; retained: those active on D
+    (3-day window). Only k = 1 has sites this early in the history.
+
+      day 8: cohort 1 = first seen by day 1: a b c e; active (seen days 6-8): a        -> 1/4
+      day 9: cohort 1 = first seen days 1-2: a b c e d; active (days 7-9): a d        -> 2/5
+      day 10: cohort 1 = first seen days 1-3: a b c d e f g; active (days 8-10): a d -> 2/7
+      days 1 to 7: no site is 7 days old yet, so nothing.
+    """
+    job, project = setup
+    job.run(at(DAY10, 15), full=True)
+    figures = served(job, project)
+    expected = {DAY8: (1, 4), DAY9: (2, 5), DAY10: (2, 7)}
+    for day, (retained, sites) in expected.items():
+        assert figures[(day.isoformat(), "retention_weekly")] == {
+            "rates": {"1": retained / sites},
+            "breakdown": {"1": retained},
+            "sites": {"1": sites},
+        }, day
+    for day in analytics.days_between(DAY1, DAY8 - timedelta(days=1)):
+        assert figures[(day.isoformat(), "retention_weekly")] == {"rates": {}, "breakdown": {}, "sites": {}}
+    before = (served(job, project), warehouse_rows(job))
+    job.run(at(DAY10, 15), since=DAY8)
+    assert (served(job, project), warehouse_rows(job)) == before

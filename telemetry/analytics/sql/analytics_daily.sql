@@ -224,6 +224,27 @@ USING (
       UNION ALL
       SELECT hash, 'deactivation_rate_by_version', CONCAT(@rate_sites, ':', label), sites FROM release_folded
     ),
+    -- Weekly retention, rolling: the cohort k weeks back (k = 1 to @retention_weeks) is the
+    -- sites first seen 7k to 7k+6 days before @day; retained are those of it active on @day.
+    retention_cohorts AS (
+      SELECT hash, url, DIV(DATE_DIFF(@day, first_seen, DAY), 7) AS weeks
+      FROM `{dataset}.site_first_seen`
+      WHERE first_seen <= DATE_SUB(@day, INTERVAL 7 DAY)
+        AND DATE_DIFF(@day, first_seen, DAY) < 7 * (@retention_weeks + 1)
+    ),
+    retention_counts AS (
+      SELECT c.hash, c.weeks, COUNTIF(a.url IS NOT NULL) AS retained, COUNT(*) AS sites
+      FROM retention_cohorts AS c
+      LEFT JOIN active AS a ON a.hash = c.hash AND a.url = c.url
+      GROUP BY c.hash, c.weeks
+    ),
+    retention AS (
+      SELECT hash, 'retention_weekly' AS metric, CONCAT(@rate_events, ':', CAST(weeks AS STRING)) AS label,
+        retained AS count
+      FROM retention_counts
+      UNION ALL
+      SELECT hash, 'retention_weekly', CONCAT(@rate_sites, ':', CAST(weeks AS STRING)), sites FROM retention_counts
+    ),
     breakdowns AS (
       SELECT hash, metric, ARRAY_AGG(STRUCT(label, count) ORDER BY count DESC, label) AS breakdown
       FROM (
@@ -231,6 +252,7 @@ USING (
         UNION ALL SELECT * FROM plugins
         UNION ALL SELECT * FROM requirements
         UNION ALL SELECT * FROM release_health
+        UNION ALL SELECT * FROM retention
       )
       GROUP BY hash, metric
     ),
@@ -238,7 +260,7 @@ USING (
       SELECT metric FROM UNNEST([
         'deactivation_reasons', 'project_version', 'wp_version', 'php_version', 'mysql_version',
         'server_software', 'locale', 'multisite', 'theme', 'plugins', 'install_age_at_deactivation',
-        'requirements_impact', 'deactivation_rate_by_version'
+        'requirements_impact', 'deactivation_rate_by_version', 'retention_weekly'
       ]) AS metric
     ),
     figures AS (
