@@ -35,6 +35,17 @@ def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> li
         scalar(metrics.OPT_IN_RATE, day, None if offset == 10 else round(0.55 + rng.random() * 0.2, 4))
         reasons = {"too-expensive": rng.randint(0, 3), "is-not-working": rng.randint(0, 4), "none": 1}
         breakdown(metrics.DEACTIVATION_REASONS, day, {k: v for k, v in reasons.items() if v})
+        cohorts = {str(k): (rng.randint(40, 60), 60) for k in range(1, metrics.RETENTION_WEEKS + 1)}
+        docs.append(
+            {
+                "hash": project_hash,
+                "metric": metrics.RETENTION_WEEKLY.name,
+                "day": day,
+                "rates": {k: n / sites for k, (n, sites) in cohorts.items()},
+                "breakdown": {k: n for k, (n, _sites) in cohorts.items()},
+                "sites": {k: sites for k, (_n, sites) in cohorts.items()},
+            }
+        )
         ages = dict(zip(metrics.INSTALL_AGE_BUCKETS, (rng.randint(0, 4), 3, rng.randint(0, 3), 2, 1), strict=True))
         breakdown(metrics.INSTALL_AGE_AT_DEACTIVATION, day, {k: v for k, v in ages.items() if v})
     last = end.strftime(metrics.DAY_FORMAT)

@@ -204,3 +204,27 @@ def test_release_health_bars_are_the_versions_with_most_sites_and_their_rates():
         ("2.1.0", 250.0, 2, 8),
         ("other", 0.0, 0, 500),
     ]
+
+
+def test_the_retention_triangle_reads_each_cohort_week_from_the_day_it_was_that_many_weeks_old():
+    def doc(day: str, cohorts: dict[str, tuple[int, int]]) -> dict:
+        return {
+            "hash": "h",
+            "metric": "retention_weekly",
+            "day": day,
+            "rates": {k: n / sites for k, (n, sites) in cohorts.items()},
+            "breakdown": {k: n for k, (n, _sites) in cohorts.items()},
+            "sites": {k: sites for k, (_n, sites) in cohorts.items()},
+        }
+
+    # Latest day 2025-03-31. Cohort m=1 ends 2025-03-24: week 1 from 03-31. Cohort m=2 ends 2025-03-17:
+    # week 1 from 03-24, week 2 from 03-31. The 03-31 document's label 3 belongs to cohort 3 (no 03-17/03-10 docs).
+    docs = [doc("2025-03-31", {"1": (5, 10), "2": (3, 12), "3": (1, 4)}), doc("2025-03-24", {"1": (9, 12)})]
+    (section,), _latest = report.sections({"h": {"hash": "h", "name": "x"}}, docs)
+    cells = rows({c.key: c for c in section.charts}["retention_weekly"].spec)
+    assert [(c["cohort"], c["week"], c["share"], c["retained"], c["sites"]) for c in cells] == [
+        ("new 2025-03-18 to 2025-03-24", 1, 0.5, 5, 10),
+        ("new 2025-03-11 to 2025-03-17", 1, 0.75, 9, 12),
+        ("new 2025-03-11 to 2025-03-17", 2, 0.25, 3, 12),
+        ("new 2025-03-04 to 2025-03-10", 3, 0.25, 1, 4),
+    ]

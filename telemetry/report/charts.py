@@ -58,6 +58,7 @@ CHART_KEYS = (
     metrics.INSTALL_AGE_AT_DEACTIVATION.name,
     metrics.REQUIREMENTS_IMPACT.name,
     metrics.DEACTIVATION_RATE_BY_VERSION.name,
+    metrics.RETENTION_WEEKLY.name,
 )
 
 
@@ -297,6 +298,64 @@ def rate_rows(doc: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
     ]
 
 
+def retention_rows(docs: Mapping[str, Mapping[str, Any]], latest: date) -> list[dict[str, Any]]:
+    """The cohort triangle as of `latest`, from retention_weekly's documents by day: the cohort of the week
+    ending 7m days before `latest` (m = 1 to RETENTION_WEEKS), k weeks later (k <= m), is label k of the
+    document of the day 7(m - k) days before `latest`. Cells whose document is missing are left out."""
+    rows = []
+    for m in range(1, metrics.RETENTION_WEEKS + 1):
+        cohort_end = latest - timedelta(days=7 * m)
+        for k in range(1, m + 1):
+            doc = docs.get(day_str(latest - timedelta(days=7 * (m - k))), {})
+            sites = (doc.get("sites") or {}).get(str(k))
+            if not sites:
+                continue
+            rows.append(
+                {
+                    "cohort": f"new {day_str(cohort_end - timedelta(days=6))} to {day_str(cohort_end)}",
+                    "order": m,
+                    "week": k,
+                    "share": doc["rates"][str(k)],
+                    "retained": doc["breakdown"].get(str(k), 0),
+                    "sites": sites,
+                }
+            )
+    return rows
+
+
+def retention_chart(rows: list[dict[str, Any]]) -> dict:
+    """`rows` of retention_rows: one cell per cohort and week, colored by the share still active."""
+    base = alt.Chart(alt.InlineData(values=rows)).encode(
+        x=alt.X(
+            "week:O",
+            title="Weeks later",
+            scale=alt.Scale(domain=list(range(1, metrics.RETENTION_WEEKS + 1))),
+            axis=alt.Axis(labelAngle=0),
+        ),
+        y=alt.Y(
+            "cohort:N",
+            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelLimit=200, ticks=False, domain=False),
+        ),
+        tooltip=[
+            alt.Tooltip("cohort:N", title="cohort"),
+            alt.Tooltip("week:O", title="weeks later"),
+            alt.Tooltip("share:Q", title="still active", format=".1%"),
+            alt.Tooltip("retained:Q", title="sites still active", format=","),
+            alt.Tooltip("sites:Q", title="sites in the cohort", format=","),
+        ],
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], range=["#f2f6fa", BLUE]), legend=None)
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("share:Q", format=".0%"),
+        color=alt.condition("datum.share > 0.6", alt.value("white"), alt.value("#333")),
+    )
+    return _finish(alt.layer(cells, text).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP + 3)))
+
+
 class Series:
     """One project's documents: metric -> day -> document."""
 
@@ -425,6 +484,17 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
         day = max(days)
         note = f"{metrics.DEACTIVATION_RATE_DAYS} days to {day}, the {TOP_N} versions with the most sites"
         spec = rate_chart(rate_rows(docs[day], TOP_N), f"per {metrics.RATE_PER:,} sites")
+    charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    metric = metrics.RETENTION_WEEKLY
+    docs = series.by_metric.get(metric.name, {})
+    days = [day for day in docs if day <= day_str(end) and docs[day].get("sites")]
+    spec, note = None, "latest day with data"
+    if days:
+        latest_day = max(days)
+        rows = retention_rows(docs, parse_day(latest_day))
+        note = f"share of each week's new sites active 1 to {metrics.RETENTION_WEEKS} weeks later, as of {latest_day}"
+        spec = retention_chart(rows) if rows else None
     charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
     return tuple(charts)
 
