@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 from telemetry.common import cloud, config, mongo, progress, stored_ping
 from telemetry.common.projects import project_document, save_project
@@ -214,6 +215,45 @@ async def _send(plan: list[Request], rate: float, ingest_url: str) -> tuple[list
     return outcomes, stats
 
 
+# --- Where the CPU went ----------------------------------------------------------------------
+
+# The stack's services whose process group holds a limits proxy and the emulator behind it.
+BEHIND_LIMITS_PROXY = {"gcs": "fake-gcs-server", "bigquery": "bqemulator"}
+LIMITS_PROXY_MODULE = "telemetry.local.limits"
+
+
+def stack_cpu_seconds() -> dict[tuple[str, int, float], float]:
+    """User+system CPU seconds so far of each process of the stack's services, keyed by
+    (component, pid, start time): a limits proxy apart from the emulator behind it."""
+    seconds = {}
+    for service in stack.SERVICES:
+        try:
+            leader = psutil.Process(int(service.pid_file.read_text().split()[0]))
+            processes = [leader, *leader.children(recursive=True)]
+        except (OSError, ValueError, psutil.Error):
+            continue  # not running
+        for process in processes:
+            try:
+                component = service.name
+                if service.name in BEHIND_LIMITS_PROXY:
+                    is_proxy = LIMITS_PROXY_MODULE in " ".join(process.cmdline())
+                    component = f"{service.name} limits proxy" if is_proxy else BEHIND_LIMITS_PROXY[service.name]
+                times = process.cpu_times()
+                seconds[(component, process.pid, process.create_time())] = times.user + times.system
+            except psutil.Error:
+                continue
+    return seconds
+
+
+def cpu_between(before: dict[tuple[str, int, float], float], after: dict[tuple[str, int, float], float]) -> Counter:
+    """CPU seconds per component between two `stack_cpu_seconds` (a process that started in
+    between counts from zero; one that ended in between is missing: the pipelines' children)."""
+    spent = Counter()
+    for key, total in after.items():
+        spent[key[0]] += total - before.get(key, 0.0)
+    return spent
+
+
 # --- The pipelines, in child processes -----------------------------------------------------
 
 
@@ -241,6 +281,9 @@ class PipelineLoop:
     traffic_ended_at: float = 0.0
     runs: list[Run] = field(default_factory=list)
     killed_at: float | None = None
+    # The traffic was over and the run due to be killed ended first: the drain's runs are
+    # too short to be killed midway, so none will be (the closing check reports it).
+    kill_missed: bool = False
     error: str | None = None
 
     def _child(self, cycle: int, name: str, kill_after: float | None) -> Run:
@@ -295,7 +338,7 @@ class PipelineLoop:
                 time.sleep(max(0.0, ready - time.monotonic()))
             cycle += 1
             next_start = max(next_start + self.interval, time.monotonic())
-            settled = self.traffic_done.is_set() and self.killed_at is not None
+            settled = self.traffic_done.is_set() and (self.killed_at is not None or self.kill_missed)
             read = 0
             for name in PIPELINES:
                 kill_after = None
@@ -304,8 +347,11 @@ class PipelineLoop:
                     kill_after = max(5.0, (previous[-1] if previous else 20.0) / 3)
                 run = self._child(cycle, name, kill_after)
                 read += run.objects_read
-                if kill_after and not run.killed_after:  # it finished first: kill the next one
-                    kill_cycle += 1
+                if kill_after and not run.killed_after:  # it finished first
+                    if self.traffic_done.is_set():
+                        self.kill_missed = True  # (moving the kill on would make the drain endless)
+                    else:
+                        kill_cycle += 1  # kill the next one
             if settled and read == 0:
                 return
             if self.traffic_done.is_set() and cycle > kill_cycle + 30:
@@ -467,7 +513,11 @@ def close(plan: list[Request], outcomes: list[Outcome], loop: PipelineLoop) -> i
     if loop.error:
         check(False, loop.error)
     killed = [r for r in loop.runs if r.killed_after]
-    check(bool(killed), f"a pipeline run was killed midway: {len(killed)}")
+    check(
+        bool(killed),
+        f"a pipeline run was killed midway: {len(killed)}"
+        + (" (the run due to be killed, in the final drain, ended first)" if loop.kill_missed else ""),
+    )
     db.client.close()
 
     print(
@@ -510,8 +560,17 @@ def main() -> int:
     loop = PipelineLoop(interval, log_dir, t0)
     thread = threading.Thread(target=loop.run, name="pipelines", daemon=True)
     thread.start()
+    cpu_before, children_before = stack_cpu_seconds(), os.times()
     outcomes, stats = asyncio.run(_send(plan, rate, ingest_url))
     loop.traffic_ended_at = time.monotonic()
+    spent, children_after = cpu_between(cpu_before, stack_cpu_seconds()), os.times()
+    spent["pipeline runs that ended"] = (
+        children_after.children_user
+        + children_after.children_system
+        - children_before.children_user
+        - children_before.children_system
+    )
+    spent["sender"] = children_after.user + children_after.system - children_before.user - children_before.system
     loop.traffic_done.set()
     latencies = sorted(o.latency for o in outcomes)
     answered = [o for o in outcomes if o.status]
@@ -521,6 +580,12 @@ def main() -> int:
         f"{stats.finished:.1f} s = {len(answered) / stats.finished:.1f} answers/s; latency p50 "
         f"{latencies[len(latencies) // 2] * 1000:.0f} ms, p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms, "
         f"max {latencies[-1] * 1000:.0f} ms; at most {stats.max_in_flight} in flight",
+        flush=True,
+    )
+    print(
+        "CPU seconds during the traffic: "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in spent.most_common())
+        + f" (the machine's {psutil.cpu_count()} cores had {psutil.cpu_count() * stats.finished:.0f})",
         flush=True,
     )
     print("final drain: pipeline cycles until one reads nothing", flush=True)

@@ -55,8 +55,8 @@ resource "google_service_account" "dashboard" {
 }
 
 # The dashboard's MongoDB connection string, apart from the pipelines' mongodb-uri:
-# the URI of a database user that may only read (MongoDB's built-in `read` role
-# on MONGODB_DB, e.g. Atlas "Only read any database" scoped to that database).
+# the URI of a database user that may only read: a custom role of `find` on the
+# collections the dashboard reads of MONGODB_DB (docs/dashboard.md, "Deploying").
 # Add its value with
 #   printf '%s' "$URI" | gcloud secrets versions add dashboard-mongodb-uri --data-file=-
 # or scripts/deploy --dashboard-mongodb-uri-file FILE.
@@ -197,6 +197,7 @@ resource "google_cloudfunctions2_function" "dashboard" {
   depends_on = [
     google_project_service.enabled,
     google_secret_manager_secret_iam_member.dashboard_reads_its_mongodb_uri,
+    google_secret_manager_secret_iam_member.dashboard_reads_its_session_secret,
     google_project_iam_member.build_writes_logs,
     google_storage_bucket_iam_member.build_reads_function_source,
     google_artifact_registry_repository_iam_member.build_pushes_function_images,

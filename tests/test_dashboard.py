@@ -69,6 +69,7 @@ def _raw(value) -> str:
         _raw(["deactivations", 1, "https://a.example"]),  # another list's cursor
         _raw(["sites", 1, "https://a.example", "extra"]),
         "A" * (paging.MAX_CURSOR_CHARS + 1),
+        base64.urlsafe_b64encode(b"[" * 2900).decode().rstrip("="),  # nested past json's recursion limit
     ],
 )
 def test_anything_but_a_cursor_of_this_list_is_refused(cursor):
@@ -101,9 +102,16 @@ def test_text_that_a_spreadsheet_would_read_as_a_formula_is_neutralised(start):
     assert csv_export.cell(start + 'HYPERLINK("http://x")') == "'" + start + 'HYPERLINK("http://x")'
 
 
+@pytest.mark.parametrize("text", [" =1+1", "\n=1+1", "  @SUM(A1)", "\r\n-2"])
+def test_a_formula_behind_leading_space_or_a_line_break_is_neutralised_too(text):
+    # OWASP names the first character only; spreadsheets skip leading space, so the guard does too,
+    # whatever the pipelines strip before the documents reach the dashboard.
+    assert csv_export.cell(text) == "'" + text
+
+
 def test_other_cells_are_left_as_they_are():
     assert csv_export.cell("https://a.example") == "https://a.example"
-    assert csv_export.cell(" =1") == " =1"  # only the first character counts (OWASP)
+    assert csv_export.cell("a=1") == "a=1"
     assert csv_export.cell(-3) == -3  # numbers the product wrote are not text
     assert csv_export.cell(None) == ""
     assert csv_export.cell(True) == "true"
@@ -194,3 +202,22 @@ def test_every_route_of_the_app_is_described_and_every_description_has_a_route()
 def test_times_and_days_have_four_digit_years_whatever_the_year():
     """strftime("%Y") writes year 404 as "404" on glibc; the API writes ISO 8601 (found by schemathesis)."""
     assert items.iso_time(datetime(404, 6, 23, 1, 2, 3, 4000, tzinfo=UTC)) == "0404-06-23T01:02:03.004Z"
+
+
+def test_pages_and_figures_are_bounded_on_the_server_by_the_client_s_own_timeout(monkeypatch):
+    """maxTimeMS on every page and figures query, equal to MONGODB_TIMEOUT_SECONDS: a query the
+    function gave up on stops on the cluster too. (No server is contacted: pymongo builds a cursor
+    lazily; `_max_time_ms` is the pinned pymongo's own field for what it will send.)"""
+    import pymongo
+
+    from telemetry.dashboard import queries
+
+    monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "7")
+    db = pymongo.MongoClient("mongodb://127.0.0.1:9", connect=False)["unused"]
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    cursors = [
+        queries.sites_page_cursor(db, "h", queries.SiteFilters(q="x"), 50, None),
+        queries.deactivations_page_cursor(db, "h", None, 50, paging.Position("deactivations", at, "https://a")),
+        queries.figures_cursor(db, "h", None, at.date(), at.date()),
+    ]
+    assert [cursor._max_time_ms for cursor in cursors] == [7000, 7000, 7000]

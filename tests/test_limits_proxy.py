@@ -6,7 +6,9 @@ the real emulators and client libraries are in tests/integration/test_limits.py.
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -110,3 +112,52 @@ def test_refusals_never_reach_the_backend(proxy):
         assert Backend.seen == []
         status, _ = _request(proxy.server_port, "GET", "/storage/v1/b/b/o/" + "a" * 1024)
         assert status == 200 and len(Backend.seen) == 1
+
+
+def test_header_blocks_are_read_as_http_client_reads_them():
+    """The proxy's own header reader (both directions) against http.client.parse_headers."""
+    block = (
+        b"Host: 127.0.0.1:9\r\nContent-Type: application/json; charset=UTF-8\r\n"
+        b"X-Goog-Meta: a\r\nx-goog-meta:  b  \r\nContent-Length: 12\r\n\r\nbody follows"
+    )
+    ours, theirs = io.BytesIO(block), io.BytesIO(block)
+    fields = limits.read_header_fields(ours)
+    expected = http.client.parse_headers(theirs)
+    assert [(k, v.strip()) for k, v in expected.items()] == fields.items()
+    assert fields.get_all("x-goog-meta") == ["a", "b"] and fields["content-length"] == "12"
+    assert ours.read() == theirs.read() == b"body follows"  # each stops at the empty line
+    # Obsolete line folding: the continuation joins its field with a space (RFC 9112 5.2).
+    assert limits.read_header_fields(io.BytesIO(b"A: one\r\n  two\r\nB: 2\r\n\r\n")).items() == [
+        ("A", "one two"),
+        ("B", "2"),
+    ]
+    with pytest.raises(http.client.HTTPException):
+        limits.read_header_fields(io.BytesIO(b"X: 1\r\n" * 101 + b"\r\n"))
+    with pytest.raises(http.client.LineTooLong):
+        limits.read_header_fields(io.BytesIO(b"X: " + b"a" * 70_000 + b"\r\n\r\n"))
+
+
+def test_malformed_requests_get_the_standard_answers(proxy):
+    for request_line, status in ((b"GET /x HTTP/2.0", 505), (b"GET /x FOO/1.1", 400), (b"GET", 400)):
+        with socket.create_connection(("127.0.0.1", proxy.server_port), timeout=10) as sock:
+            sock.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+            assert sock.makefile("rb").readline().split()[1] == str(status).encode()
+    with socket.create_connection(("127.0.0.1", proxy.server_port), timeout=10) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\n" + b"X: 1\r\n" * 101 + b"\r\n")
+        assert sock.makefile("rb").readline().split()[1] == b"431"
+    assert Backend.seen == []
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(proxy):
+    """The 100 leaves at once (the handler's writer is buffered): a client that waits for it
+    before it sends the body must not wait for nothing."""
+    with socket.create_connection(("127.0.0.1", proxy.server_port), timeout=5) as sock:
+        sock.sendall(b"POST /expect HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n")
+        answers = sock.makefile("rb")
+        assert answers.readline().startswith(b"HTTP/1.1 100")  # times out (5 s) if held back
+        assert answers.readline() == b"\r\n"
+        sock.sendall(b"payload")
+        assert answers.readline().startswith(b"HTTP/1.1 200")
+        headers = limits.read_header_fields(answers)
+        body = answers.read(int(headers["Content-Length"]))
+    assert json.loads(body) == {"method": "POST", "path": "/expect", "bytes": 7}

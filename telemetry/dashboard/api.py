@@ -11,6 +11,7 @@ Every answer is JSON (the CSV exports aside); every error is the envelope of err
 from __future__ import annotations
 
 import hmac
+import itertools
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -172,7 +173,11 @@ def _logged(name: str, chunks: Iterator[str]) -> Iterator[str]:
 
 
 def csv_answer(name: str, chunks: Iterator[str]) -> Response:
-    response = Response(_logged(name, chunks), mimetype="text/csv")
+    """The export, its first chunk made before the answer starts: the query runs then, so a
+    database that fails before the first row gets the JSON 503 like every other route."""
+    first = next(chunks, None)
+    body = itertools.chain([] if first is None else [first], chunks)
+    response = Response(_logged(name, body), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"
@@ -232,7 +237,15 @@ def figures(project_hash: str):
     if metric is not None and metric not in metrics.BY_NAME:
         raise ApiError(400, INVALID_PARAMETER, f"metric must be one of {', '.join(metrics.BY_NAME)}")
     last = day_parameter("to", datetime.now(UTC).date())
-    first = day_parameter("from", last - timedelta(days=DEFAULT_FIGURE_DAYS - 1))
+    if request.args.get("from") is None:
+        try:
+            first = last - timedelta(days=DEFAULT_FIGURE_DAYS - 1)
+        except OverflowError as e:  # a `to` in the first days of year 1
+            raise ApiError(
+                400, INVALID_PARAMETER, f"to leaves no room for the default {DEFAULT_FIGURE_DAYS} days"
+            ) from e
+    else:
+        first = day_parameter("from", last)
     if first > last:
         raise ApiError(400, INVALID_PARAMETER, "from must not be after to")
     if (last - first).days + 1 > MAX_FIGURE_DAYS:

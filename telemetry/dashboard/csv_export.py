@@ -21,12 +21,18 @@ from typing import Any
 from telemetry.dashboard.items import iso_time
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+LEADING_SPACE = " \t\r\n"  # a spreadsheet skips it before reading a formula
 ROWS_PER_CHUNK = 500  # rows per chunk of the HTTP body: a few hundred KB at most
 
 
 def neutralise(text: str) -> str:
     """The cell's text, prefixed with `'` if a spreadsheet would read it as a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    risky = (
+        text.startswith(FORMULA_STARTS)
+        or text.startswith("\n")
+        or text.lstrip(LEADING_SPACE).startswith(FORMULA_STARTS)
+    )
+    return "'" + text if risky else text
 
 
 def cell(value: Any) -> str | int | float:

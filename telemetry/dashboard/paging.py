@@ -82,7 +82,7 @@ def decode(cursor: str, kind: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value: Any = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as e:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: `[[[[...`
         raise InvalidCursor("cursor is not one this API returned") from e
     if (
         not isinstance(value, list)

@@ -32,7 +32,7 @@ from pymongo.cursor import Cursor
 from pymongo.database import Database
 
 from telemetry.analytics import metrics
-from telemetry.common import sites
+from telemetry.common import config, sites
 from telemetry.common.projects import load_project
 from telemetry.common.sites import DEACTIVATIONS, SITES
 from telemetry.dashboard import items, paging
@@ -72,6 +72,15 @@ def site_filter(project_hash: str, filters: SiteFilters) -> dict[str, Any]:
     return query
 
 
+def server_time_ms() -> int:
+    """The bound MongoDB itself puts on a page's or the figures' query (maxTimeMS): the client's own
+    bound, MONGODB_TIMEOUT_SECONDS, so that a query the function has given up on (a rare `q` walking a
+    large project; attacker-planted URLs are as long as a ping allows) does not go on scanning on the
+    cluster the pipelines share. Past it the query fails (ExecutionTimeout) and the answer is the 503.
+    Exports are not bounded so: their cursor's time adds up over every batch of a long export."""
+    return config.get_int("MONGODB_TIMEOUT_SECONDS") * 1000
+
+
 def page_cursor(
     collection,
     query: dict[str, Any],
@@ -89,7 +98,8 @@ def page_cursor(
     """
     if position is not None:
         query = {**query, "$and": [*query.get("$and", []), paging.after(position, time_field)]}
-    return collection.find(query, projection).sort([(time_field, -1), ("url", 1)]).hint(index).limit(limit + 1)
+    ordered = collection.find(query, projection).sort([(time_field, -1), ("url", 1)]).hint(index)
+    return ordered.limit(limit + 1).max_time_ms(server_time_ms())
 
 
 def _page(
@@ -175,7 +185,8 @@ def figures_cursor(db: Database, project_hash: str, metric: str | None, first: d
     if metric is not None:
         query["metric"] = metric
     fields = {"_id": 0, "metric": 1, "day": 1, "value": 1, "breakdown": 1, "rates": 1, "sites": 1}
-    return db[metrics.COLLECTION].find(query, fields).sort([("metric", 1), ("day", 1)]).hint(FIGURES_INDEX)
+    ordered = db[metrics.COLLECTION].find(query, fields).sort([("metric", 1), ("day", 1)]).hint(FIGURES_INDEX)
+    return ordered.max_time_ms(server_time_ms())
 
 
 def figures(db: Database, project_hash: str, metric: str | None, first: date, last: date) -> list[dict[str, Any]]:

@@ -9,14 +9,13 @@ console error and uncaught page error is kept, so a test can require none.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from telemetry.report.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from telemetry.report.browser import CHROMIUM, chromium_context
 
 TIMEOUT_MS = 60_000
 
@@ -67,26 +66,16 @@ def dashboard_page(base_url: str, executable: Path = CHROMIUM) -> Iterator[tuple
             watch.foreign_requests.append(url)
             route.abort()
 
-    with tempfile.TemporaryDirectory(prefix="dashboard-chromium-") as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(executable),
-            headless=True,
-            args=list(CHROMIUM_ARGS),
-            viewport=VIEWPORT,
-            device_scale_factor=1,
-            service_workers="block",
-            accept_downloads=True,
-        )
-        try:
-            context.route("**/*", route)
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.on("console", lambda message: message.type == "error" and watch.console_errors.append(message.text))
-            page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
-            yield page, watch
-        finally:
-            context.close()
+    with (
+        sync_playwright() as playwright,
+        chromium_context(playwright, "dashboard-chromium-", executable, accept_downloads=True) as context,
+    ):
+        context.route("**/*", route)
+        page = context.pages[0] if context.pages else context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("console", lambda message: message.type == "error" and watch.console_errors.append(message.text))
+        page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+        yield page, watch
 
 
 def sign_in(page, base_url: str, key: str):

@@ -43,6 +43,7 @@ import socket
 import subprocess
 import sys
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -68,6 +69,11 @@ HOP_BY_HOP = frozenset(
 # Object names in Cloud Storage JSON API paths: /storage/v1/b/B/o/NAME[...] and /download/...,
 # and the destination of copyTo / rewriteTo.
 STORAGE_OBJECT_PREFIXES = ("/storage/v1/b/", "/download/storage/v1/b/")
+
+
+# http.client's own bounds on a header block (_MAXLINE, _MAXHEADERS).
+HEADER_LINE_MAX_BYTES = 65536
+HEADER_FIELDS_MAX = 100
 
 
 class BodyTooLarge(Exception):
@@ -168,10 +174,90 @@ def bigquery_refusal(method: str, path: str, body: bytes) -> tuple[Refusal | Non
 # --- the proxy ----------------------------------------------------------------------------------
 
 
+def read_header_fields(stream) -> http.client.HTTPMessage:
+    """A request's or response's header block, up to its empty line, as the HTTPMessage that
+    http.client.parse_headers returns, with the same bounds (LineTooLong, HTTPException).
+
+    Why not parse_headers: it runs the email package's parser over the block, and that
+    took a third of the proxy's CPU (py-spy, under `make soak`-like load); the proxy only
+    needs the fields. Each line is `Name: value` (the value stripped of surrounding blanks,
+    RFC 9112 5); a continuation line (obsolete line folding) joins the field before it
+    with a space, as RFC 9112 5.2 allows a recipient; a line without a colon is dropped,
+    as the email parser drops it (a defect)."""
+    fields: list[list[str]] = []
+    while True:
+        line = stream.readline(HEADER_LINE_MAX_BYTES + 1)
+        if len(line) > HEADER_LINE_MAX_BYTES:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            break
+        if len(fields) >= HEADER_FIELDS_MAX:
+            raise http.client.HTTPException(f"got more than {HEADER_FIELDS_MAX} headers")
+        text = line.decode("iso-8859-1")
+        if text[0] in " \t":
+            if fields:
+                fields[-1][1] += " " + text.strip()
+            continue
+        name, colon, value = text.partition(":")
+        if colon:
+            fields.append([name, value.strip()])
+    message = http.client.HTTPMessage()
+    for name, value in fields:
+        message[name] = value  # appends: a repeated field stays repeated
+    return message
+
+
+class BackendResponse(http.client.HTTPResponse):
+    """http.client's response with its header block read by `read_header_fields`.
+
+    `begin` is http.client.HTTPResponse.begin of the Python the project pins
+    (.python-version) with that one call changed; it keeps the standard framing rules (chunked,
+    Content-Length, a body that ends when the connection closes, no body for HEAD,
+    1xx, 204 and 304)."""
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != HTTPStatus.CONTINUE:
+                break
+            read_header_fields(self.fp)  # the 100 response's own (empty) header block
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = read_header_fields(self.fp)
+        transfer_encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(transfer_encoding) and transfer_encoding.lower() == "chunked"
+        self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED) or 100 <= status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
 class BackendConnection(http.client.HTTPConnection):
     """A connection to the emulator that sends each write at once: headers and body go
     out in separate writes, and Nagle's algorithm would hold the second back for the
     peer's delayed ACK (~40 ms a request)."""
+
+    response_class = BackendResponse
 
     def connect(self) -> None:
         super().connect()
@@ -180,6 +266,9 @@ class BackendConnection(http.client.HTTPConnection):
 
 class LimitsHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A buffered writer: an answer's status line, headers and (small) body leave in one
+    # send when the handler flushes after each request, not in a send per write.
+    wbufsize = CHUNK
     server: LimitsServer
 
     def setup(self) -> None:
@@ -188,6 +277,61 @@ class LimitsHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         pass  # the emulator logs requests; a line per request here would double them
+
+    def parse_request(self) -> bool:
+        """BaseHTTPRequestHandler.parse_request with the header block read by `read_header_fields`:
+        the same checks of the request line (400; 505 for HTTP/2 and later) and of the header
+        block (431). Its error answers carry a status line (the standard handler writes
+        those of a request line it cannot read as HTTP/0.9 answers: the body alone)."""
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if not words:
+            return False  # an empty line: the connection closes, as with the standard handler
+        self.request_version = "HTTP/1.0"  # the form of an error answer below
+        if len(words) != 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path, version = words
+        major, dot, minor = version[5:].partition(".")
+        if not (
+            version.startswith("HTTP/") and dot and major.isdigit() and minor.isdigit() and len(major + minor) <= 20
+        ):
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+            return False
+        if int(major) >= 2:
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version[5:]})")
+            return False
+        self.request_version = version
+        at_least_1_1 = (int(major), int(minor)) >= (1, 1)
+        self.close_connection = not at_least_1_1
+        self.command = command
+        # As the standard parser (gh-87389): a path starting with `//` is reduced to one `/`.
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        try:
+            self.headers = read_header_fields(self.rfile)
+        except http.client.LineTooLong as e:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(e))
+            return False
+        except http.client.HTTPException as e:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(e))
+            return False
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if self.headers.get("Expect", "").lower() == "100-continue" and at_least_1_1:
+            return self.handle_expect_100()
+        return True
+
+    def handle_expect_100(self) -> bool:
+        """`100 Continue`, sent at once: the client waits for it before it sends the body."""
+        super().handle_expect_100()
+        self.wfile.flush()
+        return True
 
     def _backend(self) -> http.client.HTTPConnection:
         """One keep-alive connection to the emulator per client connection. An idle one that
@@ -382,10 +526,11 @@ class LimitsHandler(BaseHTTPRequestHandler):
             headers.pop("Content-Length", None)
         for key, value in headers.items():
             connection.putheader(key, value)
-        connection.endheaders()
         if body:
-            connection.send(body)
-        elif streamed:
+            connection.endheaders(body)  # headers and a held body in one send
+            return connection.getresponse()
+        connection.endheaders()
+        if streamed:
             self._stream_request_body(connection)
         return connection.getresponse()
 

@@ -11,6 +11,7 @@ downloads a browser build of its own).
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,27 @@ class Result:
         return "\n".join(lines)
 
 
+@contextmanager
+def chromium_context(playwright, profile_prefix: str, executable: Path = CHROMIUM, **options):
+    """A headless Chromium context on a fresh profile (its own --user-data-dir, deleted after),
+    with the checks' arguments, viewport and no service workers; closed on exit."""
+    with tempfile.TemporaryDirectory(prefix=profile_prefix) as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(executable),
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            viewport=VIEWPORT,
+            device_scale_factor=1,
+            service_workers="block",
+            **options,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
 def available(executable: Path = CHROMIUM) -> bool:
     return executable.is_file()
 
@@ -98,41 +120,27 @@ def check_and_screenshot(
             route.abort()
 
     png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="report-chromium-") as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,  # a fresh --user-data-dir each time
-            executable_path=str(executable),
-            headless=True,
-            args=list(CHROMIUM_ARGS),
-            viewport=VIEWPORT,
-            device_scale_factor=1,
-            service_workers="block",
-        )
+    with sync_playwright() as playwright, chromium_context(playwright, "report-chromium-", executable) as context:
+        context.on("request", on_request)
+        context.route("**/*", route)
+        page = context.pages[0] if context.pages else context.new_page()
+        page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        page.goto(url, wait_until="load", timeout=timeout_seconds * 1000)
+        timed_out = False
         try:
-            context.on("request", on_request)
-            context.route("**/*", route)
-            page = context.pages[0] if context.pages else context.new_page()
-            page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.goto(url, wait_until="load", timeout=timeout_seconds * 1000)
-            timed_out = False
-            try:
-                page.wait_for_function(
-                    "() => document.body.dataset.rendered === 'done'", timeout=timeout_seconds * 1000
-                )
-            except PlaywrightError:
-                timed_out = True
-            keys = "els => els.map(el => el.dataset.project + '/' + el.dataset.chart)"
-            expected = page.eval_on_selector_all(".chart[data-spec]", keys)
-            drawn = page.eval_on_selector_all(
-                ".chart[data-spec]",
-                "els => els.filter(el => el.querySelector('.view svg, .view canvas'))"
-                ".map(el => el.dataset.project + '/' + el.dataset.chart)",
-            )
-            no_data = page.eval_on_selector_all(".chart.no-data", keys)
-            page.screenshot(path=str(png), full_page=True)
-        finally:
-            context.close()
+            page.wait_for_function("() => document.body.dataset.rendered === 'done'", timeout=timeout_seconds * 1000)
+        except PlaywrightError:
+            timed_out = True
+        keys = "els => els.map(el => el.dataset.project + '/' + el.dataset.chart)"
+        expected = page.eval_on_selector_all(".chart[data-spec]", keys)
+        drawn = page.eval_on_selector_all(
+            ".chart[data-spec]",
+            "els => els.filter(el => el.querySelector('.view svg, .view canvas'))"
+            ".map(el => el.dataset.project + '/' + el.dataset.chart)",
+        )
+        no_data = page.eval_on_selector_all(".chart.no-data", keys)
+        page.screenshot(path=str(png), full_page=True)
     return Result(
         expected=expected,
         drawn=drawn,

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from telemetry.analytics import metrics
+from telemetry.common import sites
 from telemetry.dashboard import items, keys
 from telemetry.pipelines import site_state
 from tests.integration.dashboard_seed import (
@@ -299,9 +300,22 @@ def test_figures_out_of_bounds_are_a_400(base, project):
     assert_error(get(base, path, key, **{"from": "2024-01-01", "to": "2026-11-01"}), 400, "invalid_parameter")
     assert_error(get(base, path, key, to="2026-13-01"), 400, "invalid_parameter")
     assert_error(get(base, path, key, to="20261101"), 400, "invalid_parameter")
+    assert_error(get(base, path, key, to="0001-01-05"), 400, "invalid_parameter")  # no room for the default 30 days
+    assert get(base, path, key, **{"from": "0001-01-01", "to": "0001-01-01"}).json()["items"] == []
 
 
 # --- CSV --------------------------------------------------------------------------------------
+
+
+def test_an_export_whose_query_fails_gets_the_json_503(base, db, project):
+    """The export's first chunk is made before its answer starts, so a query MongoDB refuses
+    (here: the index it names is gone) is the JSON 503 of every route, not the server's HTML 500."""
+    db[sites.SITES].drop_index(sites.UNIQUE_INDEX)
+    try:
+        assert_error(get(base, f"/v1/projects/{project['hash']}/sites.csv", project["key"]), 503, "unavailable")
+    finally:
+        site_state.ensure_indexes(db)
+    assert get(base, f"/v1/projects/{project['hash']}/sites.csv", project["key"]).status_code == 200
 
 
 def test_sites_csv_has_a_header_every_matching_row_and_no_formula(base, project):
