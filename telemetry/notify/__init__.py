@@ -1,0 +1,1 @@
+"""Deploy unit `notify`: tells vendors what happened, by email and by webhook."""
