@@ -11,6 +11,8 @@ from telemetry.analytics import metrics
 LOCALES = ["en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR", "ja", "ru_RU", "pl_PL", "sv_SE", "tr_TR"]
 LOCALES += ["da_DK", "fi", "nb_NO", "cs_CZ", "en_GB", "ko_KR"]
 THEMES = [f"theme-{i}" for i in range(25)] + ["twentytwentyfour", "astra", "generatepress"]
+# The custom field the documents carry (a project whitelisting it gets its chart).
+CUSTOM_FIELD = "license_type"
 
 
 def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> list[dict[str, Any]]:
@@ -73,4 +75,6 @@ def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> li
         }
     )
     breakdown(metrics.PLUGINS, last, {f"plugin-{i}": max(1, active // (i + 1)) for i in range(30)})
+    licenses = {"free": active // 2, "pro": active // 4, "agency": active // 8, "other": 12, "unknown": 30}
+    breakdown(metrics.custom_field(CUSTOM_FIELD), last, licenses)
     return docs

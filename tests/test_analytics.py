@@ -112,3 +112,23 @@ def test_a_rates_row_is_served_as_rates_per_thousand_with_its_counts():
         "breakdown": {"2.1.0": 2, "1.0:beta": 0},
         "sites": {"2.1.0": 8, "1.0:beta": 3},
     }
+
+
+def test_a_custom_field_metric_is_named_by_its_key_and_served_as_a_breakdown():
+    assert metrics.named("custom_field:license_type") == metrics.custom_field("license_type")
+    assert metrics.named("custom_field:license_type").kind is metrics.Kind.BREAKDOWN
+    assert metrics.named("wp_version") is metrics.WP_VERSION
+    for name in ("custom_field:", "custom_fields:x", "nope"):
+        assert not metrics.is_name(name)
+        with pytest.raises(KeyError):
+            metrics.named(name)
+    pattern = re.compile(metrics.NAME_PATTERN)
+    assert all(pattern.match(name) for name in (*metrics.BY_NAME, "custom_field:orders_count"))
+    assert not pattern.match("custom_field:") and not pattern.match("wp_version2")
+    row = {"hash": "h", "metric": "custom_field:plan", "value": None, "breakdown": [{"label": "pro", "count": 7}]}
+    assert serving.document(date(2026, 11, 22), row) == {
+        "hash": "h",
+        "metric": "custom_field:plan",
+        "day": "2026-11-22",
+        "breakdown": {"pro": 7},
+    }

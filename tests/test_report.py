@@ -10,13 +10,20 @@ from html.parser import HTMLParser
 import pytest
 
 from telemetry.analytics import metrics
+from telemetry.report import charts as charts_of
 from telemetry.report import page as report
-from tests.analytics_samples import documents
+from tests.analytics_samples import CUSTOM_FIELD, documents
 
 END = date(2025, 3, 31)
 GENERATED = datetime(2025, 4, 1, 6, 30, tzinfo=UTC)
 PROJECTS = {
-    "full": {"hash": "full", "name": "SEO", "type": "plugin", "deactivation_reasons": {"too-expensive": "Costs"}},
+    "full": {
+        "hash": "full",
+        "name": "SEO",
+        "type": "plugin",
+        "deactivation_reasons": {"too-expensive": "Costs"},
+        "custom_fields": [CUSTOM_FIELD],
+    },
     "old": {"hash": "old", "name": "Old Form", "type": "plugin", "deactivation_reasons": ["too-expensive"]},
     "empty": {"hash": "empty", "name": "Quiet Theme", "type": "theme"},
 }
@@ -68,8 +75,9 @@ def test_every_chart_of_a_project_with_data_is_there_and_has_a_spec(page):
     found = charts(page)
     drawn = specs(page)
     for project in ("full", "old"):
-        assert {key for hash_, key in found if hash_ == project} == set(report.CHART_KEYS)
-    for key in report.CHART_KEYS:
+        assert {key for hash_, key in found if hash_ == project} == set(charts_of.chart_keys(PROJECTS[project]))
+    assert charts_of.chart_keys(PROJECTS["full"]) == (*report.CHART_KEYS, f"custom_field:{CUSTOM_FIELD}")
+    for key in charts_of.chart_keys(PROJECTS["full"]):
         attrs = found[("full", key)]
         assert attrs["data-spec"] == f"full/{key}"
         assert "no-data" not in attrs["class"]

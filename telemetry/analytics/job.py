@@ -88,6 +88,7 @@ class AnalyticsSettings:
     max_labels: int
     bigquery_timeout_seconds: int
     mongodb_timeout_seconds: int
+    min_label_sites: int = metrics.MIN_LABEL_SITES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnalyticsSettings:
@@ -172,6 +173,9 @@ class AnalyticsJob:
             bigquery.ScalarQueryParameter("retention_weeks", "INT64", metrics.RETENTION_WEEKS),
             bigquery.ScalarQueryParameter("php_candidates", "STRING", ",".join(metrics.PHP_CANDIDATES)),
             bigquery.ScalarQueryParameter("wp_candidates", "STRING", ",".join(metrics.WP_CANDIDATES)),
+            bigquery.ScalarQueryParameter("custom_field_prefix", "STRING", metrics.CUSTOM_FIELD_PREFIX),
+            bigquery.ScalarQueryParameter("max_label_chars", "INT64", metrics.MAX_LABEL_CHARS),
+            bigquery.ScalarQueryParameter("min_label_sites", "INT64", self.settings.min_label_sites),
         ]
         if day is not None:
             parameters.append(bigquery.ScalarQueryParameter("day", "DATE", day))

@@ -12,10 +12,14 @@ A serving document is
 `value` is None when the figure is undefined that day (an opt-in rate with no
 sites to divide by). A breakdown's labels are never empty: a missing value is
 counted under UNKNOWN_LABEL.
+
+Besides METRICS, a project has one BREAKDOWN `custom_field:<key>` per `extra` key
+it whitelists that an active site holds (`custom_field`, `named`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,6 +27,16 @@ COLLECTION = "analytics"
 DAY_FORMAT = "%Y-%m-%d"
 UNKNOWN_LABEL = "unknown"
 TOP_PLUGINS = 20
+# Characters kept of a custom field's value as a label. The values are whatever a sender
+# puts in `extra` (a project's hash is public), and each label becomes a MongoDB field name
+# and a chart's axis label: this bounds a document at ANALYTICS_MAX_LABELS such labels.
+# Values sharing their first MAX_LABEL_CHARS characters count as one.
+MAX_LABEL_CHARS = 100
+CUSTOM_FIELD_PREFIX = "custom_field:"
+# Sites that must hold a custom field's value for it to be named; fewer, and it counts under
+# `other`. The whitelisted keys can hold anything (erase treats them as personal data): a
+# value of a single site, or of a handful, is never shown, nor kept in the figures.
+MIN_LABEL_SITES = 5
 
 
 class Kind(Enum):
@@ -118,6 +132,32 @@ METRICS = (
     RETENTION_WEEKLY,
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
+
+
+def custom_field(key: str) -> Metric:
+    """The distribution of one whitelisted `extra` key's values among the active sites."""
+    return Metric(f"{CUSTOM_FIELD_PREFIX}{key}", Kind.BREAKDOWN, f"Custom field: {key}")
+
+
+def named(name: str) -> Metric:
+    """The metric of a serving document's `metric`; KeyError for a name that is none."""
+    if name.startswith(CUSTOM_FIELD_PREFIX) and len(name) > len(CUSTOM_FIELD_PREFIX):
+        return custom_field(name.removeprefix(CUSTOM_FIELD_PREFIX))
+    return BY_NAME[name]
+
+
+# Every metric name, as a regular expression (the dashboard's OpenAPI).
+NAME_PATTERN = "^(?:" + "|".join(re.escape(name) for name in BY_NAME) + f"|{re.escape(CUSTOM_FIELD_PREFIX)}.+)$"
+
+
+def is_name(name: str) -> bool:
+    try:
+        named(name)
+    except KeyError:
+        return False
+    return True
+
+
 # Scalars that count something, served as integers.
 COUNTS = (ACTIVE_SITES, NEW_SITES, DEACTIVATIONS)
 # Distributions among the sites active that day, one label per site, drawn top first. (The other

@@ -36,7 +36,7 @@ def ensure_indexes(db: Database) -> None:
 
 def document(day: date, row: Mapping[str, Any]) -> dict[str, Any]:
     """The serving document of one `analytics_daily` row."""
-    metric = metrics.BY_NAME[row["metric"]]
+    metric = metrics.named(row["metric"])
     doc: dict[str, Any] = {"hash": row["hash"], "metric": metric.name, "day": day.strftime(metrics.DAY_FORMAT)}
     if metric.kind is metrics.Kind.SCALAR:
         value = row["value"]

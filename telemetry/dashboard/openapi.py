@@ -201,7 +201,7 @@ SPEC: dict[str, Any] = {
                     " label has `rates` (per 1,000 sites), `breakdown` (its events) and `sites` (docs/analytics.md)."
                 ),
                 "properties": {
-                    "metric": {"type": "string", "enum": list(metrics.BY_NAME)},
+                    "metric": {"type": "string", "pattern": metrics.NAME_PATTERN},
                     "day": {"type": "string", "format": "date"},
                     "value": {"type": "number", "nullable": True},
                     "breakdown": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -251,7 +251,11 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     HASH,
                     _parameter(
-                        "metric", "query", {"type": "string", "enum": list(metrics.BY_NAME)}, "One metric; absent: all."
+                        "metric",
+                        "query",
+                        {"type": "string", "pattern": metrics.NAME_PATTERN},
+                        f"One metric (docs/analytics.md), or `{metrics.CUSTOM_FIELD_PREFIX}<key>` for a custom field;"
+                        " absent: all.",
                     ),
                     _parameter(
                         "from",

@@ -21,7 +21,7 @@ from typing import Any
 import altair as alt
 
 from telemetry.analytics import metrics
-from telemetry.common.projects import project_reason_labels
+from telemetry.common.projects import custom_field_keys, project_reason_labels
 
 DEFAULT_DAYS = 90
 SHORT_DAYS = 30
@@ -60,6 +60,11 @@ CHART_KEYS = (
     metrics.DEACTIVATION_RATE_BY_VERSION.name,
     metrics.RETENTION_WEEKLY.name,
 )
+
+
+def chart_keys(project: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every chart of the project with data, in page order: CHART_KEYS, then one per whitelisted custom field."""
+    return (*CHART_KEYS, *(metrics.custom_field(key).name for key in custom_field_keys(project)))
 
 
 def day_str(day: date) -> str:
@@ -440,7 +445,7 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
         )
     )
 
-    for metric in metrics.DISTRIBUTIONS:
+    def distribution(metric: metrics.Metric) -> None:
         latest = series.latest_breakdown(metric, end)
         spec, note = None, "latest day with data"
         if latest is not None:
@@ -455,6 +460,9 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
                 share_title = "share of active sites"
             spec = bar_chart(rows, "Sites", share_title) if rows else None
         charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    for metric in metrics.DISTRIBUTIONS:
+        distribution(metric)
 
     metric = metrics.INSTALL_AGE_AT_DEACTIVATION
     rows = install_age_rows(series.summed_breakdown(metric, short_start, end))
@@ -496,10 +504,15 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
         note = f"share of each week's new sites active 1 to {metrics.RETENTION_WEEKS} weeks later, as of {latest_day}"
         spec = retention_chart(rows) if rows else None
     charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    for key in custom_field_keys(project):
+        distribution(metrics.custom_field(key))
     return tuple(charts)
 
 
 def _plural(metric: metrics.Metric) -> str:
+    if metric.name.startswith(metrics.CUSTOM_FIELD_PREFIX):
+        return "values"
     return {metrics.LOCALE: "locales", metrics.THEME: "themes", metrics.MULTISITE: "values"}.get(metric, "versions")
 
 

@@ -16,12 +16,15 @@ The history, with a 3-day active window (days 1 to 4 are consecutive UTC days):
   site f  day 3 10:00 (new, version 2.2.0), deactivated day 3 11:00: not active, 0 days old
   site g  day 3 (new), WordPress `latest` and PHP `PHP`: versions nobody can parse
 Site d runs PHP 8.10.2, newer than 8.4 as numbers though not as strings.
+The project whitelists the custom field `license`: a `pro`, b and c 101-character values
+that share their first 100, d ` pro ` (blank around it), e none, f `pro`, g the number 3.
 A week on, for retention: site a pings again on day 8, site d on day 9.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -50,7 +53,7 @@ def at(day: date, hour: int) -> datetime:
 
 
 def track(project: str, site: str, *, wp: str, php: str, db: str, server: str, plugins: list[str], **wp_fields) -> dict:
-    return {
+    body = {
         "hash": project,
         "url": f"https://{site}.example.org",
         "site": f"Site {site}",
@@ -67,6 +70,12 @@ def track(project: str, site: str, *, wp: str, php: str, db: str, server: str, p
         "plugins": {slug: {"name": slug.title(), "version": "1.0"} for slug in plugins},
         "client": "2.0.4",
     }
+    if "license" in wp_fields:
+        body["extra"] = {"license": wp_fields["license"], "not_whitelisted": "dropped by the pipeline"}
+    return body
+
+
+LONG_VALUE = "x" * metrics.MAX_LABEL_CHARS
 
 
 def deactivate(track_body: dict, reason: str) -> dict:
@@ -78,24 +87,29 @@ def deactivate(track_body: dict, reason: str) -> dict:
 def history(project: str) -> list[tuple[str, datetime, dict]]:
     a1 = track(
         project, "a", wp="6.8.1", php="8.2.12", db="10.6.16-MariaDB", server="Apache/2.4.58 (Ubuntu)",
-        plugins=["woocommerce", "akismet"],
+        plugins=["woocommerce", "akismet"], license="pro",
     )  # fmt: skip
     a2 = track(
         project, "a", wp="6.9.0", php="8.3.1", db="10.6.16-MariaDB", server="Apache/2.4.58 (Ubuntu)",
-        plugins=["woocommerce", "akismet", "yoast"], project_version="2.1.0",
+        plugins=["woocommerce", "akismet", "yoast"], project_version="2.1.0", license="pro",
     )  # fmt: skip
     b = track(
         project, "b", wp="6.8.3", php="8.2.1", db="5.5.5-10.11.6-MariaDB-0+deb12u1", server="nginx/1.24.0",
-        plugins=["woocommerce"], locale="de_DE",
+        plugins=["woocommerce"], locale="de_DE", license=f"{LONG_VALUE}-b",
     )  # fmt: skip
     c = track(
         project, "c", wp="6.8.3", php="7.4.33", db="8.0.35", server="LiteSpeed", plugins=["akismet"],
-        locale="ja", multisite="Yes", theme_name="",
+        locale="ja", multisite="Yes", theme_name="", license=f"{LONG_VALUE}-c",
     )  # fmt: skip
-    d = track(project, "d", wp="7.0", php="8.10.2", db="11.4.2", server="nginx", plugins=["woocommerce"])
+    d = track(
+        project, "d", wp="7.0", php="8.10.2", db="11.4.2", server="nginx", plugins=["woocommerce"], license=" pro "
+    )
     e = track(project, "e", wp="6.9.0", php="8.3.1", db="8.0.36", server="Microsoft-IIS/10.0", plugins=[])
-    f = track(project, "f", wp="6.9.1", php="8.3.0", db="8.0.36", server="nginx", plugins=[], project_version="2.2.0")
-    g = track(project, "g", wp="latest", php="PHP", db="8.0.36", server="nginx", plugins=[])
+    f = track(
+        project, "f", wp="6.9.1", php="8.3.0", db="8.0.36", server="nginx", plugins=[], project_version="2.2.0",
+        license="pro",
+    )  # fmt: skip
+    g = track(project, "g", wp="latest", php="PHP", db="8.0.36", server="nginx", plugins=[], license=3)
     skipped_new = {"hash": project, "previously_skipped": "false", "client": "2.0.4"}
     skipped_again = {"hash": project, "previously_skipped": "true", "client": "2.0.4"}
     return [
@@ -136,6 +150,10 @@ def release_health(versions: dict[str, tuple[int, int]]) -> dict:
     }
 
 
+LICENSE = metrics.custom_field("license").name
+# A custom field's value is named from this many sites (metrics.MIN_LABEL_SITES in production).
+MIN_LABEL_SITES = 2
+
 # What the definitions give, worked out by hand from the history above.
 EXPECTED = {
     DAY1: {
@@ -162,6 +180,9 @@ EXPECTED = {
         ),
         # Sites that ran each version: the active ones; no deactivation yet.
         "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (0, 3)}),
+        # a pro, b and c the same first 100 characters, e none. With MIN_LABEL_SITES 2 in this
+        # module, pro (1 site) is not named.
+        LICENSE: {LONG_VALUE: 2, "other": 1, "unknown": 1},
     },
     DAY2: {
         "active_sites": 4,  # a c d e: b is deactivated, e pinged after its deactivation
@@ -175,6 +196,7 @@ EXPECTED = {
         "install_age_at_deactivation": {"1-7 days": 2},
         # 2.0.0 ran on b c d e (b deactivated, e deactivated and active again): 2 of 4 left, 500 per 1,000.
         "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (2, 4)}),
+        LICENSE: {"pro": 2, "other": 1, "unknown": 1},  # a, d (trimmed); c alone; e
     },
     DAY3: {
         "active_sites": 5,  # a c d e g: f deactivated after its only ping
@@ -184,6 +206,7 @@ EXPECTED = {
         "install_age_at_deactivation": {"under 1 day": 1},  # f: first seen and deactivated on day 3
         # 2.0.0: b and e left within 7 days, of b c d e g; 2.2.0: f, its only site, left.
         "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (2, 5), "2.2.0": (1, 1)}),
+        LICENSE: {"pro": 2, "other": 2, "unknown": 1},  # a d; c, g (3); e. f is not active.
     },
     DAY4: {
         "active_sites": 3,  # d e g; a and c were last seen on day 1, out of the window
@@ -198,6 +221,7 @@ EXPECTED = {
         # a is no longer active and left no deactivation: 2.1.0 is gone. b's deactivation on day 2
         # is still within the 7 days: 2.0.0 ran on b d e g.
         "deactivation_rate_by_version": release_health({"2.0.0": (2, 4), "2.2.0": (1, 1)}),
+        LICENSE: {"other": 2, "unknown": 1},  # d alone, g alone; e
     },
 }
 
@@ -207,14 +231,20 @@ def setup():
     """A dataset and a database of this module's own, with the pipelines' history in them."""
     name = f"analytics_test_{uuid.uuid4().hex[:8]}"
     environ = {**os.environ, "BQ_DATASET": name, "MONGODB_DB": name, "ACTIVE_WINDOW_DAYS": str(WINDOW_DAYS)}
-    settings = analytics.AnalyticsSettings.from_env(environ)
+    settings = dataclasses.replace(analytics.AnalyticsSettings.from_env(environ), min_label_sites=MIN_LABEL_SITES)
     client = cloud.bigquery_client(settings.project)
     warehouse.ensure_tables(client, name)
     db = mongo.database(settings.mongodb_uri, name)
     site_state.ensure_indexes(db)
     project = uuid.uuid4().hex
     db[PROJECTS].insert_one(
-        {"hash": project, "name": "Analytics test", "type": "plugin", "custom_fields": [], "mail_integrations": {}}
+        {
+            "hash": project,
+            "name": "Analytics test",
+            "type": "plugin",
+            "custom_fields": ["license"],
+            "mail_integrations": {},
+        }
     )
     bucket = cloud.storage_client(settings.project).bucket(os.environ["TRACKING_BUCKET"])
     for route, received_at, body in history(project):
@@ -262,7 +292,9 @@ def test_figures_are_the_ones_the_definitions_give(setup):
                 assert got == value, (day, metric)
     # Every metric, every day, for the project.
     for day in (DAY1, DAY2, DAY3, DAY4):
-        assert {metric.name for metric in metrics.METRICS} == {m for d, m in figures if d == day.isoformat()}
+        assert {*(metric.name for metric in metrics.METRICS), LICENSE} == {
+            m for d, m in figures if d == day.isoformat()
+        }
 
 
 def test_serving_copy_and_warehouse_hold_the_same_figures(setup):
@@ -275,7 +307,7 @@ def test_serving_copy_and_warehouse_hold_the_same_figures(setup):
     )
     in_mongodb = job.db[metrics.COLLECTION].find({"hash": project}, {"_id": 0}).sort([("day", 1), ("metric", 1)])
     assert from_warehouse == list(in_mongodb)
-    assert len(from_warehouse) == 4 * len(metrics.METRICS)
+    assert len(from_warehouse) == 4 * (len(metrics.METRICS) + 1)  # and the custom field
 
 
 def test_a_rerun_and_a_rerun_of_a_past_day_change_nothing(setup):
@@ -384,3 +416,14 @@ def test_weekly_retention_is_the_share_of_each_rolling_cohort_active_that_day(se
     before = (served(job, project), warehouse_rows(job))
     job.run(at(DAY10, 15), since=DAY8)
     assert (served(job, project), warehouse_rows(job)) == before
+
+
+def test_a_custom_field_keeps_at_most_max_labels_labels(setup):
+    """Day 3's `license` by sites: pro 2 (a d), then 3, the long value and unknown 1 each. With
+    one label kept, pro stays and the other three are summed as `other`."""
+    job, project = setup
+    narrow = analytics.AnalyticsJob(job.client, job.db, dataclasses.replace(job.settings, max_labels=1))
+    narrow.run(at(DAY4, 15), since=DAY3)
+    assert served(job, project)[(DAY3.isoformat(), LICENSE)] == {"pro": 2, "other": 3}
+    job.run(at(DAY4, 15), since=DAY3)
+    assert served(job, project)[(DAY3.isoformat(), LICENSE)] == EXPECTED[DAY3][LICENSE]

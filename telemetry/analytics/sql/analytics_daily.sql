@@ -8,8 +8,14 @@
 MERGE `{dataset}.analytics_daily` AS target
 USING (
   WITH
+    -- Named columns, not *: bqemulator expands * from its catalog, which misses a column
+    -- added to an existing table (BigQuery reads only the columns used either way).
     state AS (
-      SELECT * FROM `{dataset}.site_days` WHERE day = @day
+      SELECT
+        hash, url, days_seen_bits, last_seen_at, deactivated_at, project_version, wp_version, php_version,
+        mysql_version, server_software, locale, multisite, theme, plugins, custom_fields
+      FROM `{dataset}.site_days`
+      WHERE day = @day
     ),
     -- Seen within the window, and no deactivation since the latest track ping.
     active AS (
@@ -70,6 +76,31 @@ USING (
       FROM deactivations AS d
       LEFT JOIN `{dataset}.site_first_seen` AS f ON f.hash = d.hash AND f.url = d.url AND f.first_seen <= @day
     ),
+    -- Custom fields: each active site's value of each `extra` key it holds (text, a number
+    -- or true/false as sent, an array or object as compact JSON), cut to @max_label_chars
+    -- characters; null or blank: no value. The keys are the project's whitelist (the
+    -- pipelines keep no other); the values are whatever the sites sent.
+    custom_values AS (
+      SELECT
+        hash,
+        url,
+        key,
+        SUBSTR(
+          CASE
+            WHEN JSON_VALUE(value) IS NOT NULL THEN NULLIF(TRIM(JSON_VALUE(value)), '')
+            WHEN TO_JSON_STRING(value) != 'null' THEN TO_JSON_STRING(value)
+          END,
+          1,
+          @max_label_chars
+        ) AS label
+      FROM (
+        SELECT a.hash, a.url, key, PARSE_JSON(a.custom_fields, wide_number_mode => 'round')[key] AS value
+        FROM active AS a, UNNEST(JSON_KEYS(PARSE_JSON(a.custom_fields, wide_number_mode => 'round'), 1)) AS key
+      )
+    ),
+    custom_keys AS (
+      SELECT DISTINCT hash, key FROM custom_values
+    ),
     raw_labels AS (
       SELECT hash, 'project_version' AS metric, NULLIF(TRIM(project_version), '') AS label FROM active
       UNION ALL SELECT hash, 'wp_version', REGEXP_EXTRACT(wp_version, r'^\s*(\d+\.\d+)') FROM active
@@ -118,21 +149,33 @@ USING (
           ELSE 'over 90 days'
         END
       FROM deactivation_ages
+      -- Every active site of a project under each of its keys: no value of it is unknown.
+      UNION ALL
+      SELECT a.hash, CONCAT(@custom_field_prefix, k.key), v.label
+      FROM active AS a
+      JOIN custom_keys AS k ON k.hash = a.hash
+      LEFT JOIN custom_values AS v ON v.hash = a.hash AND v.url = a.url AND v.key = k.key
     ),
     label_counts AS (
       SELECT hash, metric, label, COUNT(*) AS count
       FROM (SELECT hash, metric, IFNULL(label, @unknown_label) AS label FROM raw_labels)
       GROUP BY hash, metric, label
     ),
-    -- The largest @max_labels labels of a distribution, the rest summed as 'other'.
+    -- The largest @max_labels labels of a distribution, the rest summed as 'other'. A custom
+    -- field's value is named only when at least @min_label_sites sites hold it: a value one
+    -- site sent (an email, a licence key) is never a label.
     folded AS (
       SELECT hash, metric, label, SUM(count) AS count
       FROM (
         SELECT
           hash,
           metric,
-          IF(ROW_NUMBER() OVER (PARTITION BY hash, metric ORDER BY count DESC, label) <= @max_labels, label, 'other')
-            AS label,
+          IF(
+            ROW_NUMBER() OVER (PARTITION BY hash, metric ORDER BY count DESC, label) <= @max_labels
+              AND (NOT STARTS_WITH(metric, @custom_field_prefix) OR count >= @min_label_sites OR label = @unknown_label),
+            label,
+            'other'
+          ) AS label,
           count
         FROM label_counts
       )
@@ -270,6 +313,9 @@ USING (
       FROM projects AS p
       CROSS JOIN breakdown_metrics AS m
       LEFT JOIN breakdowns AS b ON b.hash = p.hash AND b.metric = m.metric
+      -- A custom field's figure exists where an active site holds its key.
+      UNION ALL
+      SELECT hash, metric, CAST(NULL AS FLOAT64), breakdown FROM breakdowns WHERE STARTS_WITH(metric, @custom_field_prefix)
     )
   SELECT * FROM figures
 ) AS source
