@@ -297,6 +297,8 @@ def site_record(
         "tracking_skipped": bool_field("tracking_skipped", body.get("tracking_skipped")),
         "custom_fields": custom_fields(body, projects.custom_field_keys(project)),
         "status": status,
+        "country": None,
+        "hosting": None,
         "ping_id": ping.id,
         "received_at": ping.received_at,
     }
