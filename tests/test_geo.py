@@ -8,6 +8,7 @@ Hostinger's, 104.16.0.0/13 Cloudflare's, 34.120.0.0/14 Google Cloud's, 77.68.0.0
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -273,3 +274,13 @@ def test_site_records_count_how_labels_were_found():
         geo.IP_ADDRESS_ABSENT: 1,
         geo.NO_PUBLIC_ADDRESS: 2,
     }
+
+
+def test_the_demos_hosting_networks_are_placed_by_the_bundled_data():
+    from telemetry.local import population
+
+    for network, _ in population.HOSTING_NETWORKS:
+        first, last = ipaddress.ip_network(network)[1], ipaddress.ip_network(network)[-2]
+        for address in (first, last):
+            located = geo.BUNDLED.locate(str(address), None)
+            assert located.country and located.hosting, (network, located)
