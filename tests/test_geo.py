@@ -284,3 +284,34 @@ def test_the_demos_hosting_networks_are_placed_by_the_bundled_data():
         for address in (first, last):
             located = geo.BUNDLED.locate(str(address), None)
             assert located.country and located.hosting, (network, located)
+
+
+def test_the_bundled_data_is_the_one_the_code_and_docs_name():
+    readers, _ = geo.BUNDLED.load()
+    assert [reader.name for reader in readers] == [geo.BUNDLED_DATA]
+    date = geo.BUNDLED_DATA.rsplit("-", 1)[1]  # 20240618
+    assert f"{date[:4]}-{date[4:6]}-{date[6:]}" in (Path(__file__).parents[1] / "docs" / "geo.md").read_text()
+
+
+def test_refresh_geo_pins_every_requirements_file(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "refresh_geo", Path(__file__).parents[1] / "scripts" / "refresh_geo.py"
+    )
+    refresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refresh)
+    files = []
+    for name in ("requirements.txt", "constraints.txt", "template-requirements.txt"):
+        path = tmp_path / name
+        path.write_text("apache-beam==2.77.0\ngeoip2fast==1.2.2\nmaxminddb==3.2.0\n")
+        files.append(path)
+    monkeypatch.setattr(refresh, "PINNED_IN", tuple(files))
+    monkeypatch.setattr(refresh, "ROOT", tmp_path)
+    installs = []
+    monkeypatch.setattr(refresh.subprocess, "run", lambda command, check: installs.append(command))  # no PyPI here
+    refresh.pin("1.3.0")
+    assert all(path.read_text() == "apache-beam==2.77.0\ngeoip2fast==1.3.0\nmaxminddb==3.2.0\n" for path in files)
+    assert installs and "geoip2fast==1.3.0" in installs[0]
+    with pytest.raises(SystemExit, match="--version"):
+        refresh.pin("latest; rm -rf /")
