@@ -315,3 +315,11 @@ def test_refresh_geo_pins_every_requirements_file(tmp_path, monkeypatch):
     assert installs and "geoip2fast==1.3.0" in installs[0]
     with pytest.raises(SystemExit, match="--version"):
         refresh.pin("latest; rm -rf /")
+
+
+def test_a_second_geoip2fast_file_in_one_process_is_refused():
+    # geoip2fast keeps its data in module globals: a second file would change the first reader's answers.
+    geo.BUNDLED.load()
+    with pytest.raises(ValueError, match="cannot also hold"):
+        geo.Geoip2fastData("elsewhere/geoip2fast-asn-ipv6.dat.gz")
+    assert geo.BUNDLED.locate("5.9.0.1", None).hosting == "Hetzner"

@@ -218,11 +218,17 @@ class Geoip2fastData:
     """
 
     answers = frozenset({"country", "asn"})
+    loaded: str | None = None  # the file this process's geoip2fast holds
 
     def __init__(self, path: str | None = None):
         from geoip2fast import GeoIP2Fast
 
-        self._reader = GeoIP2Fast(geoip2fast_data_file=path or BUNDLED_FILE, verbose=False)
+        wanted = path or BUNDLED_FILE
+        if Geoip2fastData.loaded not in (None, wanted):
+            # Loading it would silently change what every earlier reader of this process answers.
+            raise ValueError(f"this process's geoip2fast holds {Geoip2fastData.loaded}; it cannot also hold {wanted}")
+        self._reader = GeoIP2Fast(geoip2fast_data_file=wanted, verbose=False)
+        Geoip2fastData.loaded = wanted
         self.name = self._reader.get_database_info().get("source_info") or (path or BUNDLED_FILE)
 
     def network(self, address: Address) -> Network:
@@ -313,12 +319,12 @@ def _open(databases: tuple[str, ...], project: str | None) -> tuple[tuple[Any, .
     and the counters of databases that could not be read (each logged once per process)."""
     readers: list[Any] = []
     failed: list[str] = []
-    dat_file = None
+    has_geoip2fast = False
     for source in databases:
         try:
             if source.endswith(".dat.gz"):
-                dat_file = _local_copy(source, project)
-                readers.append(Geoip2fastData(dat_file))
+                readers.append(Geoip2fastData(_local_copy(source, project)))
+                has_geoip2fast = True
             else:
                 readers.append(MaxMindData(_local_copy(source, project)))
         except Exception as e:  # any reader's failure: the labels must not stop the pipeline
@@ -328,7 +334,7 @@ def _open(databases: tuple[str, ...], project: str | None) -> tuple[tuple[Any, .
             )
             failed.append(DATABASE_UNREADABLE)
     answered = set().union(*(reader.answers for reader in readers)) if readers else set()
-    if answered != {"country", "asn"} and dat_file is None:
+    if answered != {"country", "asn"} and not has_geoip2fast:
         readers.append(Geoip2fastData())
     log.info("geo databases loaded", extra={"databases": [reader.name for reader in readers]})
     return tuple(readers), tuple(failed)
