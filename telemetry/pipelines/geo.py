@@ -16,8 +16,8 @@ Where the data comes from (GEO_DATABASES, `Locator.databases`):
   the country an RIR registered a block in, which for the cloud providers'
   global blocks is the company's seat (an AWS Frankfurt address reads US);
   geoip2fast gives the country the address is used in and its network's
-  organisation, from one file. Pure Python: about 0.3 s and 120 MB to load
-  (once per worker process), about 10 µs a lookup, IPv4 and IPv6.
+  organisation, from one file. Pure Python: 0.3 to 1 s and 120 to 150 MB to
+  load (once per worker process), 10 to 40 µs a lookup, IPv4 and IPv6.
 - A comma-separated list of MaxMind DB files (`.mmdb`), local paths or
   `gs://bucket/object` (downloaded once per process): a vendor's GeoLite2 or
   commercial GeoIP2 Country, City, ASN, ISP or Enterprise database, read with
