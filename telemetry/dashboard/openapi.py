@@ -84,6 +84,16 @@ _SITE_PROPERTIES: dict[str, Any] = {
     "mysql_version": NULLABLE_TEXT,
     "server_software": NULLABLE_TEXT,
     "locale": NULLABLE_TEXT,
+    "country": {
+        "type": "string",
+        "nullable": True,
+        "description": "Hosting country of the site's server, ISO 3166-1 alpha-2 (docs/geo.md).",
+    },
+    "hosting": {
+        "type": "string",
+        "nullable": True,
+        "description": "Hosting company (or the network's organisation) of the site's server (docs/geo.md).",
+    },
     "multisite": {"type": "boolean", "nullable": True},
     "is_local": {"type": "boolean", "nullable": True},
     "theme_name": NULLABLE_TEXT,

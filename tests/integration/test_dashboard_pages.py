@@ -98,6 +98,7 @@ def test_signed_in_the_page_draws_every_chart_pages_filters_and_downloads(base, 
 
         first = rows(page, "sites")
         assert len(first) == 25 and "site-000059" in first[0]  # newest last_seen first
+        assert "\tDE · Hetzner\t" in first[0]  # the Hosted column
         page.click("#sites [data-page=next]")
         wait_for_page(page, "sites", 2)
         second = rows(page, "sites")
