@@ -75,6 +75,10 @@ def documents(project_hash: str, end: date, days: int = 90, seed: int = 1) -> li
         }
     )
     breakdown(metrics.PLUGINS, last, {f"plugin-{i}": max(1, active // (i + 1)) for i in range(30)})
+    breakdown(metrics.COUNTRY, last, {"US": active // 3, "DE": active // 4, "FR": active // 8, "unknown": 9})
+    breakdown(
+        metrics.HOSTING, last, {"Hetzner": active // 4, "OVH": active // 5, "SiteGround": active // 6, "other": 7}
+    )
     licenses = {"free": active // 2, "pro": active // 4, "agency": active // 8, "other": 12, "unknown": 30}
     breakdown(metrics.custom_field(CUSTOM_FIELD), last, licenses)
     return docs

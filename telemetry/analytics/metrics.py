@@ -73,6 +73,8 @@ LOCALE = Metric("locale", Kind.BREAKDOWN, "Locale")
 MULTISITE = Metric("multisite", Kind.BREAKDOWN, "Multisite")
 THEME = Metric("theme", Kind.BREAKDOWN, "Theme")
 PLUGINS = Metric("plugins", Kind.BREAKDOWN, f"Top {TOP_PLUGINS} co-installed plugins")
+COUNTRY = Metric("country", Kind.BREAKDOWN, "Hosting country")
+HOSTING = Metric("hosting", Kind.BREAKDOWN, "Hosting network")
 INSTALL_AGE_AT_DEACTIVATION = Metric("install_age_at_deactivation", Kind.BREAKDOWN, "Install age at deactivation")
 DEACTIVATION_RATE_BY_VERSION = Metric(
     "deactivation_rate_by_version", Kind.RATES, f"Deactivations per {RATE_PER:,} sites, by version", per=RATE_PER
@@ -126,6 +128,8 @@ METRICS = (
     MULTISITE,
     THEME,
     PLUGINS,
+    COUNTRY,
+    HOSTING,
     INSTALL_AGE_AT_DEACTIVATION,
     REQUIREMENTS_IMPACT,
     DEACTIVATION_RATE_BY_VERSION,
@@ -172,4 +176,6 @@ DISTRIBUTIONS = (
     MULTISITE,
     THEME,
     PLUGINS,
+    COUNTRY,
+    HOSTING,
 )

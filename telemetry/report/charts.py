@@ -513,7 +513,13 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
 def _plural(metric: metrics.Metric) -> str:
     if metric.name.startswith(metrics.CUSTOM_FIELD_PREFIX):
         return "values"
-    return {metrics.LOCALE: "locales", metrics.THEME: "themes", metrics.MULTISITE: "values"}.get(metric, "versions")
+    nouns = {
+        metrics.LOCALE: "locales",
+        metrics.THEME: "themes",
+        metrics.MULTISITE: "values",
+        metrics.COUNTRY: "countries",
+    }
+    return {**nouns, metrics.HOSTING: "networks"}.get(metric, "versions")
 
 
 def kpis(series: Series, end: date) -> tuple[tuple[str, str], ...]:

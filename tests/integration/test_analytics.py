@@ -18,6 +18,9 @@ The history, with a 3-day active window (days 1 to 4 are consecutive UTC days):
 Site d runs PHP 8.10.2, newer than 8.4 as numbers though not as strings.
 The project whitelists the custom field `license`: a `pro`, b and c 101-character values
 that share their first 100, d ` pro ` (blank around it), e none, f `pro`, g the number 3.
+Hosting (the pipelines' lookup in geoip2fast's bundled data, docs/geo.md): a and c on
+5.9.0.1 (DE, Hetzner), b and f on 51.15.0.1 (FR, Scaleway), d on 2606:4700::1111 (US,
+Cloudflare), e sends no address, g a private one: neither has labels.
 A week on, for retention: site a pings again on day 8, site d on day 9.
 """
 
@@ -70,6 +73,8 @@ def track(project: str, site: str, *, wp: str, php: str, db: str, server: str, p
         "plugins": {slug: {"name": slug.title(), "version": "1.0"} for slug in plugins},
         "client": "2.0.4",
     }
+    if "ip_address" in wp_fields:
+        body["ip_address"] = wp_fields["ip_address"]
     if "license" in wp_fields:
         body["extra"] = {"license": wp_fields["license"], "not_whitelisted": "dropped by the pipeline"}
     return body
@@ -87,29 +92,43 @@ def deactivate(track_body: dict, reason: str) -> dict:
 def history(project: str) -> list[tuple[str, datetime, dict]]:
     a1 = track(
         project, "a", wp="6.8.1", php="8.2.12", db="10.6.16-MariaDB", server="Apache/2.4.58 (Ubuntu)",
-        plugins=["woocommerce", "akismet"], license="pro",
+        plugins=["woocommerce", "akismet"], license="pro", ip_address="5.9.0.1",
     )  # fmt: skip
     a2 = track(
         project, "a", wp="6.9.0", php="8.3.1", db="10.6.16-MariaDB", server="Apache/2.4.58 (Ubuntu)",
         plugins=["woocommerce", "akismet", "yoast"], project_version="2.1.0", license="pro",
+        ip_address="5.9.0.1",
     )  # fmt: skip
     b = track(
         project, "b", wp="6.8.3", php="8.2.1", db="5.5.5-10.11.6-MariaDB-0+deb12u1", server="nginx/1.24.0",
         plugins=["woocommerce"], locale="de_DE", license=f"{LONG_VALUE}-b",
+        ip_address="51.15.0.1",
     )  # fmt: skip
     c = track(
         project, "c", wp="6.8.3", php="7.4.33", db="8.0.35", server="LiteSpeed", plugins=["akismet"],
         locale="ja", multisite="Yes", theme_name="", license=f"{LONG_VALUE}-c",
+        ip_address="5.9.0.1",
     )  # fmt: skip
     d = track(
-        project, "d", wp="7.0", php="8.10.2", db="11.4.2", server="nginx", plugins=["woocommerce"], license=" pro "
+        project,
+        "d",
+        wp="7.0",
+        php="8.10.2",
+        db="11.4.2",
+        server="nginx",
+        plugins=["woocommerce"],
+        license=" pro ",
+        ip_address="2606:4700::1111",
     )
     e = track(project, "e", wp="6.9.0", php="8.3.1", db="8.0.36", server="Microsoft-IIS/10.0", plugins=[])
     f = track(
         project, "f", wp="6.9.1", php="8.3.0", db="8.0.36", server="nginx", plugins=[], project_version="2.2.0",
-        license="pro",
+        license="pro", ip_address="51.15.0.1",
     )  # fmt: skip
-    g = track(project, "g", wp="latest", php="PHP", db="8.0.36", server="nginx", plugins=[], license=3)
+    g = track(
+        project, "g", wp="latest", php="PHP", db="8.0.36", server="nginx", plugins=[], license=3,
+        ip_address="192.168.1.1",
+    )  # fmt: skip
     skipped_new = {"hash": project, "previously_skipped": "false", "client": "2.0.4"}
     skipped_again = {"hash": project, "previously_skipped": "true", "client": "2.0.4"}
     return [
@@ -183,6 +202,8 @@ EXPECTED = {
         # a pro, b and c the same first 100 characters, e none. With MIN_LABEL_SITES 2 in this
         # module, pro (1 site) is not named.
         LICENSE: {LONG_VALUE: 2, "other": 1, "unknown": 1},
+        "country": {"DE": 2, "FR": 1, "unknown": 1},  # a c; b; e
+        "hosting": {"Hetzner": 2, "Scaleway": 1, "unknown": 1},
     },
     DAY2: {
         "active_sites": 4,  # a c d e: b is deactivated, e pinged after its deactivation
@@ -197,6 +218,8 @@ EXPECTED = {
         # 2.0.0 ran on b c d e (b deactivated, e deactivated and active again): 2 of 4 left, 500 per 1,000.
         "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (2, 4)}),
         LICENSE: {"pro": 2, "other": 1, "unknown": 1},  # a, d (trimmed); c alone; e
+        "country": {"DE": 2, "US": 1, "unknown": 1},  # a c; d; e
+        "hosting": {"Hetzner": 2, "Cloudflare": 1, "unknown": 1},
     },
     DAY3: {
         "active_sites": 5,  # a c d e g: f deactivated after its only ping
@@ -207,6 +230,8 @@ EXPECTED = {
         # 2.0.0: b and e left within 7 days, of b c d e g; 2.2.0: f, its only site, left.
         "deactivation_rate_by_version": release_health({"2.1.0": (0, 1), "2.0.0": (2, 5), "2.2.0": (1, 1)}),
         LICENSE: {"pro": 2, "other": 2, "unknown": 1},  # a d; c, g (3); e. f is not active.
+        "country": {"DE": 2, "US": 1, "unknown": 2},  # a c; d; e g
+        "hosting": {"Hetzner": 2, "Cloudflare": 1, "unknown": 2},
     },
     DAY4: {
         "active_sites": 3,  # d e g; a and c were last seen on day 1, out of the window
@@ -222,6 +247,8 @@ EXPECTED = {
         # is still within the 7 days: 2.0.0 ran on b d e g.
         "deactivation_rate_by_version": release_health({"2.0.0": (2, 4), "2.2.0": (1, 1)}),
         LICENSE: {"other": 2, "unknown": 1},  # d alone, g alone; e
+        "country": {"US": 1, "unknown": 2},  # d; e g
+        "hosting": {"Cloudflare": 1, "unknown": 2},
     },
 }
 

@@ -13,7 +13,7 @@ USING (
     state AS (
       SELECT
         hash, url, days_seen_bits, last_seen_at, deactivated_at, project_version, wp_version, php_version,
-        mysql_version, server_software, locale, multisite, theme, plugins, custom_fields
+        mysql_version, server_software, locale, multisite, theme, plugins, custom_fields, country, hosting
       FROM `{dataset}.site_days`
       WHERE day = @day
     ),
@@ -135,6 +135,8 @@ USING (
       UNION ALL SELECT hash, 'locale', NULLIF(TRIM(locale), '') FROM active
       UNION ALL SELECT hash, 'multisite', CASE multisite WHEN TRUE THEN 'yes' WHEN FALSE THEN 'no' END FROM active
       UNION ALL SELECT hash, 'theme', NULLIF(TRIM(theme), '') FROM active
+      UNION ALL SELECT hash, 'country', NULLIF(TRIM(country), '') FROM active
+      UNION ALL SELECT hash, 'hosting', NULLIF(TRIM(hosting), '') FROM active
       UNION ALL SELECT hash, 'deactivation_reasons', NULLIF(reason_id, '') FROM deactivations
       UNION ALL
       SELECT
@@ -303,7 +305,7 @@ USING (
       SELECT metric FROM UNNEST([
         'deactivation_reasons', 'project_version', 'wp_version', 'php_version', 'mysql_version',
         'server_software', 'locale', 'multisite', 'theme', 'plugins', 'install_age_at_deactivation',
-        'requirements_impact', 'deactivation_rate_by_version', 'retention_weekly'
+        'requirements_impact', 'deactivation_rate_by_version', 'retention_weekly', 'country', 'hosting'
       ]) AS metric
     ),
     figures AS (
