@@ -101,42 +101,46 @@ USING (
     custom_keys AS (
       SELECT DISTINCT hash, key FROM custom_values
     ),
+    -- The distributions in one pass over the active sites, a row per site and metric: BigQuery
+    -- evaluates a CTE at each reference, and each reference of `active` reads the day's site_days.
     raw_labels AS (
-      SELECT hash, 'project_version' AS metric, NULLIF(TRIM(project_version), '') AS label FROM active
-      UNION ALL SELECT hash, 'wp_version', REGEXP_EXTRACT(wp_version, r'^\s*(\d+\.\d+)') FROM active
-      UNION ALL SELECT hash, 'php_version', REGEXP_EXTRACT(php_version, r'^\s*(\d+\.\d+)') FROM active
-      UNION ALL
       SELECT
-        hash,
-        'mysql_version',
-        CASE
-          -- `10.6.16-MariaDB`, `5.5.5-10.11.6-MariaDB-0+deb12u1`: the version before `-MariaDB`.
-          WHEN REGEXP_CONTAINS(LOWER(mysql_version), r'\d+\.\d+(\.\d+)?-mariadb')
-            THEN CONCAT('MariaDB ', REGEXP_EXTRACT(LOWER(mysql_version), r'(\d+\.\d+)(?:\.\d+)?-mariadb'))
-          -- A bare `10.6.16`: no MySQL has major 10 or 11.
-          WHEN REGEXP_CONTAINS(mysql_version, r'^\s*1[01]\.\d+')
-            THEN CONCAT('MariaDB ', REGEXP_EXTRACT(mysql_version, r'^\s*(\d+\.\d+)'))
-          WHEN REGEXP_CONTAINS(mysql_version, r'^\s*\d+\.\d+')
-            THEN CONCAT('MySQL ', REGEXP_EXTRACT(mysql_version, r'^\s*(\d+\.\d+)'))
-        END
-      FROM active
-      UNION ALL
-      SELECT
-        hash,
-        'server_software',
-        CASE
-          WHEN NULLIF(TRIM(server_software), '') IS NULL THEN NULL
-          WHEN STARTS_WITH(LOWER(TRIM(server_software)), 'apache') THEN 'Apache'
-          WHEN STARTS_WITH(LOWER(TRIM(server_software)), 'nginx') THEN 'nginx'
-          WHEN STARTS_WITH(LOWER(TRIM(server_software)), 'litespeed') THEN 'LiteSpeed'
-          ELSE 'other'
-        END
-      FROM active
-      UNION ALL SELECT hash, 'locale', NULLIF(TRIM(locale), '') FROM active
-      UNION ALL SELECT hash, 'multisite', CASE multisite WHEN TRUE THEN 'yes' WHEN FALSE THEN 'no' END FROM active
-      UNION ALL SELECT hash, 'theme', NULLIF(TRIM(theme), '') FROM active
-      UNION ALL SELECT hash, 'country', NULLIF(TRIM(country), '') FROM active
-      UNION ALL SELECT hash, 'hosting', NULLIF(TRIM(hosting), '') FROM active
+        a.hash,
+        metric,
+        CASE metric
+          WHEN 'project_version' THEN NULLIF(TRIM(a.project_version), '')
+          WHEN 'wp_version' THEN REGEXP_EXTRACT(a.wp_version, r'^\s*(\d+\.\d+)')
+          WHEN 'php_version' THEN REGEXP_EXTRACT(a.php_version, r'^\s*(\d+\.\d+)')
+          WHEN 'mysql_version' THEN
+            CASE
+              -- `10.6.16-MariaDB`, `5.5.5-10.11.6-MariaDB-0+deb12u1`: the version before `-MariaDB`.
+              WHEN REGEXP_CONTAINS(LOWER(a.mysql_version), r'\d+\.\d+(\.\d+)?-mariadb')
+                THEN CONCAT('MariaDB ', REGEXP_EXTRACT(LOWER(a.mysql_version), r'(\d+\.\d+)(?:\.\d+)?-mariadb'))
+              -- A bare `10.6.16`: no MySQL has major 10 or 11.
+              WHEN REGEXP_CONTAINS(a.mysql_version, r'^\s*1[01]\.\d+')
+                THEN CONCAT('MariaDB ', REGEXP_EXTRACT(a.mysql_version, r'^\s*(\d+\.\d+)'))
+              WHEN REGEXP_CONTAINS(a.mysql_version, r'^\s*\d+\.\d+')
+                THEN CONCAT('MySQL ', REGEXP_EXTRACT(a.mysql_version, r'^\s*(\d+\.\d+)'))
+            END
+          WHEN 'server_software' THEN
+            CASE
+              WHEN NULLIF(TRIM(a.server_software), '') IS NULL THEN NULL
+              WHEN STARTS_WITH(LOWER(TRIM(a.server_software)), 'apache') THEN 'Apache'
+              WHEN STARTS_WITH(LOWER(TRIM(a.server_software)), 'nginx') THEN 'nginx'
+              WHEN STARTS_WITH(LOWER(TRIM(a.server_software)), 'litespeed') THEN 'LiteSpeed'
+              ELSE 'other'
+            END
+          WHEN 'locale' THEN NULLIF(TRIM(a.locale), '')
+          WHEN 'multisite' THEN CASE a.multisite WHEN TRUE THEN 'yes' WHEN FALSE THEN 'no' END
+          WHEN 'theme' THEN NULLIF(TRIM(a.theme), '')
+          WHEN 'country' THEN NULLIF(TRIM(a.country), '')
+          WHEN 'hosting' THEN NULLIF(TRIM(a.hosting), '')
+        END AS label
+      FROM active AS a
+      CROSS JOIN UNNEST([
+        'project_version', 'wp_version', 'php_version', 'mysql_version', 'server_software', 'locale', 'multisite',
+        'theme', 'country', 'hosting'
+      ]) AS metric
       UNION ALL SELECT hash, 'deactivation_reasons', NULLIF(reason_id, '') FROM deactivations
       UNION ALL
       SELECT
@@ -208,17 +212,14 @@ USING (
     site_versions AS (
       SELECT
         hash,
-        'PHP' AS software,
-        SAFE_CAST(REGEXP_EXTRACT(php_version, r'^\s*(\d+)\.\d+') AS INT64) AS major,
-        SAFE_CAST(REGEXP_EXTRACT(php_version, r'^\s*\d+\.(\d+)') AS INT64) AS minor
-      FROM active
-      UNION ALL
-      SELECT
-        hash,
-        'WordPress',
-        SAFE_CAST(REGEXP_EXTRACT(wp_version, r'^\s*(\d+)\.\d+') AS INT64),
-        SAFE_CAST(REGEXP_EXTRACT(wp_version, r'^\s*\d+\.(\d+)') AS INT64)
-      FROM active
+        software,
+        SAFE_CAST(REGEXP_EXTRACT(version, r'^\s*(\d+)\.\d+') AS INT64) AS major,
+        SAFE_CAST(REGEXP_EXTRACT(version, r'^\s*\d+\.(\d+)') AS INT64) AS minor
+      FROM (
+        SELECT a.hash, software, IF(software = 'PHP', a.php_version, a.wp_version) AS version
+        FROM active AS a
+        CROSS JOIN UNNEST(['PHP', 'WordPress']) AS software
+      )
     ),
     stranded AS (
       SELECT s.hash, c.software, c.version, COUNTIF(s.major < c.major OR (s.major = c.major AND s.minor < c.minor)) AS count
