@@ -1,7 +1,8 @@
 -- Every figure of @day, per project: one row per (hash, metric), as defined in
 -- docs/analytics.md, metric names from telemetry/analytics/metrics.py.
 --
--- Reads: site_days of @day, site_first_seen (every site's first day, one
+-- Reads: site_days of @day (each site's latest attributes: versions, custom
+-- fields, hosting labels), site_first_seen (every site's first day, one
 -- small row per site), deactivations and
 -- tracking_skipped of @day. Writes: analytics_daily of @day, replaced whole in
 -- one atomic MERGE.
