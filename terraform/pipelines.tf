@@ -64,9 +64,15 @@ locals {
     mail_api_token = "${google_secret_manager_secret.pipeline["mail-api-token"].id}/versions/latest"
   }
 
+  # Passed only when set: the vendor's own geo databases (docs/geo.md); else the bundled data.
+  geo_parameters = {
+    geo_databases = var.geo_databases
+  }
+
   launch_parameters = merge(
     local.pipeline_parameters,
     { for name, value in local.mail_parameters : name => value if var.mail_api_url != "" },
+    { for name, value in local.geo_parameters : name => value if var.geo_databases != "" },
   )
 
   # The runtime environment of every hourly run (FlexTemplateRuntimeEnvironment);

@@ -166,6 +166,24 @@ variable "site_personal_fields" {
   }
 }
 
+# --- Hosting country and network (docs/geo.md) ----------------------------------
+
+variable "geo_databases" {
+  description = <<-EOT
+    MaxMind .mmdb files (GeoLite2/GeoIP2 Country, City, ASN, ISP, Enterprise) or a geoip2fast
+    .dat.gz, comma-separated gs://bucket/object URIs, for the sites' hosting country and network
+    (GEO_DATABASES). Empty: the data bundled in the pipelines' image. The pipelines' service
+    account must be able to read the objects.
+  EOT
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.geo_databases == "" || can(regex("^[^,\\s]+\\.(mmdb|dat\\.gz)(,[^,\\s]+\\.(mmdb|dat\\.gz))*$", var.geo_databases))
+    error_message = "geo_databases must be empty or comma-separated .mmdb / .dat.gz files."
+  }
+}
+
 variable "log_level" {
   description = "Python log level of the functions' structured logs (LOG_LEVEL)."
   type        = string

@@ -74,3 +74,61 @@ def test_labels_that_cannot_be_field_names_get_look_alikes():
 def test_a_mongodb_uri_mounted_with_its_trailing_newline_still_works():
     settings = job.AnalyticsSettings.from_env({"MONGODB_URI": "mongodb://db.example.org:27017\n"})
     assert settings.mongodb_uri == "mongodb://db.example.org:27017"
+
+
+def test_the_install_age_buckets_are_the_ones_the_statement_gives():
+    sql = (job.SQL_DIR / "analytics_daily.sql").read_text()
+    case = sql[sql.index("'install_age_at_deactivation',") :]
+    case = case[: case.index("END")]
+    assert tuple(re.findall(r"(?:THEN|ELSE) '([^']+)'", case)) == metrics.INSTALL_AGE_BUCKETS
+
+
+def test_requirement_candidates_are_major_minor_oldest_first_and_labelled_with_unknown():
+    for candidates in (metrics.PHP_CANDIDATES, metrics.WP_CANDIDATES):
+        numbers = [tuple(int(part) for part in version.split(".")) for version in candidates]
+        assert all(len(n) == 2 for n in numbers)
+        assert numbers == sorted(numbers)
+    labels = metrics.requirement_labels()
+    assert labels[: len(metrics.PHP_CANDIDATES) + 1] == (
+        "PHP 7.4", "PHP 8.0", "PHP 8.1", "PHP 8.2", "PHP 8.3", "PHP 8.4", "PHP unknown",
+    )  # fmt: skip
+    assert labels[-1] == "WordPress unknown"
+
+
+def test_a_rates_row_is_served_as_rates_per_thousand_with_its_counts():
+    day = date(2026, 11, 22)
+    entries = [
+        {"label": "sites:2.1.0", "count": 8},
+        {"label": "events:2.1.0", "count": 2},
+        {"label": "sites:1.0:beta", "count": 3},
+        {"label": "events:1.0:beta", "count": 0},
+    ]
+    row = {"hash": "h", "metric": "deactivation_rate_by_version", "value": None, "breakdown": entries}
+    assert serving.document(day, row) == {
+        "hash": "h",
+        "metric": "deactivation_rate_by_version",
+        "day": "2026-11-22",
+        "rates": {"2.1.0": 250.0, "1.0:beta": 0.0},  # 1000 * 2 / 8; a version may hold a colon
+        "breakdown": {"2.1.0": 2, "1.0:beta": 0},
+        "sites": {"2.1.0": 8, "1.0:beta": 3},
+    }
+
+
+def test_a_custom_field_metric_is_named_by_its_key_and_served_as_a_breakdown():
+    assert metrics.named("custom_field:license_type") == metrics.custom_field("license_type")
+    assert metrics.named("custom_field:license_type").kind is metrics.Kind.BREAKDOWN
+    assert metrics.named("wp_version") is metrics.WP_VERSION
+    for name in ("custom_field:", "custom_fields:x", "nope"):
+        assert not metrics.is_name(name)
+        with pytest.raises(KeyError):
+            metrics.named(name)
+    pattern = re.compile(metrics.NAME_PATTERN)
+    assert all(pattern.match(name) for name in (*metrics.BY_NAME, "custom_field:orders_count"))
+    assert not pattern.match("custom_field:") and not pattern.match("wp_version2")
+    row = {"hash": "h", "metric": "custom_field:plan", "value": None, "breakdown": [{"label": "pro", "count": 7}]}
+    assert serving.document(date(2026, 11, 22), row) == {
+        "hash": "h",
+        "metric": "custom_field:plan",
+        "day": "2026-11-22",
+        "breakdown": {"pro": 7},
+    }

@@ -10,13 +10,20 @@ from html.parser import HTMLParser
 import pytest
 
 from telemetry.analytics import metrics
+from telemetry.report import charts as charts_of
 from telemetry.report import page as report
-from tests.analytics_samples import documents
+from tests.analytics_samples import CUSTOM_FIELD, documents
 
 END = date(2025, 3, 31)
 GENERATED = datetime(2025, 4, 1, 6, 30, tzinfo=UTC)
 PROJECTS = {
-    "full": {"hash": "full", "name": "SEO", "type": "plugin", "deactivation_reasons": {"too-expensive": "Costs"}},
+    "full": {
+        "hash": "full",
+        "name": "SEO",
+        "type": "plugin",
+        "deactivation_reasons": {"too-expensive": "Costs"},
+        "custom_fields": [CUSTOM_FIELD],
+    },
     "old": {"hash": "old", "name": "Old Form", "type": "plugin", "deactivation_reasons": ["too-expensive"]},
     "empty": {"hash": "empty", "name": "Quiet Theme", "type": "theme"},
 }
@@ -68,8 +75,9 @@ def test_every_chart_of_a_project_with_data_is_there_and_has_a_spec(page):
     found = charts(page)
     drawn = specs(page)
     for project in ("full", "old"):
-        assert {key for hash_, key in found if hash_ == project} == set(report.CHART_KEYS)
-    for key in report.CHART_KEYS:
+        assert {key for hash_, key in found if hash_ == project} == set(charts_of.chart_keys(PROJECTS[project]))
+    assert charts_of.chart_keys(PROJECTS["full"]) == (*report.CHART_KEYS, f"custom_field:{CUSTOM_FIELD}")
+    for key in charts_of.chart_keys(PROJECTS["full"]):
         attrs = found[("full", key)]
         assert attrs["data-spec"] == f"full/{key}"
         assert "no-data" not in attrs["class"]
@@ -154,3 +162,77 @@ def test_no_documents_at_all():
     page = report.render({"h": {"hash": "h", "name": "Only", "type": "plugin"}}, [], GENERATED)
     assert "no figures served yet" in page and "No data yet" in page
     assert charts(page) == {}
+
+
+def test_install_age_bars_keep_bucket_order_and_requirements_are_shares_of_active_sites():
+    docs = [
+        {"hash": "h", "metric": metrics.ACTIVE_SITES.name, "day": "2025-03-31", "value": 8},
+        {"hash": "h", "metric": "install_age_at_deactivation", "day": "2025-03-30", "breakdown": {"over 90 days": 1}},
+        {"hash": "h", "metric": "install_age_at_deactivation", "day": "2025-03-31", "breakdown": {"1-7 days": 2}},
+        {
+            "hash": "h",
+            "metric": "requirements_impact",
+            "day": "2025-03-31",
+            "breakdown": {**dict.fromkeys(metrics.requirement_labels(), 0), "PHP 8.4": 2, "WordPress 7.0": 8},
+        },
+    ]
+    (section,), _latest = report.sections({"h": {"hash": "h", "name": "x"}}, docs)
+    by_key = {chart.key: chart for chart in section.charts}
+    ages = rows(by_key["install_age_at_deactivation"].spec)
+    # Summed over 30 days, youngest first, empty buckets shown: 2 + 1 deactivations.
+    assert [(row["label"], row["count"]) for row in ages] == [
+        ("under 1 day", 0), ("1-7 days", 2), ("8-30 days", 0), ("31-90 days", 0), ("over 90 days", 1),
+    ]  # fmt: skip
+    assert ages[1]["share"] == pytest.approx(2 / 3)
+    impact = {row["label"]: row for row in rows(by_key["requirements_impact"].spec)}
+    # No unknown versions: no unknown bars; 2 of 8 active sites run PHP below 8.4, all 8 WordPress below 7.0.
+    assert list(impact) == [
+        *(f"PHP {v}" for v in metrics.PHP_CANDIDATES),
+        *(f"WordPress {v}" for v in metrics.WP_CANDIDATES),
+    ]
+    assert impact["PHP 8.4"]["share"] == 0.25 and impact["PHP 8.4"]["text"] == "25.0% (2)"
+    assert impact["WordPress 7.0"]["share"] == 1.0 and impact["PHP 7.4"]["share"] == 0.0
+
+
+def test_release_health_bars_are_the_versions_with_most_sites_and_their_rates():
+    doc = {
+        "hash": "h",
+        "metric": "deactivation_rate_by_version",
+        "day": "2025-03-31",
+        "rates": {"2.1.0": 250.0, "2.0.0": 10.0, "other": 0.0},
+        "breakdown": {"2.1.0": 2, "2.0.0": 1, "other": 0},
+        "sites": {"2.1.0": 8, "2.0.0": 100, "other": 500},
+    }
+    (section,), _latest = report.sections({"h": {"hash": "h", "name": "x"}}, [doc])
+    chart = {c.key: c for c in section.charts}["deactivation_rate_by_version"]
+    assert "7 days to 2025-03-31" in chart.note
+    # Most sites first, `other` last whatever its size.
+    assert [(r["label"], r["rate"], r["events"], r["sites"]) for r in rows(chart.spec)] == [
+        ("2.0.0", 10.0, 1, 100),
+        ("2.1.0", 250.0, 2, 8),
+        ("other", 0.0, 0, 500),
+    ]
+
+
+def test_the_retention_triangle_reads_each_cohort_week_from_the_day_it_was_that_many_weeks_old():
+    def doc(day: str, cohorts: dict[str, tuple[int, int]]) -> dict:
+        return {
+            "hash": "h",
+            "metric": "retention_weekly",
+            "day": day,
+            "rates": {k: n / sites for k, (n, sites) in cohorts.items()},
+            "breakdown": {k: n for k, (n, _sites) in cohorts.items()},
+            "sites": {k: sites for k, (_n, sites) in cohorts.items()},
+        }
+
+    # Latest day 2025-03-31. Cohort m=1 ends 2025-03-24: week 1 from 03-31. Cohort m=2 ends 2025-03-17:
+    # week 1 from 03-24, week 2 from 03-31. The 03-31 document's label 3 belongs to cohort 3 (no 03-17/03-10 docs).
+    docs = [doc("2025-03-31", {"1": (5, 10), "2": (3, 12), "3": (1, 4)}), doc("2025-03-24", {"1": (9, 12)})]
+    (section,), _latest = report.sections({"h": {"hash": "h", "name": "x"}}, docs)
+    cells = rows({c.key: c for c in section.charts}["retention_weekly"].spec)
+    assert [(c["cohort"], c["week"], c["share"], c["retained"], c["sites"]) for c in cells] == [
+        ("new 2025-03-18 to 2025-03-24", 1, 0.5, 5, 10),
+        ("new 2025-03-11 to 2025-03-17", 1, 0.75, 9, 12),
+        ("new 2025-03-11 to 2025-03-17", 2, 0.25, 3, 12),
+        ("new 2025-03-04 to 2025-03-10", 3, 0.25, 1, 4),
+    ]

@@ -86,6 +86,7 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "ip_prefix_v4": "24",
         "ip_prefix_v6": "128",
         "site_personal_fields": "admin_email,last_name",
+        "geo_databases": "gs://geo-data/GeoLite2-Country.mmdb,/opt/geo/GeoIP2-ISP.mmdb",
         "mongodb_timeout_seconds": "30",
         "bigquery_timeout_seconds": "300",
         "pubsub_timeout_seconds": "60",
@@ -104,6 +105,7 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "ip_prefix_v4": "33",
         "ip_prefix_v6": "129",
         "site_personal_fields": "admin_email,phone",
+        "geo_databases": "GeoLite2-Country.csv",
         "mongodb_timeout_seconds": "0",
         "pubsub_timeout_seconds": "-1",
     }
@@ -123,6 +125,7 @@ def test_metadata_describes_every_option_and_validates_it(name):
         "ip_prefix_v4",
         "ip_prefix_v6",
         "site_personal_fields",
+        "geo_databases",
         "mongodb_timeout_seconds",
         "bigquery_timeout_seconds",
         "pubsub_timeout_seconds",

@@ -39,8 +39,11 @@ What it does (docs/privacy.md, "Erasing a site or a project"):
   (`ping_id`, `received_at` -> `stored_ping.object_name`), `rejected.source`,
   and, for pings the pipelines have not processed yet, by reading the last
   `--recent-hours` hour folders.
-- The analytics tables hold no personal field (`site_days`, `site_first_seen`
-  keep `hash` and `url` as the site's identity): untouched.
+- The analytics job's state: `site_days` keeps each site's latest
+  `custom_fields` (for the custom-field figures), nulled there too
+  (`ANALYTICS_NULLED`, found through the manifests); its other columns and
+  `site_first_seen` keep `hash`, `url` and aggregates only. The daily figures
+  (`analytics_daily`, MongoDB `analytics`) are counts per label: untouched.
 
 Nulling, not deleting rows: the history is what the analytics figures are
 computed from, and deleting a site's rows would change past figures when a
@@ -63,7 +66,7 @@ from urllib.parse import urlsplit, urlunsplit
 from google.api_core.exceptions import BadRequest, NotFound, PreconditionFailed
 from google.cloud import bigquery
 
-from telemetry.common import privacy, sites, stored_ping, wire
+from telemetry.common import privacy, sites, stored_ping, tables, wire
 from telemetry.notify import outbox as notify_outbox
 from telemetry.pipelines import records, site_state, warehouse
 
@@ -83,6 +86,13 @@ REJECTED_FIELDS = ("payload",)  # nulled in a staged `rejected` row (a merged on
 # The columns nulled per table; a test checks that no table of any manifest holds a
 # personal column this leaves (`tracking_skipped` and the analytics tables hold none).
 NULLED = {SITES.name: SITE_FIELDS, DEACTIVATIONS.name: DEACTIVATION_FIELDS, REJECTED.name: REJECTED_FIELDS}
+# The analytics job's tables that copy a column nulled in `sites` (site_days: each site's latest
+# custom fields), by their manifests: nulled the same way. The job may not have made them yet.
+ANALYTICS_NULLED = {
+    layout.name: held
+    for layout in tables.layouts("analytics")
+    if (held := tuple(c for c in tables.columns(layout.schema_file) if c in SITE_FIELDS))
+}
 ROUTE_OF_STATUS = {sites.ACTIVE: wire.TRACK, sites.DEACTIVATED: wire.DEACTIVATE}
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -245,6 +255,10 @@ class Report:
             f"bigquery.{DEACTIVATIONS.name}": f"rows {verb}nulled ({', '.join(DEACTIVATION_FIELDS)})",
             f"bigquery.{REJECTED.name}": f"rows {verb}deleted",
             f"bigquery.{TRACKING_SKIPPED.name}": "rows: no personal data, left as they are",
+            **{
+                f"bigquery.{table}": f"rows of the analytics state {verb}nulled ({', '.join(fields)})"
+                for table, fields in ANALYTICS_NULLED.items()
+            },
             "bigquery.staging": f"staged rows {verb}nulled (tables of failed or running runs)",
             "storage.staging": f"staged rows {verb}nulled (load files of failed or running runs)",
             "storage.objects": f"stored pings {verb}deleted",
@@ -546,6 +560,11 @@ class Eraser:
         counts[f"bigquery.{SITES.name}"] = self._null(SITES.name, SITE_FIELDS, target, dry_run)
         counts[f"bigquery.{DEACTIVATIONS.name}"] = self._null(DEACTIVATIONS.name, DEACTIVATION_FIELDS, target, dry_run)
         counts[f"bigquery.{REJECTED.name}"] = self._delete_rejected(sources, target, dry_run)
+        for table, fields in ANALYTICS_NULLED.items():
+            try:
+                counts[f"bigquery.{table}"] = self._null(table, fields, target, dry_run)
+            except NotFound:  # the analytics job has not run in this dataset yet
+                counts[f"bigquery.{table}"] = 0
         counts[f"bigquery.{TRACKING_SKIPPED.name}"] = 0
         counts["storage.objects"] = self._delete_objects(objects, dry_run)
         return report

@@ -88,6 +88,7 @@ class AnalyticsSettings:
     max_labels: int
     bigquery_timeout_seconds: int
     mongodb_timeout_seconds: int
+    min_label_sites: int = metrics.MIN_LABEL_SITES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnalyticsSettings:
@@ -166,6 +167,15 @@ class AnalyticsJob:
             bigquery.ScalarQueryParameter("top_plugins", "INT64", metrics.TOP_PLUGINS),
             bigquery.ScalarQueryParameter("unknown_label", "STRING", metrics.UNKNOWN_LABEL),
             bigquery.ScalarQueryParameter("job", "STRING", JOB_NAME),
+            bigquery.ScalarQueryParameter("rate_days_before", "INT64", metrics.DEACTIVATION_RATE_DAYS - 1),
+            bigquery.ScalarQueryParameter("rate_events", "STRING", metrics.RATE_EVENTS),
+            bigquery.ScalarQueryParameter("rate_sites", "STRING", metrics.RATE_SITES),
+            bigquery.ScalarQueryParameter("retention_weeks", "INT64", metrics.RETENTION_WEEKS),
+            bigquery.ScalarQueryParameter("php_candidates", "STRING", ",".join(metrics.PHP_CANDIDATES)),
+            bigquery.ScalarQueryParameter("wp_candidates", "STRING", ",".join(metrics.WP_CANDIDATES)),
+            bigquery.ScalarQueryParameter("custom_field_prefix", "STRING", metrics.CUSTOM_FIELD_PREFIX),
+            bigquery.ScalarQueryParameter("max_label_chars", "INT64", metrics.MAX_LABEL_CHARS),
+            bigquery.ScalarQueryParameter("min_label_sites", "INT64", self.settings.min_label_sites),
         ]
         if day is not None:
             parameters.append(bigquery.ScalarQueryParameter("day", "DATE", day))

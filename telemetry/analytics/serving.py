@@ -36,18 +36,29 @@ def ensure_indexes(db: Database) -> None:
 
 def document(day: date, row: Mapping[str, Any]) -> dict[str, Any]:
     """The serving document of one `analytics_daily` row."""
-    metric = metrics.BY_NAME[row["metric"]]
+    metric = metrics.named(row["metric"])
     doc: dict[str, Any] = {"hash": row["hash"], "metric": metric.name, "day": day.strftime(metrics.DAY_FORMAT)}
     if metric.kind is metrics.Kind.SCALAR:
         value = row["value"]
         doc["value"] = int(value) if metric in metrics.COUNTS and value is not None else value
+    elif metric.kind is metrics.Kind.BREAKDOWN:
+        doc["breakdown"] = _counts((entry["label"], entry["count"]) for entry in row["breakdown"])
     else:
-        breakdown: dict[str, int] = {}
-        for entry in row["breakdown"]:
-            name = field_name(entry["label"])
-            breakdown[name] = breakdown.get(name, 0) + entry["count"]
-        doc["breakdown"] = breakdown
+        pairs = [(*entry["label"].split(":", 1), entry["count"]) for entry in row["breakdown"]]
+        events = _counts((label, n) for part, label, n in pairs if part == metrics.RATE_EVENTS)
+        sites = _counts((label, n) for part, label, n in pairs if part == metrics.RATE_SITES)
+        doc["rates"] = {label: metric.per * events.get(label, 0) / n for label, n in sites.items() if n}
+        doc["breakdown"] = events
+        doc["sites"] = sites
     return doc
+
+
+def _counts(entries: Iterable[tuple[str, int]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for label, n in entries:
+        name = field_name(label)
+        counts[name] = counts.get(name, 0) + n
+    return counts
 
 
 def replace_day(db: Database, day: date, documents: Iterable[dict[str, Any]]) -> tuple[int, int]:

@@ -138,6 +138,15 @@ VARIABLES: dict[str, Variable] = {
             "Which of `admin_email`, `first_name`, `last_name` MongoDB/BigQuery `sites` keep "
             "(comma-separated), or `none`; the mail integration sends only what is kept.",
         ),
+        # Hosting country and network of a site (telemetry/pipelines/geo.py; docs/geo.md).
+        Variable(
+            "GEO_DATABASES",
+            None,
+            "MaxMind DB files (GeoLite2 or GeoIP2 Country, City, ASN, ISP or Enterprise `.mmdb`) or a newer "
+            "geoip2fast `.dat.gz`, comma-separated local paths or `gs://bucket/object`, in which the pipelines "
+            "look up a site's hosting `country` and `hosting`; a label none of them holds comes from the bundled "
+            "data. Unset: the bundled offline data (geoip2fast's GeoLite2 file, see docs/geo.md).",
+        ),
         # Bounds on the pipelines' calls to services that stop answering (a frozen or
         # unreachable server fails the run within a few of these instead of hanging it).
         Variable(

@@ -234,8 +234,9 @@ def deactivations_csv(project_hash: str):
 def figures(project_hash: str):
     authorised_project(project_hash)
     metric = request.args.get("metric")
-    if metric is not None and metric not in metrics.BY_NAME:
-        raise ApiError(400, INVALID_PARAMETER, f"metric must be one of {', '.join(metrics.BY_NAME)}")
+    if metric is not None and not metrics.is_name(metric):
+        names = ", ".join((*metrics.BY_NAME, f"{metrics.CUSTOM_FIELD_PREFIX}<key>"))
+        raise ApiError(400, INVALID_PARAMETER, f"metric must be one of {names}")
     last = day_parameter("to", datetime.now(UTC).date())
     if request.args.get("from") is None:
         try:

@@ -25,6 +25,8 @@ SITE_FIELDS = (
     "mysql_version",
     "server_software",
     "locale",
+    "country",
+    "hosting",
     "multisite",
     "is_local",
     "theme_name",

@@ -84,6 +84,16 @@ _SITE_PROPERTIES: dict[str, Any] = {
     "mysql_version": NULLABLE_TEXT,
     "server_software": NULLABLE_TEXT,
     "locale": NULLABLE_TEXT,
+    "country": {
+        "type": "string",
+        "nullable": True,
+        "description": "Hosting country of the site's server, ISO 3166-1 alpha-2 (docs/geo.md).",
+    },
+    "hosting": {
+        "type": "string",
+        "nullable": True,
+        "description": "Hosting company (or the network's organisation) of the site's server (docs/geo.md).",
+    },
     "multisite": {"type": "boolean", "nullable": True},
     "is_local": {"type": "boolean", "nullable": True},
     "theme_name": NULLABLE_TEXT,
@@ -196,12 +206,17 @@ SPEC: dict[str, Any] = {
                 "type": "object",
                 "required": ["metric", "day"],
                 "additionalProperties": False,
-                "description": "One document of the serving copy: a scalar has `value`, a distribution `breakdown`.",
+                "description": (
+                    "One document of the serving copy: a scalar has `value`, a distribution `breakdown`; a rate per"
+                    " label has `rates` (per 1,000 sites), `breakdown` (its events) and `sites` (docs/analytics.md)."
+                ),
                 "properties": {
-                    "metric": {"type": "string", "enum": list(metrics.BY_NAME)},
+                    "metric": {"type": "string", "pattern": metrics.NAME_PATTERN},
                     "day": {"type": "string", "format": "date"},
                     "value": {"type": "number", "nullable": True},
                     "breakdown": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "rates": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "sites": {"type": "object", "additionalProperties": {"type": "integer"}},
                 },
             },
             "Figures": {
@@ -246,7 +261,11 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     HASH,
                     _parameter(
-                        "metric", "query", {"type": "string", "enum": list(metrics.BY_NAME)}, "One metric; absent: all."
+                        "metric",
+                        "query",
+                        {"type": "string", "pattern": metrics.NAME_PATTERN},
+                        f"One metric (docs/analytics.md), or `{metrics.CUSTOM_FIELD_PREFIX}<key>` for a custom field;"
+                        " absent: all.",
                     ),
                     _parameter(
                         "from",

@@ -184,7 +184,7 @@ def figures_cursor(db: Database, project_hash: str, metric: str | None, first: d
     }
     if metric is not None:
         query["metric"] = metric
-    fields = {"_id": 0, "metric": 1, "day": 1, "value": 1, "breakdown": 1}
+    fields = {"_id": 0, "metric": 1, "day": 1, "value": 1, "breakdown": 1, "rates": 1, "sites": 1}
     ordered = db[metrics.COLLECTION].find(query, fields).sort([("metric", 1), ("day", 1)]).hint(FIGURES_INDEX)
     return ordered.max_time_ms(server_time_ms())
 

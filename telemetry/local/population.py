@@ -14,6 +14,7 @@ MySQL, en_US under half); they are illustrations, not measurements.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -176,6 +177,30 @@ DEACTIVATE_SHARE = 0.09  # send a deactivate ping, then stop
 COME_BACK_SHARE = 0.2  # of the deactivated: activate again days later
 UPGRADE_WP_CHANCE = 0.05  # per ping of a 7.0 site: WordPress updated to 7.1 since the last ping
 
+# Where the sites are hosted: (network, weight), a network of each hosting company that the bundled
+# geo data (telemetry/pipelines/geo.py, GeoLite2 of 2024-06-18) places in the country noted, weighted
+# roughly as WordPress hosting shares go. A site's server address (`ip_address`) is one of its network's.
+HOSTING_NETWORKS = [
+    ("162.241.0.0/18", 12),  # Newfold Digital (Bluehost/HostGator), US
+    ("23.229.128.0/17", 10),  # GoDaddy, US
+    ("145.14.144.0/23", 9),  # Hostinger, DE
+    ("34.120.0.0/14", 9),  # Google Cloud, US (Kinsta, WP Engine and SiteGround run there)
+    ("35.214.0.0/17", 5),  # Google Cloud, GB
+    ("52.0.0.0/21", 8),  # Amazon Web Services, US
+    ("82.118.240.0/24", 6),  # SiteGround, BG
+    ("5.39.0.0/17", 7),  # OVH, FR
+    ("5.9.0.0/16", 7),  # Hetzner, DE
+    ("5.101.96.0/20", 5),  # DigitalOcean, NL
+    ("77.68.0.0/17", 4),  # IONOS, GB
+    ("81.169.128.0/19", 4),  # STRATO, DE
+    ("5.249.128.0/19", 3),  # Aruba, IT
+    ("5.189.128.0/18", 3),  # Contabo, DE
+    ("23.92.16.0/20", 3),  # Linode/Akamai, US
+    ("64.90.32.0/19", 2),  # DreamHost, US
+    ("45.4.172.0/22", 2),  # A2 Hosting, US
+    ("87.128.0.0/16", 1),  # Deutsche Telekom AG (an ISP: no hosting company), DE
+]
+
 
 def pick(rng: random.Random, table: Sequence[tuple[T, int]]) -> T:
     values, weights = zip(*table, strict=True)
@@ -189,6 +214,7 @@ class Site:
     rng: random.Random
     attributes: dict[str, Any] = field(init=False)
     update_lag: timedelta = field(init=False)
+    ip_address: str = field(init=False)
 
     def __post_init__(self) -> None:
         rng = self.rng
@@ -214,6 +240,10 @@ class Site:
             "license_type": rng.choice(["free", "free", "pro"]),
         }
         self.update_lag = timedelta(hours=rng.expovariate(1 / 96))  # updates a release ~4 days after it is out
+        # Drawn from a generator of its own, so the site's other draws are the same as without it.
+        host_rng = random.Random(f"host:{self.project.hash}:{self.index}")
+        network = ipaddress.ip_network(pick(host_rng, HOSTING_NETWORKS))
+        self.ip_address = str(network[host_rng.randrange(1, network.num_addresses - 1)])
 
     @property
     def url(self) -> str:
@@ -263,7 +293,7 @@ class Site:
             "users": {"total": 3, "administrator": 1, "subscriber": 2},
             "active_plugins": len(a["plugins"]) + 1,
             "inactive_plugins": 2,
-            "ip_address": f"198.51.100.{self.index % 250 + 1}",
+            "ip_address": self.ip_address,
             "project_version": self.project_version(at, month_start),
             "tracking_skipped": False,
             "is_local": False,

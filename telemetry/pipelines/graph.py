@@ -77,7 +77,7 @@ def build(p: beam.Pipeline, pipeline: Pipeline, settings: PipelineSettings, run_
             names
             | f"{label}BatchNames" >> beam.BatchElements(**READ_BATCH)
             | f"{label}Read" >> beam.ParDo(connectors.ReadObjects(settings, run_id))
-            | f"{label}Process" >> ProcessRoute(route, projects, settings.privacy)
+            | f"{label}Process" >> ProcessRoute(route, projects, settings.privacy, settings.geo)
         )
         rejected.append(out["rejected"])
         staged.append(_stage(out["history"], label, settings, route.history, run_id))

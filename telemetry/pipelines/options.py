@@ -16,6 +16,7 @@ from datetime import timedelta
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from telemetry.common import config, privacy, secrets, service_limits, stored_ping
+from telemetry.pipelines import geo
 
 MAX_HOURS = 24 * 31
 # Pub/Sub's longest ack deadline, as the subscriptions are made, and the range a lease may take.
@@ -191,6 +192,16 @@ OPTIONS: tuple[Option, ...] = (
         variable="SITE_PERSONAL_FIELDS",
     ),
     Option(
+        "geo_databases",
+        "Geo databases",
+        "MaxMind .mmdb files (GeoLite2/GeoIP2 Country, City, ASN, ISP, Enterprise) or a geoip2fast .dat.gz, "
+        "comma-separated paths or gs://bucket/object, for the sites' hosting country and network; empty: the "
+        "bundled offline data (GEO_DATABASES).",
+        ("^[^,\\s]+\\.(mmdb|dat\\.gz)(,[^,\\s]+\\.(mmdb|dat\\.gz))*$",),
+        optional=True,
+        variable="GEO_DATABASES",
+    ),
+    Option(
         "hour",
         "Hour (reprocessing)",
         "Hour mode: process the pings received in this UTC hour, YYYY-MM-DDTHH, instead of draining notifications.",
@@ -283,6 +294,7 @@ class PipelineSettings:
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
     max_messages_per_run: int = int(config.VARIABLES["MAX_MESSAGES_PER_RUN"].default)  # type: ignore[arg-type]
     privacy: privacy.Policy = privacy.DEFAULT
+    geo: geo.Locator = geo.BUNDLED
     mongodb_timeout_seconds: int = int(config.VARIABLES["MONGODB_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
     bigquery_timeout_seconds: int = int(config.VARIABLES["BIGQUERY_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
     pubsub_timeout_seconds: int = int(config.VARIABLES["PUBSUB_TIMEOUT_SECONDS"].default)  # type: ignore[arg-type]
@@ -340,6 +352,7 @@ class PipelineSettings:
             max_run_seconds=opts.max_run_seconds,
             max_messages_per_run=opts.max_messages_per_run,
             privacy=privacy.Policy.parse(opts.ip_prefix_v4, opts.ip_prefix_v6, opts.site_personal_fields),
+            geo=geo.Locator(geo.parse_databases(opts.geo_databases), project),
             mongodb_timeout_seconds=opts.mongodb_timeout_seconds,
             bigquery_timeout_seconds=opts.bigquery_timeout_seconds,
             pubsub_timeout_seconds=opts.pubsub_timeout_seconds,

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from telemetry.common import privacy, projects, sites, stored_ping, wire
 from telemetry.common.stored_ping import StoredPing
+from telemetry.pipelines import geo
 
 # Rejection reasons, each counted by the pipelines.
 INVALID_OBJECT = stored_ping.INVALID_OBJECT  # not the JSON object ingest writes
@@ -262,10 +263,21 @@ def custom_fields(body: dict[str, Any], whitelist: list[str] | tuple[str, ...]) 
 
 
 def site_record(
-    ping: StoredPing, project: dict[str, Any], status: str = sites.ACTIVE, policy: privacy.Policy = privacy.DEFAULT
+    ping: StoredPing,
+    project: dict[str, Any],
+    status: str = sites.ACTIVE,
+    policy: privacy.Policy = privacy.DEFAULT,
+    locator: geo.Locator = geo.BUNDLED,
+    located: geo.Located | None = None,
 ) -> dict[str, Any]:
-    """The site record shared by MongoDB `sites` and BigQuery `sites`, personal fields as `policy` keeps them."""
+    """The site record shared by MongoDB `sites` and BigQuery `sites`, personal fields as `policy` keeps them.
+
+    `country` and `hosting` are `locator`'s labels of the whole address (`ip_address`, else
+    the ping's `client_ip`), found before `policy` truncates it; `located`: those labels
+    when the caller has them already (to count how they were found)."""
     body = ping.payload
+    if located is None:
+        located = locator.locate(body.get("ip_address"), ping.client_ip)
     server, wp, users = _section(body, "server"), _section(body, "wp"), _section(body, "users")
     record = {
         "hash": body["hash"],
@@ -297,6 +309,8 @@ def site_record(
         "tracking_skipped": bool_field("tracking_skipped", body.get("tracking_skipped")),
         "custom_fields": custom_fields(body, projects.custom_field_keys(project)),
         "status": status,
+        "country": located.country,
+        "hosting": located.hosting,
         "ping_id": ping.id,
         "received_at": ping.received_at,
     }

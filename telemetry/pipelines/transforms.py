@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 
 from telemetry.common import privacy, sites, stored_ping
 from telemetry.common.stored_ping import StoredPing
-from telemetry.pipelines import records, site_state, warehouse
+from telemetry.pipelines import geo, records, site_state, warehouse
 from telemetry.pipelines.counters import NAMESPACE
 from telemetry.pipelines.records import Rejected
 from telemetry.pipelines.routes import Route
@@ -93,31 +93,50 @@ class AttachProject(beam.PTransform):
 
 
 class _SiteRecordFn(beam.DoFn):
-    def __init__(self, status: str, policy: privacy.Policy):
+    def __init__(self, status: str, policy: privacy.Policy, locator: geo.Locator):
         self._status = status
         self._policy = policy
+        self._locator = locator
+        self._unreadable: tuple[str, ...] = ()
+
+    def setup(self):
+        # The geo data is loaded once per worker process (and cached there), never per element.
+        _, self._unreadable = self._locator.load()
 
     def process(self, element: tuple[StoredPing, dict[str, Any]]):
+        # A configured database that could not be read (logged by geo): counted once per instance.
+        for counter in self._unreadable:
+            Metrics.counter(NAMESPACE, counter).inc()
+        self._unreadable = ()
         ping, project = element
+        located = self._locator.locate(ping.payload.get("ip_address"), ping.client_ip)
         try:
-            record = records.site_record(ping, project, self._status, self._policy)
+            record = records.site_record(ping, project, self._status, self._policy, located=located)
             check_fits(warehouse.SITES.name, record)
-            yield record
         except Rejected as e:
             yield _reject(ping.object_name, e.reason, e.detail, ping.received_at, ping.payload)
+            return
+        for counter in located.counters:
+            Metrics.counter(NAMESPACE, counter).inc()
+        yield record
 
 
 class SiteRecords(beam.PTransform):
-    """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`)
-    as `records`; a ping whose values cannot be cast, or whose `sites` row is too large -> `rejected`."""
+    """(ping, project) -> site record (custom fields filtered, cleaned and cast; personal fields per `policy`;
+    hosting labels by `locator`) as `records`; a ping whose values cannot be cast, or whose `sites` row is
+    too large -> `rejected`. Counts how each record's labels were found (geo's counters)."""
 
-    def __init__(self, status: str = sites.ACTIVE, policy: privacy.Policy = privacy.DEFAULT):
+    def __init__(
+        self, status: str = sites.ACTIVE, policy: privacy.Policy = privacy.DEFAULT, locator: geo.Locator = geo.BUNDLED
+    ):
         super().__init__()
         self._status = status
         self._policy = policy
+        self._locator = locator
 
     def expand(self, known):
-        return known | beam.ParDo(_SiteRecordFn(self._status, self._policy)).with_outputs(REJECTED, main="records")
+        fn = _SiteRecordFn(self._status, self._policy, self._locator)
+        return known | beam.ParDo(fn).with_outputs(REJECTED, main="records")
 
 
 class _HistoryRecordFn(beam.DoFn):
@@ -182,11 +201,18 @@ class ProcessRoute(beam.PTransform):
     "sites": site records (routes whose pings describe a site), "rejected": rows for
     BigQuery `rejected`}. What `route` describes decides every branch."""
 
-    def __init__(self, route: Route, projects: pvalue.AsSideInput, policy: privacy.Policy = privacy.DEFAULT):
+    def __init__(
+        self,
+        route: Route,
+        projects: pvalue.AsSideInput,
+        policy: privacy.Policy = privacy.DEFAULT,
+        locator: geo.Locator = geo.BUNDLED,
+    ):
         super().__init__()
         self._route = route
         self._projects = projects
         self._policy = policy
+        self._locator = locator
 
     def expand(self, objects):
         route = self._route
@@ -197,7 +223,13 @@ class ProcessRoute(beam.PTransform):
         history = None
         if route.record is not None:
             has_site = route.site_status is not None
-            also = functools.partial(records.site_record, status=route.site_status) if has_site else None
+            # The site record the ping must also make, built as SiteRecords builds it (same labels), so
+            # that a ping is rejected whole or not at all.
+            also = (
+                functools.partial(records.site_record, status=route.site_status, locator=self._locator)
+                if has_site
+                else None
+            )
             built = accepted | "History" >> HistoryRecords(
                 route.record,
                 emit_accepted=has_site,
@@ -209,7 +241,7 @@ class ProcessRoute(beam.PTransform):
             history, accepted = built.records, built[ACCEPTED]
         out = {}
         if route.site_status is not None:
-            sites = accepted | "Sites" >> SiteRecords(route.site_status, self._policy)
+            sites = accepted | "Sites" >> SiteRecords(route.site_status, self._policy, self._locator)
             out["sites"] = sites.records
             rejected.append(sites[REJECTED])
         out["history"] = history if history is not None else out["sites"]

@@ -21,7 +21,7 @@ from typing import Any
 import altair as alt
 
 from telemetry.analytics import metrics
-from telemetry.common.projects import project_reason_labels
+from telemetry.common.projects import custom_field_keys, project_reason_labels
 
 DEFAULT_DAYS = 90
 SHORT_DAYS = 30
@@ -55,7 +55,16 @@ CHART_KEYS = (
     "opt_in_rate",
     "deactivation_reasons",
     *(m.name for m in metrics.DISTRIBUTIONS),
+    metrics.INSTALL_AGE_AT_DEACTIVATION.name,
+    metrics.REQUIREMENTS_IMPACT.name,
+    metrics.DEACTIVATION_RATE_BY_VERSION.name,
+    metrics.RETENTION_WEEKLY.name,
 )
+
+
+def chart_keys(project: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every chart of the project with data, in page order: CHART_KEYS, then one per whitelisted custom field."""
+    return (*CHART_KEYS, *(metrics.custom_field(key).name for key in custom_field_keys(project)))
 
 
 def day_str(day: date) -> str:
@@ -191,6 +200,167 @@ def bar_rows(
     return rows
 
 
+def share_chart(rows: list[dict[str, Any]], x_title: str, colors: Mapping[str, str]) -> dict:
+    """`rows` of {"label", "count", "share", "order", "group", "text"}: horizontal bars of `share` (0 to 1) in
+    `order`, colored by `group` as `colors` says, each with its `text` at its end."""
+    present = {row["group"] for row in rows}
+    groups = [group for group in colors if group in present]
+    base = alt.Chart(alt.InlineData(values=rows)).encode(
+        y=alt.Y(
+            "label:N",
+            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
+        ),
+        x=alt.X("share:Q", title=x_title, axis=alt.Axis(format=".0%", tickCount=5), scale=alt.Scale(domain=[0, 1])),
+        tooltip=[
+            alt.Tooltip("label:N", title="value"),
+            alt.Tooltip("count:Q", title="sites", format=","),
+            alt.Tooltip("share:Q", title=x_title, format=".1%"),
+        ],
+    )
+    palette = [colors[group] for group in groups]
+    bars = base.mark_bar(cornerRadiusEnd=2).encode(
+        color=alt.Color("group:N", scale=alt.Scale(domain=groups, range=palette), legend=None)
+    )
+    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(text=alt.Text("text:N"))
+    return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
+
+
+def install_age_rows(counts: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Bars of install_age_at_deactivation, youngest first, every bucket shown; `unknown` last when there is any."""
+    labels = [*metrics.INSTALL_AGE_BUCKETS, *([metrics.UNKNOWN_LABEL] if counts.get(metrics.UNKNOWN_LABEL) else [])]
+    total = sum(counts.get(label, 0) for label in labels)
+    return [
+        {
+            "label": label,
+            "count": counts.get(label, 0),
+            "share": counts.get(label, 0) / total if total else None,
+            "order": i,
+            "rest": "rest" if label == metrics.UNKNOWN_LABEL else "top",
+        }
+        for i, label in enumerate(labels)
+    ]
+
+
+def requirement_rows(counts: Mapping[str, float], active: float) -> list[dict[str, Any]]:
+    """Bars of requirements_impact: each candidate in metrics' order, its share of the day's `active` sites."""
+    rows = []
+    for i, label in enumerate(metrics.requirement_labels()):
+        n = counts.get(label, 0)
+        if label.endswith(f" {metrics.UNKNOWN_LABEL}") and not n:
+            continue
+        share = n / active
+        group = metrics.UNKNOWN_LABEL if label.endswith(f" {metrics.UNKNOWN_LABEL}") else label.split(" ")[0]
+        rows.append(
+            {"label": label, "count": n, "share": share, "order": i, "group": group, "text": f"{share:.1%} ({n:,})"}
+        )
+    return rows
+
+
+def rate_chart(rows: list[dict[str, Any]], x_title: str) -> dict:
+    """`rows` of {"label", "rate", "events", "sites", "order", "rest"}: horizontal bars of `rate` in `order`."""
+    base = alt.Chart(alt.InlineData(values=rows)).encode(
+        y=alt.Y(
+            "label:N",
+            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
+        ),
+        x=alt.X("rate:Q", title=x_title, axis=alt.Axis(format=",.0f", tickCount=4), scale=alt.Scale(zero=True)),
+        tooltip=[
+            alt.Tooltip("label:N", title="version"),
+            alt.Tooltip("rate:Q", title=x_title, format=",.1f"),
+            alt.Tooltip("events:Q", title="sites deactivated", format=","),
+            alt.Tooltip("sites:Q", title="sites on it", format=","),
+        ],
+    )
+    bars = base.mark_bar(cornerRadiusEnd=2).encode(
+        color=alt.Color("rest:N", scale=alt.Scale(domain=["top", "rest"], range=[RED, GREY]), legend=None)
+    )
+    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(
+        text=alt.Text("rate:Q", format=",.1f")
+    )
+    return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
+
+
+def rate_rows(doc: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
+    """Bars of a RATES document: the `top` labels with the most sites (ties by label), `other` last if present."""
+    sites = doc.get("sites") or {}
+    ranked = sorted((label for label in sites if label != "other"), key=lambda label: (-sites[label], label))[:top]
+    if "other" in sites:
+        ranked.append("other")
+    return [
+        {
+            "label": label,
+            "rate": doc["rates"].get(label, 0.0),
+            "events": (doc.get("breakdown") or {}).get(label, 0),
+            "sites": sites[label],
+            "order": i,
+            "rest": "rest" if label == "other" else "top",
+        }
+        for i, label in enumerate(ranked)
+    ]
+
+
+def retention_rows(docs: Mapping[str, Mapping[str, Any]], latest: date) -> list[dict[str, Any]]:
+    """The cohort triangle as of `latest`, from retention_weekly's documents by day: the cohort of the week
+    ending 7m days before `latest` (m = 1 to RETENTION_WEEKS), k weeks later (k <= m), is label k of the
+    document of the day 7(m - k) days before `latest`. Cells whose document is missing are left out."""
+    rows = []
+    for m in range(1, metrics.RETENTION_WEEKS + 1):
+        cohort_end = latest - timedelta(days=7 * m)
+        for k in range(1, m + 1):
+            doc = docs.get(day_str(latest - timedelta(days=7 * (m - k))), {})
+            sites = (doc.get("sites") or {}).get(str(k))
+            if not sites:
+                continue
+            rows.append(
+                {
+                    "cohort": f"new {day_str(cohort_end - timedelta(days=6))} to {day_str(cohort_end)}",
+                    "order": m,
+                    "week": k,
+                    "share": doc["rates"][str(k)],
+                    "retained": doc["breakdown"].get(str(k), 0),
+                    "sites": sites,
+                }
+            )
+    return rows
+
+
+def retention_chart(rows: list[dict[str, Any]]) -> dict:
+    """`rows` of retention_rows: one cell per cohort and week, colored by the share still active."""
+    base = alt.Chart(alt.InlineData(values=rows)).encode(
+        x=alt.X(
+            "week:O",
+            title="Weeks later",
+            scale=alt.Scale(domain=list(range(1, metrics.RETENTION_WEEKS + 1))),
+            axis=alt.Axis(labelAngle=0),
+        ),
+        y=alt.Y(
+            "cohort:N",
+            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+            title=None,
+            axis=alt.Axis(labelLimit=200, ticks=False, domain=False),
+        ),
+        tooltip=[
+            alt.Tooltip("cohort:N", title="cohort"),
+            alt.Tooltip("week:O", title="weeks later"),
+            alt.Tooltip("share:Q", title="still active", format=".1%"),
+            alt.Tooltip("retained:Q", title="sites still active", format=","),
+            alt.Tooltip("sites:Q", title="sites in the cohort", format=","),
+        ],
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], range=["#f2f6fa", BLUE]), legend=None)
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("share:Q", format=".0%"),
+        color=alt.condition("datum.share > 0.6", alt.value("white"), alt.value("#333")),
+    )
+    return _finish(alt.layer(cells, text).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP + 3)))
+
+
 class Series:
     """One project's documents: metric -> day -> document."""
 
@@ -275,7 +445,7 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
         )
     )
 
-    for metric in metrics.DISTRIBUTIONS:
+    def distribution(metric: metrics.Metric) -> None:
         latest = series.latest_breakdown(metric, end)
         spec, note = None, "latest day with data"
         if latest is not None:
@@ -290,11 +460,66 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
                 share_title = "share of active sites"
             spec = bar_chart(rows, "Sites", share_title) if rows else None
         charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    for metric in metrics.DISTRIBUTIONS:
+        distribution(metric)
+
+    metric = metrics.INSTALL_AGE_AT_DEACTIVATION
+    rows = install_age_rows(series.summed_breakdown(metric, short_start, end))
+    has_data = any(row["count"] for row in rows)
+    spec = bar_chart(rows, "Deactivations", "share of deactivations") if has_data else None
+    charts.append(
+        Chart(metric.name, (metric.name,), metric.title, f"deactivations, summed over the {short_note}", spec)
+    )
+
+    metric = metrics.REQUIREMENTS_IMPACT
+    latest = series.latest_breakdown(metric, end)
+    spec, note = None, "latest day with data"
+    if latest is not None:
+        day, counts = latest
+        active = series.by_metric.get(metrics.ACTIVE_SITES.name, {}).get(day, {}).get("value")
+        if active:
+            note = f"share of the {active:,} sites active on {day} below each candidate minimum"
+            colors = {metrics.PHP: BLUE, metrics.WORDPRESS: GREEN, metrics.UNKNOWN_LABEL: GREY}
+            spec = share_chart(requirement_rows(counts, active), "share of active sites stranded", colors)
+    charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    metric = metrics.DEACTIVATION_RATE_BY_VERSION
+    docs = series.by_metric.get(metric.name, {})
+    days = [day for day in docs if day <= day_str(end) and docs[day].get("sites")]
+    spec, note = None, "latest day with data"
+    if days:
+        day = max(days)
+        note = f"{metrics.DEACTIVATION_RATE_DAYS} days to {day}, the {TOP_N} versions with the most sites"
+        spec = rate_chart(rate_rows(docs[day], TOP_N), f"per {metrics.RATE_PER:,} sites")
+    charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    metric = metrics.RETENTION_WEEKLY
+    docs = series.by_metric.get(metric.name, {})
+    days = [day for day in docs if day <= day_str(end) and docs[day].get("sites")]
+    spec, note = None, "latest day with data"
+    if days:
+        latest_day = max(days)
+        rows = retention_rows(docs, parse_day(latest_day))
+        note = f"share of each week's new sites active 1 to {metrics.RETENTION_WEEKS} weeks later, as of {latest_day}"
+        spec = retention_chart(rows) if rows else None
+    charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
+
+    for key in custom_field_keys(project):
+        distribution(metrics.custom_field(key))
     return tuple(charts)
 
 
 def _plural(metric: metrics.Metric) -> str:
-    return {metrics.LOCALE: "locales", metrics.THEME: "themes", metrics.MULTISITE: "values"}.get(metric, "versions")
+    if metric.name.startswith(metrics.CUSTOM_FIELD_PREFIX):
+        return "values"
+    nouns = {
+        metrics.LOCALE: "locales",
+        metrics.THEME: "themes",
+        metrics.MULTISITE: "values",
+        metrics.COUNTRY: "countries",
+    }
+    return {**nouns, metrics.HOSTING: "networks"}.get(metric, "versions")
 
 
 def kpis(series: Series, end: date) -> tuple[tuple[str, str], ...]:

@@ -67,6 +67,8 @@ def site_doc(project_hash: str, i: int, last_seen: datetime | None = None, **fie
         "plugins": [{"slug": "akismet", "name": "Akismet", "version": "5.3"}],
         "project_version": "2.1.0",
         "ip_address": "192.0.2.0",
+        "country": "DE",
+        "hosting": "Hetzner",
         "is_local": False,
         "tracking_skipped": False,
         "custom_fields": {"license_type": "pro"},

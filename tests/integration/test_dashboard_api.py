@@ -144,7 +144,8 @@ def test_sites_are_newest_first_with_every_field_and_limit_defaults_to_50(base, 
     assert list(first) == list(items.SITE_FIELDS)
     assert first["url"] == "https://site-000059.example.org"
     assert first["last_seen"] == "2026-11-01T00:59:00.000Z"
-    assert "admin_email" not in first
+    assert (first["country"], first["hosting"]) == ("DE", "Hetzner")
+    assert "admin_email" not in first and "ip_address" not in first
     rest = get(base, f"/v1/projects/{project['hash']}/sites", project["key"], cursor=body["next_cursor"]).json()
     assert len(rest["items"]) == 10 and rest["next_cursor"] is None
 
@@ -330,6 +331,7 @@ def test_sites_csv_has_a_header_every_matching_row_and_no_formula(base, project)
     assert by_url["https://site-000007.example.org"]["site"] == '\'=HYPERLINK("http://evil.example")'
     assert by_url["https://site-000001.example.org"]["last_seen"] == "2026-11-01T00:01:00.000Z"
     assert by_url["https://site-000001.example.org"]["custom_fields"] == '{"license_type": "pro"}'
+    assert by_url["https://site-000001.example.org"]["hosting"] == "Hetzner"
     filtered = get(base, f"/v1/projects/{project['hash']}/sites.csv", project["key"], status="deactivated", q="site")
     assert len(list(csv.reader(io.StringIO(filtered.text)))) == 1 + 10
 

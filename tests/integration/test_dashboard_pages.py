@@ -19,7 +19,7 @@ from telemetry.local import dashboard_browser
 from telemetry.pipelines import site_state
 from telemetry.report import browser, charts
 from telemetry.report import page as report
-from tests.analytics_samples import documents
+from tests.analytics_samples import CUSTOM_FIELD, documents
 from tests.integration.dashboard_seed import deactivation_doc, new_key, new_project, site_doc
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def wait_for_page(page, section: str, number: int) -> None:
     page.wait_for_selector(f"#{section}[data-state=loaded][data-page='{number}']")
 
 
-def test_signed_in_the_page_draws_every_chart_pages_filters_and_downloads(base, project, chromium, tmp_path):
+def test_signed_in_the_page_draws_every_chart_pages_filters_and_downloads(base, db, project, chromium, tmp_path):
     project_hash, key = project
     with dashboard_browser.dashboard_page(base) as (page, watch):
         dashboard_browser.sign_in(page, base, key)
@@ -89,13 +89,16 @@ def test_signed_in_the_page_draws_every_chart_pages_filters_and_downloads(base, 
         dashboard_browser.wait_until_loaded(page)
 
         expected, drawn, no_data = dashboard_browser.charts_state(page)
-        assert sorted(expected) == sorted(charts.CHART_KEYS) and no_data == []
+        keys = charts.chart_keys(db[PROJECTS].find_one({"hash": project_hash}))
+        assert charts.CHART_KEYS[-1] != keys[-1] == metrics.custom_field(CUSTOM_FIELD).name
+        assert sorted(expected) == sorted(keys) and no_data == []
         assert sorted(drawn) == sorted(expected)
         assert "latest day: 2025-03-31" in page.inner_text("#latest")
         assert len(page.query_selector_all("#kpis .kpi")) == 4
 
         first = rows(page, "sites")
         assert len(first) == 25 and "site-000059" in first[0]  # newest last_seen first
+        assert "\tDE · Hetzner\t" in first[0]  # the Hosted column
         page.click("#sites [data-page=next]")
         wait_for_page(page, "sites", 2)
         second = rows(page, "sites")
@@ -272,6 +275,7 @@ def test_the_page_s_charts_are_the_report_s(base, db, project):
     projects, docs = report.load(db, days=charts.DEFAULT_DAYS, hashes=[project_hash])
     (section,), latest = report.sections(projects, docs)
     assert served["latest_day"] == latest == "2025-03-31"
-    assert [c["key"] for c in served["charts"]] == [c.key for c in section.charts] == list(charts.CHART_KEYS)
+    keys = list(charts.chart_keys(projects[project_hash]))
+    assert [c["key"] for c in served["charts"]] == [c.key for c in section.charts] == keys
     assert [c["spec"] for c in served["charts"]] == [c.spec for c in section.charts]
     assert [(k["label"], k["value"]) for k in served["kpis"]] == list(section.kpis)

@@ -23,6 +23,7 @@ import pytest
 from google.cloud import bigquery
 
 from telemetry.admin import erase
+from telemetry.analytics import job as analytics
 from telemetry.common import cloud, stored_ping
 from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
@@ -210,6 +211,7 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
         "bigquery.deactivations": 1,
         "bigquery.rejected": 1,
         "bigquery.tracking_skipped": 0,
+        "bigquery.site_days": 0,  # the analytics job has not run on it
         "bigquery.staging": 0,
         "storage.staging": 0,
         "storage.objects": 3,
@@ -316,6 +318,10 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
     run_pipeline_logged("tracking")
     run_pipeline_logged("deactivation")
     assert db[site_state.SITES].count_documents({"hash": project}) == 4  # three forms of site 1, and site 2
+    # The analytics job's state of the day copies each site's custom fields (site_days); the
+    # figures name no billing email: no value is held by MIN_LABEL_SITES sites.
+    job = analytics.AnalyticsJob(bq, db, analytics.AnalyticsSettings.from_env())
+    job.compute_day(datetime.now(UTC).date())
 
     # mail.error as the mail step stored it before it kept only a summary: the API's answer,
     # quoting the batch's contacts, on every site of the batch.
@@ -360,6 +366,7 @@ def test_erase_reaches_every_copy(db, bq, bucket, capsys):
         "bigquery.deactivations": 0,
         "bigquery.rejected": 1,
         "bigquery.tracking_skipped": 0,
+        "bigquery.site_days": 3,  # the day's rows of the three URL forms
         "bigquery.staging": 3,  # the legacy table's row, the load-job tables' site row and rejected row
         "storage.staging": 2,  # the rows of the two files
         "storage.objects": 7,  # three tracks, the rejected deactivation, the three staged pings

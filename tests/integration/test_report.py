@@ -11,9 +11,9 @@ import pytest
 from telemetry.analytics import metrics
 from telemetry.common import mongo
 from telemetry.common.projects import PROJECTS
-from telemetry.report import browser
+from telemetry.report import browser, charts
 from telemetry.report import page as report
-from tests.analytics_samples import documents
+from tests.analytics_samples import CUSTOM_FIELD, documents
 
 END = date(2025, 3, 31)
 
@@ -34,7 +34,13 @@ def seeded(stack_env):
     run = uuid.uuid4().hex[:12]
     full, empty = f"report-full-{run}", f"report-empty-{run}"
     projects = [
-        {"hash": full, "name": "Report Plugin", "type": "plugin", "deactivation_reasons": {"too-expensive": "$$$"}},
+        {
+            "hash": full,
+            "name": "Report Plugin",
+            "type": "plugin",
+            "deactivation_reasons": {"too-expensive": "$$$"},
+            "custom_fields": [CUSTOM_FIELD],
+        },
         {"hash": empty, "name": "Report Theme", "type": "theme", "deactivation_reasons": []},
     ]
     db[PROJECTS].insert_many([dict(p) for p in projects])
@@ -58,7 +64,7 @@ def test_report_from_mongodb_renders_every_chart_offline(seeded, chromium, tmp_p
 
     result = browser.check_and_screenshot(page, tmp_path / "report.png")
     assert result.ok, result.summary()
-    assert sorted(result.expected) == sorted(f"{full}/{key}" for key in report.CHART_KEYS)
+    assert sorted(result.expected) == sorted(f"{full}/{key}" for key in charts.chart_keys(projects[full]))
     assert sorted(result.drawn) == sorted(result.expected)
     assert result.no_data == []
     png = (tmp_path / "report.png").read_bytes()

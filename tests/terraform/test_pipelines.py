@@ -262,19 +262,24 @@ def _sample_refs(tf: dict[str, Any]) -> dict[str, str]:
 def test_scheduler_passes_exactly_what_the_template_declares(tf, template):
     always = tf["locals"]["pipeline_parameters"]
     with_mail = tf["locals"]["mail_parameters"]
-    # What a run gets: the parameters above, plus the mail ones only when mail_api_url is set.
+    with_geo = tf["locals"]["geo_parameters"]
+    # What a run gets: the parameters above, plus the mail ones only when mail_api_url is set,
+    # and the geo databases only when set.
     assert _squash(tf["locals"]["launch_parameters"]) == _squash(
         "merge(local.pipeline_parameters,"
-        ' {for name, value in local.mail_parameters : name => value if var.mail_api_url != ""})'
+        ' {for name, value in local.mail_parameters : name => value if var.mail_api_url != ""},'
+        ' {for name, value in local.geo_parameters : name => value if var.geo_databases != ""})'
     )
-    assert not set(always) & set(with_mail)
+    assert not set(always) & set(with_mail) and not set(always) & set(with_geo)
+    assert _expr(with_geo["geo_databases"]) == "var.geo_databases"
 
     declared = {p["name"]: p for p in _metadata(template)["parameters"]}
     required = {name for name, p in declared.items() if not p.get("isOptional", False)}
-    passed = set(always) | set(with_mail)
+    passed = set(always) | set(with_mail) | set(with_geo)
     assert passed - set(declared) == set(), f"{template} does not declare {passed - set(declared)}"
     assert required - set(always) == set(), f"{template} needs {required - set(always)} on every run"
     assert all(declared[name].get("isOptional") for name in with_mail), "the mail parameters are not always passed"
+    assert all(declared[name].get("isOptional") for name in with_geo), "the geo databases are not always passed"
     assert {"hour", "hour_to"} <= set(declared) - passed, "hour mode is for hand-launched runs only"
 
     # Every value the scheduler passes satisfies the template's own checks.

@@ -8,8 +8,13 @@
 MERGE `{dataset}.site_days` AS target
 USING (
   WITH
+    -- Named columns, not *: bqemulator expands * from its catalog, which misses a column
+    -- added to an existing table.
     previous AS (
-      SELECT * FROM `{dataset}.site_days`
+      SELECT
+        hash, url, days_seen_bits, last_seen_at, deactivated_at, project_version, wp_version, php_version,
+        mysql_version, server_software, locale, multisite, theme, plugins, custom_fields, country, hosting
+      FROM `{dataset}.site_days`
       WHERE day = DATE_SUB(@day, INTERVAL 1 DAY)
     ),
     pinged AS (
@@ -18,7 +23,10 @@ USING (
         hash, url, received_at, project_version, wp_version, php_version, mysql_version,
         server_software, locale, multisite,
         COALESCE(NULLIF(theme_name, ''), theme_slug) AS theme,
-        ARRAY(SELECT DISTINCT plugin.slug FROM UNNEST(plugins) AS plugin WHERE plugin.slug IS NOT NULL) AS plugins
+        ARRAY(SELECT DISTINCT plugin.slug FROM UNNEST(plugins) AS plugin WHERE plugin.slug IS NOT NULL) AS plugins,
+        custom_fields,
+        country,
+        hosting
       FROM `{dataset}.sites`
       WHERE received_at >= TIMESTAMP(@day) AND received_at < TIMESTAMP(DATE_ADD(@day, INTERVAL 1 DAY))
         AND status = 'active'
@@ -54,7 +62,10 @@ USING (
         IF(t.url IS NULL, p.locale, t.locale) AS locale,
         IF(t.url IS NULL, p.multisite, t.multisite) AS multisite,
         IF(t.url IS NULL, p.theme, t.theme) AS theme,
-        IF(t.url IS NULL, p.plugins, t.plugins) AS plugins
+        IF(t.url IS NULL, p.plugins, t.plugins) AS plugins,
+        IF(t.url IS NULL, p.custom_fields, t.custom_fields) AS custom_fields,
+        IF(t.url IS NULL, p.country, t.country) AS country,
+        IF(t.url IS NULL, p.hosting, t.hosting) AS hosting
       FROM sites AS s
       LEFT JOIN previous AS p ON p.hash = s.hash AND p.url = s.url
       LEFT JOIN pinged AS t ON t.hash = s.hash AND t.url = s.url
@@ -67,12 +78,13 @@ ON FALSE
 WHEN NOT MATCHED THEN
   INSERT (
     day, hash, url, days_seen_bits, last_seen_at, deactivated_at, project_version, wp_version,
-    php_version, mysql_version, server_software, locale, multisite, theme, plugins
+    php_version, mysql_version, server_software, locale, multisite, theme, plugins, custom_fields, country, hosting
   )
   VALUES (
     @day, source.hash, source.url, source.days_seen_bits, source.last_seen_at, source.deactivated_at,
     source.project_version, source.wp_version, source.php_version, source.mysql_version,
-    source.server_software, source.locale, source.multisite, source.theme, source.plugins
+    source.server_software, source.locale, source.multisite, source.theme, source.plugins,
+    source.custom_fields, source.country, source.hosting
   )
 WHEN NOT MATCHED BY SOURCE AND target.day = @day THEN
   DELETE

@@ -102,6 +102,7 @@
     row.appendChild(element("td", null, item.project_version));
     row.appendChild(element("td", null, item.wp_version));
     row.appendChild(element("td", null, item.php_version));
+    row.appendChild(element("td", null, [item.country, item.hosting].filter(Boolean).join(" · ")));
     row.appendChild(element("td", "time", day(item.last_seen)));
     return row;
   }
@@ -178,7 +179,7 @@
 
   const sitesSection = document.getElementById("sites");
   const sites = new List(
-    sitesSection, main.dataset.sites, document.getElementById("sites-csv"), main.dataset.sitesCsv, siteRow, 6
+    sitesSection, main.dataset.sites, document.getElementById("sites-csv"), main.dataset.sitesCsv, siteRow, 7
   );
   const deactivations = new List(
     document.getElementById("deactivations"), main.dataset.deactivations,
