@@ -297,7 +297,7 @@ def fill(db, ingest_url: str) -> Counter:
 
     print("\nsummary (from the serving copy, as the dashboard reads it):")
     print("\n".join(summary(db, now.strftime(metrics.DAY_FORMAT))))
-    print('\nspike alerts of the month\'s final days (docs/notify.md, "Spike alert"):')
+    print('\nspike alerts over the month, every day checked (docs/notify.md, "Spike alert"):')
     print("\n".join(spike_alerts(db, month)))
     return answers
 

@@ -223,3 +223,15 @@ def test_figures_ready_event_names_the_day_and_where_to_read_it():
         "day": "2026-11-24",
         "figures_path": "/v1/projects/p1/figures?from=2026-11-24&to=2026-11-24",
     }
+
+
+def test_a_first_period_is_compared_with_nothing_rather_than_with_zero():
+    current = digest.period_figures(Period(WEEKLY, date(2026, 11, 23)), DOCUMENTS)
+    nothing_served = digest.period_figures(Period(WEEKLY, date(2026, 11, 16)), DOCUMENTS)
+    assert nothing_served.served_days == 0 and current.served_days > 0
+    event = digest.digest_event("p1", current, nothing_served, {})
+    assert event.data["previous"] is None and event.data["change"] is None
+    mail = digest.render_email(event, {"hash": "p1", "name": "SEO Toolkit", "type": "plugin"})
+    assert mail.subject == "SEO Toolkit: weekly digest, week 48 of 2026 (23 Nov 2026 - 29 Nov 2026): 100 active sites"
+    assert "Active sites at the end: 100 (no figures of the weekly period before)" in mail.text
+    assert "+100" not in mail.text and "+100" not in mail.html

@@ -48,6 +48,7 @@ METRICS = (
     metrics.PROJECT_VERSION,
 )
 COUNTS = ("active_sites", "new_sites", "deactivations")
+TITLES = {"active_sites": "Active sites at the end", "new_sites": "New sites", "deactivations": "Deactivations"}
 
 
 # --- periods -----------------------------------------------------------------------
@@ -154,6 +155,7 @@ class PeriodFigures:
     deactivations: int
     reasons: Mapping[str, int]  # deactivations by reason over the period
     versions: Mapping[str, int]  # active sites by project version at the period's end
+    served_days: int = 0  # days of the period the serving copy has any figure of; 0: nothing to compare with
 
 
 def period_figures(period: Period, documents: Iterable[Mapping[str, Any]]) -> PeriodFigures:
@@ -163,9 +165,11 @@ def period_figures(period: Period, documents: Iterable[Mapping[str, Any]]) -> Pe
     sums: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     active, versions = 0, {}
+    served_days: set[str] = set()
     for doc in documents:
         if not first <= doc["day"] <= last:
             continue
+        served_days.add(doc["day"])
         metric = doc["metric"]
         if metric in (metrics.NEW_SITES.name, metrics.DEACTIVATIONS.name):
             sums[metric] += int(doc.get("value") or 0)
@@ -182,6 +186,7 @@ def period_figures(period: Period, documents: Iterable[Mapping[str, Any]]) -> Pe
         deactivations=sums[metrics.DEACTIVATIONS.name],
         reasons=dict(reasons),
         versions=versions,
+        served_days=len(served_days),
     )
 
 
@@ -196,12 +201,15 @@ def event_id(project: str, period: Period) -> str:
 def digest_event(
     project: str, current: PeriodFigures, previous: PeriodFigures, reason_labels: Mapping[str, str]
 ) -> events.Event:
-    """The digest of `current`, compared with `previous` (the period before it);
-    `reason_labels` are the project's own (telemetry.common.projects.project_reason_labels)."""
+    """The digest of `current`, compared with `previous` (the period before it): `previous` and
+    `change` are null when the serving copy has no figure of that period (a project's first
+    period), rather than a change from zero; `reason_labels` are the project's own
+    (telemetry.common.projects.project_reason_labels)."""
     period = current.period
     if previous.period != period.previous():
         raise ValueError(f"{previous.period} is not the period before {period}")
     active_total = sum(current.versions.values())
+    compared = previous.served_days > 0
     return events.Event(
         id=event_id(project, period),
         project=project,
@@ -216,8 +224,10 @@ def digest_event(
                 "start": previous.period.start.isoformat(),
                 "end": previous.period.end.isoformat(),
                 **{name: getattr(previous, name) for name in COUNTS},
-            },
-            "change": {name: getattr(current, name) - getattr(previous, name) for name in COUNTS},
+            }
+            if compared
+            else None,
+            "change": {name: getattr(current, name) - getattr(previous, name) for name in COUNTS} if compared else None,
             "top_reasons": [
                 {"reason": reason, "label": reason_labels.get(reason, reason), "deactivations": count}
                 for reason, count in _top(current.reasons)
@@ -251,19 +261,21 @@ def render_email(event: events.Event, project: Mapping[str, Any]) -> EmailConten
     change = data["change"]
     previous = data["previous"]
     subject = (
-        f"{project_name}: {data['frequency']} digest, {data['period']['label']}: "
-        f"{data['active_sites']:,} active sites ({_signed(change['active_sites'])})"
+        f"{project_name}: {data['frequency']} digest, {data['period']['label']}: {data['active_sites']:,} active sites"
     )
+    if change is not None:
+        subject += f" ({_signed(change['active_sites'])})"
     rows = [
-        ("Active sites at the end", data["active_sites"], change["active_sites"], previous["active_sites"]),
-        ("New sites", data["new_sites"], change["new_sites"], previous["new_sites"]),
-        ("Deactivations", data["deactivations"], change["deactivations"], previous["deactivations"]),
+        (TITLES[name], data[name], change[name] if change else None, previous[name] if previous else None)
+        for name in COUNTS
     ]
     lines = [
         f"{project_name}, {data['period']['label']} ({data['period']['start']} to {data['period']['end']}, UTC)",
         "",
         *(
             f"{title}: {value:,} ({_signed(delta)} against {before:,} the {data['frequency']} period before)"
+            if delta is not None
+            else f"{title}: {value:,} (no figures of the {data['frequency']} period before)"
             for title, value, delta, before in rows
         ),
         "",
@@ -282,7 +294,7 @@ def render_email(event: events.Event, project: Mapping[str, Any]) -> EmailConten
     e = html.escape
     table = "".join(
         f"<tr><th align='left'>{e(title)}</th><td align='right'>{value:,}</td>"
-        f"<td align='right'>{e(_signed(delta))}</td></tr>"
+        f"<td align='right'>{e(_signed(delta)) if delta is not None else 'no figures'}</td></tr>"
         for title, value, delta, _before in rows
     )
     reasons = "".join(f"<li>{e(r['label'])}: {r['deactivations']:,}</li>" for r in data["top_reasons"])
