@@ -375,13 +375,20 @@ class Series:
         first, last = day_str(start), day_str(end)
         return [{"day": day, "value": docs[day].get("value")} for day in sorted(docs) if first <= day <= last]
 
-    def latest_breakdown(self, metric: metrics.Metric, end: date) -> tuple[str, dict[str, float]] | None:
+    def latest_day(self, metric: metrics.Metric, end: date, field: str) -> str | None:
+        """The last day up to `end` whose document of `metric` has a non-empty `field`; None: no such day."""
         docs = self.by_metric.get(metric.name, {})
-        days = [day for day in docs if day <= day_str(end) and docs[day].get("breakdown")]
-        if not days:
+        return max((day for day, doc in docs.items() if day <= day_str(end) and doc.get(field)), default=None)
+
+    def value_on(self, metric: metrics.Metric, day: str) -> Any:
+        """The scalar `value` of `metric` on `day`; None when that day has no document or no value."""
+        return self.by_metric.get(metric.name, {}).get(day, {}).get("value")
+
+    def latest_breakdown(self, metric: metrics.Metric, end: date) -> tuple[str, dict[str, float]] | None:
+        day = self.latest_day(metric, end, "breakdown")
+        if day is None:
             return None
-        day = max(days)
-        return day, dict(docs[day]["breakdown"])
+        return day, dict(self.by_metric[metric.name][day]["breakdown"])
 
     def summed_breakdown(self, metric: metrics.Metric, start: date, end: date) -> dict[str, float]:
         total: dict[str, float] = defaultdict(float)
@@ -452,7 +459,7 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
             day, counts = latest
             note = f"sites active on {day}"
             if metric is metrics.PLUGINS:
-                active = series.by_metric.get(metrics.ACTIVE_SITES.name, {}).get(day, {}).get("value")
+                active = series.value_on(metrics.ACTIVE_SITES, day)
                 rows = bar_rows(counts, metrics.TOP_PLUGINS, fold=False, noun="plugins", share_of=active or None)
                 share_title = "share of active sites" if active else "share of these counts"
             else:
@@ -477,7 +484,7 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
     spec, note = None, "latest day with data"
     if latest is not None:
         day, counts = latest
-        active = series.by_metric.get(metrics.ACTIVE_SITES.name, {}).get(day, {}).get("value")
+        active = series.value_on(metrics.ACTIVE_SITES, day)
         if active:
             note = f"share of the {active:,} sites active on {day} below each candidate minimum"
             colors = {metrics.PHP: BLUE, metrics.WORDPRESS: GREEN, metrics.UNKNOWN_LABEL: GREY}
@@ -485,22 +492,18 @@ def project_charts(project: Mapping[str, Any], series: Series, end: date, days: 
     charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
 
     metric = metrics.DEACTIVATION_RATE_BY_VERSION
-    docs = series.by_metric.get(metric.name, {})
-    days = [day for day in docs if day <= day_str(end) and docs[day].get("sites")]
+    day = series.latest_day(metric, end, "sites")
     spec, note = None, "latest day with data"
-    if days:
-        day = max(days)
+    if day is not None:
         note = f"{metrics.DEACTIVATION_RATE_DAYS} days to {day}, the {TOP_N} versions with the most sites"
-        spec = rate_chart(rate_rows(docs[day], TOP_N), f"per {metrics.RATE_PER:,} sites")
+        spec = rate_chart(rate_rows(series.by_metric[metric.name][day], TOP_N), f"per {metrics.RATE_PER:,} sites")
     charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
 
     metric = metrics.RETENTION_WEEKLY
-    docs = series.by_metric.get(metric.name, {})
-    days = [day for day in docs if day <= day_str(end) and docs[day].get("sites")]
+    latest_day = series.latest_day(metric, end, "sites")
     spec, note = None, "latest day with data"
-    if days:
-        latest_day = max(days)
-        rows = retention_rows(docs, parse_day(latest_day))
+    if latest_day is not None:
+        rows = retention_rows(series.by_metric[metric.name], parse_day(latest_day))
         note = f"share of each week's new sites active 1 to {metrics.RETENTION_WEEKS} weeks later, as of {latest_day}"
         spec = retention_chart(rows) if rows else None
     charts.append(Chart(metric.name, (metric.name,), metric.title, note, spec))
@@ -518,8 +521,9 @@ def _plural(metric: metrics.Metric) -> str:
         metrics.THEME: "themes",
         metrics.MULTISITE: "values",
         metrics.COUNTRY: "countries",
+        metrics.HOSTING: "networks",
     }
-    return {**nouns, metrics.HOSTING: "networks"}.get(metric, "versions")
+    return nouns.get(metric, "versions")
 
 
 def kpis(series: Series, end: date) -> tuple[tuple[str, str], ...]:
