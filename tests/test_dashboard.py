@@ -187,6 +187,16 @@ def test_the_description_is_openapi_3_and_names_every_route():
     json.dumps(spec)  # serialisable as it is served
 
 
+def test_every_api_operation_describes_the_503_with_its_retry_after():
+    """app.py answers 503 with Retry-After on any route when MongoDB fails; the contract says so."""
+    for path, operations in openapi.SPEC["paths"].items():
+        if path == "/v1/openapi.json":  # served without the database
+            continue
+        unavailable = operations["get"]["responses"]["503"]
+        assert unavailable["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        assert "Retry-After" in unavailable["headers"]
+
+
 def test_every_route_of_the_app_is_described_and_every_description_has_a_route():
     from telemetry.dashboard.app import create_app
 

@@ -68,7 +68,12 @@ def create_app(database: Callable[[], Database] | None = None) -> Flask:
     @app.errorhandler(PyMongoError)
     def database_error(e: PyMongoError):
         log.exception("MongoDB call failed")
-        return errors.envelope(503, errors.UNAVAILABLE, "the database did not answer; try again", {"Retry-After": "5"})
+        return errors.envelope(
+            503,
+            errors.UNAVAILABLE,
+            "the database did not answer; try again",
+            {"Retry-After": str(errors.DATABASE_RETRY_AFTER_SECONDS)},
+        )
 
     @app.errorhandler(Exception)
     def internal_error(e: Exception):

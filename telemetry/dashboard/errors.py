@@ -18,6 +18,9 @@ METHOD_NOT_ALLOWED = "method_not_allowed"
 INTERNAL = "internal_error"
 UNAVAILABLE = "unavailable"
 
+# Retry-After of a 503 when MongoDB did not answer (a failover or a timeout passes in seconds).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
 
 class ApiError(Exception):
     """An answer other than 200, raised anywhere below a route."""

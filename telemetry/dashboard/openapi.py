@@ -12,7 +12,7 @@ from typing import Any
 
 from telemetry.analytics import metrics
 from telemetry.common.sites import ACTIVE, DEACTIVATED
-from telemetry.dashboard import items, paging
+from telemetry.dashboard import errors, items, paging
 from telemetry.dashboard.bounds import DEFAULT_FIGURE_DAYS, MAX_FIGURE_DAYS, MAX_Q_CHARS, MAX_VERSION_CHARS
 
 NULLABLE_TEXT = {"type": "string", "nullable": True}
@@ -70,6 +70,15 @@ ERRORS = {
     "400": _error("A parameter is out of its bounds, or the cursor is not one this API returned."),
     "401": _error("No key, or a key that is unknown or revoked."),
     "404": _error("No such project, or the key is another project's."),
+    "503": {
+        **_error("The database did not answer in time (`unavailable`); nothing was changed, so try again."),
+        "headers": {
+            "Retry-After": {
+                "description": f"Seconds to wait before trying again ({errors.DATABASE_RETRY_AFTER_SECONDS}).",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
 }
 
 _SITE_PROPERTIES: dict[str, Any] = {

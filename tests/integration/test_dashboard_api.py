@@ -21,7 +21,7 @@ import requests
 
 from telemetry.analytics import metrics
 from telemetry.common import sites
-from telemetry.dashboard import items, keys
+from telemetry.dashboard import errors, items, keys
 from telemetry.pipelines import site_state
 from tests.integration.dashboard_seed import (
     BASE_TIME,
@@ -313,7 +313,9 @@ def test_an_export_whose_query_fails_gets_the_json_503(base, db, project):
     (here: the index it names is gone) is the JSON 503 of every route, not the server's HTML 500."""
     db[sites.SITES].drop_index(sites.UNIQUE_INDEX)
     try:
-        assert_error(get(base, f"/v1/projects/{project['hash']}/sites.csv", project["key"]), 503, "unavailable")
+        response = get(base, f"/v1/projects/{project['hash']}/sites.csv", project["key"])
+        assert_error(response, 503, "unavailable")
+        assert response.headers["Retry-After"] == str(errors.DATABASE_RETRY_AFTER_SECONDS)  # as openapi.py says
     finally:
         site_state.ensure_indexes(db)
     assert get(base, f"/v1/projects/{project['hash']}/sites.csv", project["key"]).status_code == 200
