@@ -40,6 +40,8 @@ locals {
     GCP_PROJECT = var.project_id
     MONGODB_DB  = var.mongodb_db
     LOG_LEVEL   = var.log_level
+    # As many functions-framework threads as requests Cloud Run sends it (functions.tf).
+    THREADS = tostring(var.dashboard_concurrency)
   }
 }
 

@@ -59,6 +59,10 @@ locals {
     # The log line's client address is truncated like ip_address.
     IP_PREFIX_V4 = tostring(var.ip_prefix_v4)
     IP_PREFIX_V6 = tostring(var.ip_prefix_v6)
+    # functions-framework serves with THREADS threads, by default 4 per vCPU: fewer than the
+    # concurrency, and the instance queues requests Cloud Run has already routed to it
+    # (Google's concurrency page: set THREADS to the concurrency).
+    THREADS = tostring(var.function_concurrency)
   }
 }
 

@@ -38,7 +38,7 @@ def test_the_function_runs_as_that_account_with_that_secret_and_is_public(tf):
         "MONGODB_URI": "google_secret_manager_secret.dashboard_mongodb_uri.secret_id",
         "DASHBOARD_SESSION_SECRET": "google_secret_manager_secret.dashboard_session_secret.secret_id",
     }
-    assert set(tf["locals"]["dashboard_environment"]) == {"GCP_PROJECT", "MONGODB_DB", "LOG_LEVEL"}
+    assert set(tf["locals"]["dashboard_environment"]) == {"GCP_PROJECT", "MONGODB_DB", "LOG_LEVEL", "THREADS"}
     invoker = _resource(tf, "google_cloud_run_service_iam_member", "public_invokes_dashboard")
     assert invoker["member"] == "allUsers" and invoker["role"] == "roles/run.invoker"
     assert _expr(invoker["service"]) == "google_cloudfunctions2_function.dashboard.service_config[0].service"

@@ -21,7 +21,38 @@ INGEST_ENVIRONMENT = {
 }
 
 
+# functions-framework's threads per instance (its gunicorn reads THREADS; default 4 per vCPU).
+SERVER_THREADS = "THREADS"
+
+
 # --- Functions ------------------------------------------------------------------------
+
+
+def _environment(tf, service: dict) -> dict:
+    """A service_config's environment_variables, through the local they name."""
+    expression = _expr(service.get("environment_variables", "{}"))
+    if expression.startswith("local."):
+        return tf["locals"][expression.removeprefix("local.")]
+    return service.get("environment_variables") or {}
+
+
+def test_every_function_serving_requests_concurrently_has_a_thread_for_each(tf):
+    """Cloud Run routes up to max_instance_request_concurrency requests to one instance at
+    once; functions-framework serves them with THREADS threads (default 4 per vCPU), and
+    queues the rest inside the instance, where no autoscaler sees them. Google's concurrency
+    page: set THREADS to the concurrency."""
+    concurrent = 0
+    for name, fn in tf["resource"]["google_cloudfunctions2_function"].items():
+        service = _block(fn, "service_config")
+        concurrency = _expr(service.get("max_instance_request_concurrency", 1))
+        if concurrency == "1":
+            continue
+        concurrent += 1
+        threads = _environment(tf, service).get(SERVER_THREADS)
+        assert threads is not None and _expr(threads) == f"tostring({concurrency})", (
+            f"{name}: {concurrency} requests at once, THREADS {threads!r}"
+        )
+    assert concurrent == 2  # ingest and the dashboard; the others take one request at a time
 
 
 def test_three_gen2_functions_named_after_routes(tf, routes):
@@ -63,7 +94,8 @@ def test_entry_point_file_defines_the_function(tf, route):
 
 
 def test_function_environment_uses_config_names_and_defaults(tf):
-    env = tf["locals"]["ingest_environment"]
+    env = dict(tf["locals"]["ingest_environment"])
+    assert _expr(env.pop(SERVER_THREADS)) == "tostring(var.function_concurrency)"  # functions-framework's own
     assert set(env) == INGEST_ENVIRONMENT
     assert set(env) <= set(config.VARIABLES)
     assert _expr(env["GCP_PROJECT"]) == "var.project_id"
