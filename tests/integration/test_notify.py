@@ -121,7 +121,7 @@ def test_an_alert_per_deactivation_carrying_its_reason_and_text_and_a_rerun_send
     tag = uuid.uuid4().hex[:8]
     ops, dev = f"ops-{tag}@vendor.example", f"dev-{tag}@vendor.example"
     add_project(db, f"alerts{tag}", recipients=[ops, dev], exclude=["none"])
-    add_project(db, f"quiet{tag}")  # no recipients: its deactivation mails nobody
+    add_project(db, f"quiet{tag}")  # no recipients and no webhook: its deactivation is no event at all
     ping_a = deactivated(bq, settings, f"alerts{tag}", 1, clock.now - 2 * HOUR, "too-pricey", "Cheaper at the rival")
     deactivated(bq, settings, f"alerts{tag}", 2, clock.now - HOUR, "other", "Line one\nLine two <b>")
     deactivated(bq, settings, f"alerts{tag}", 3, clock.now - HOUR, "none", "")  # excluded reason
@@ -129,7 +129,8 @@ def test_an_alert_per_deactivation_carrying_its_reason_and_text_and_a_rerun_send
 
     summary = run.run_once(bq, db, settings, clock)
     assert summary.failed_producers == []
-    assert summary.events_new == 4 and summary.deliveries == {"sent": 4}
+    assert summary.events_new == 3 and summary.deliveries == {"sent": 4}
+    assert db[outbox.EVENTS].count_documents({"project": f"quiet{tag}"}) == 0
 
     received = mails_to(ops, dev)
     assert sorted(m["To"] for m in received) == sorted([ops, ops, dev, dev])
