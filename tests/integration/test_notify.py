@@ -23,7 +23,7 @@ import pytest
 
 from telemetry.common import cloud, config, mongo, projects, tables
 from telemetry.local import smtp_server, stack
-from telemetry.notify import events, outbox, run, webhooks
+from telemetry.notify import events, outbox, run, site_events, webhooks
 from telemetry.notify.settings import NotifySettings
 from telemetry.pipelines import site_state
 
@@ -297,3 +297,126 @@ def test_a_renderer_that_raises_is_a_failed_try_retried_then_set_aside(world):
     clock.now += settings.retry_window
     assert run.run_once(bq, db, settings, clock, renderers=renderers).deliveries == {"set_aside": 1}
     assert mails_to(f"ops-{tag}@vendor.example") == []
+
+
+# --- the daily cap of site events ---
+
+
+def deactivations_at(bq, settings, project_hash: str, times: list[datetime], first: int = 0) -> list[str]:
+    """Deactivation rows of sites first..first+len-1, one at each time, inserted in one request."""
+    rows = [
+        {"hash": project_hash, "url": f"https://site{first + n}.example", "site": f"Site {first + n}",
+         "reason_id": "other", "reason_known": True, "reason_info": "", "project_version": "2.1.0",
+         "ping_id": f"ping-{uuid.uuid4().hex}", "received_at": at.isoformat()}
+        for n, at in enumerate(times)
+    ]  # fmt: skip
+    assert bq.insert_rows_json(f"{bq.project}.{settings.dataset}.deactivations", rows) == []
+    return [row["ping_id"] for row in rows]
+
+
+def held_back_counts(caplog) -> list[tuple[str, int]]:
+    return [
+        (r.project, r.count)
+        for r in caplog.records
+        if getattr(r, "counter", None) == site_events.HELD_BACK_COUNTER and r.reason == site_events.HELD_BACK_REASON
+    ]
+
+
+def a_clock_inside_a_day() -> tuple[Clock, datetime]:
+    """The run's clock, at least an hour into its UTC day (the flood below fits in that hour), and the day's start."""
+    clock = Clock()
+    midnight = clock.now.replace(hour=0, minute=0, second=0)
+    clock.now = max(clock.now, midnight + HOUR)
+    return clock, midnight
+
+
+def test_a_flood_of_deactivations_sends_the_cap_and_one_summary_while_another_project_gets_every_alert(
+    world, receivers, caplog
+):
+    db, bq, settings = world
+    cap = 5
+    settings = dataclasses.replace(settings, max_site_events_per_day=cap)
+    clock, midnight = a_clock_inside_a_day()
+    day = midnight.date().isoformat()
+    hook = receivers(4)
+    tag = uuid.uuid4().hex[:8]
+    flooded, calm = f"flood{tag}", f"calm{tag}"
+    ops, calm_ops = f"ops-{tag}@vendor.example", f"calm-{tag}@vendor.example"
+    add_project(db, flooded, recipients=[ops], webhook=(hook, [events.SITE_DEACTIVATED]))
+    add_project(db, calm, recipients=[calm_ops])
+    # 12 forged deactivations of the flooded project in the day's first minutes, 3 real ones of the other.
+    flood = deactivations_at(bq, settings, flooded, [midnight + n * time_minute() for n in range(1, 13)])
+    deactivations_at(bq, settings, calm, [midnight + n * time_minute() for n in range(1, 4)], first=100)
+
+    first = run.run_once(bq, db, settings, clock)
+    assert first.failed_producers == [] and first.site_events_held_back == 12 - cap
+
+    # The flooded project: its first `cap` deactivations one by one, then one summary, by mail and by webhook.
+    individual = sorted(events.event_id(events.SITE_DEACTIVATED, ping) for ping in flood[:cap])
+    summary_id = events.event_id(events.SITE_DEACTIVATED_OVERFLOW, flooded, day)
+    mails = mails_to(ops)
+    assert sorted(m["X-Telemetry-Event-Id"] for m in mails) == sorted([*individual, summary_id])
+    (summary_mail,) = [m for m in mails if m["X-Telemetry-Event-Id"] == summary_id]
+    # (Python's email policy folds a subject over 78 characters right after `Subject:`; unfolded, it
+    # keeps the fold's space.)
+    assert summary_mail["Subject"].strip() == f"Project {flooded}: 7 more deactivations on {day}, see the dashboard"
+    assert f"GET /v1/projects/{flooded}/deactivations" in summary_mail.get_body(("plain",)).get_content()
+    assert hook.unverified == 0
+    assert sorted(r.webhook_id for r in hook.received if r.type == events.SITE_DEACTIVATED) == individual
+    (posted,) = [r for r in hook.received if r.type == events.SITE_DEACTIVATED_OVERFLOW]
+    assert posted.webhook_id == summary_id
+    assert (posted.data["day"], posted.data["sent"], posted.data["held_back"]) == (day, cap, 12 - cap)
+    # The other project's alerts all arrive.
+    assert len(mails_to(calm_ops)) == 3
+    assert held_back_counts(caplog) == [(flooded, 12 - cap)]
+
+    # An hour later: 4 more forged ones, one committed late that ranks first of the day, and a real one of
+    # the other project. Nothing new for the flooded project (no send past the cap, no second summary);
+    # the counter counts the 5 newly held back.
+    caplog.clear()
+    clock.now += HOUR
+    deactivations_at(bq, settings, flooded, [midnight + n * time_minute() for n in range(20, 24)], first=20)
+    deactivations_at(bq, settings, flooded, [midnight], first=30)
+    deactivations_at(bq, settings, calm, [midnight + 30 * time_minute()], first=103)
+    second = run.run_once(bq, db, settings, clock)
+    assert second.events_new == 1 and second.deliveries == {"sent": 1}
+    assert len(mails_to(ops)) == cap + 1 and len(hook.received) == cap + 1
+    assert len(mails_to(calm_ops)) == 4
+    assert held_back_counts(caplog) == [(flooded, 5)]
+    stored = db[outbox.EVENTS].find_one({"_id": summary_id})
+    assert stored["data"]["held_back"] == 12 - cap and stored["held_back_counted"] == 17 - cap
+
+    # A re-run over the same window sends nothing and counts nothing again.
+    caplog.clear()
+    again = run.run_once(bq, db, settings, clock)
+    assert (again.events_new, again.deliveries_created, again.deliveries, again.site_events_held_back) == (0, 0, {}, 0)
+    assert held_back_counts(caplog) == []
+    assert len(mails_to(ops)) == cap + 1 and len(hook.received) == cap + 1 and len(mails_to(calm_ops)) == 4
+
+
+def test_a_flood_of_new_sites_posts_the_cap_and_one_summary_and_nobody_listening_gets_no_event(world, receivers):
+    db, bq, settings = world
+    cap = 3
+    settings = dataclasses.replace(settings, max_site_events_per_day=cap)
+    clock, midnight = a_clock_inside_a_day()
+    hook = receivers(5)
+    tag = uuid.uuid4().hex[:8]
+    flooded, unheard = f"newflood{tag}", f"unheard{tag}"
+    add_project(db, flooded, webhook=(hook, [events.SITE_ACTIVATED]))
+    add_project(db, unheard, recipients=[f"ops-{tag}@vendor.example"])  # alerts only: site.activated is not mailed
+    for n in range(8):
+        first_ping(db, flooded, f"https://new{n}.example", midnight + (n + 1) * time_minute())
+        first_ping(db, unheard, f"https://new{n}.example", midnight + (n + 1) * time_minute())
+
+    for _ in range(2):
+        summary = run.run_once(bq, db, settings, clock)
+        clock.now += HOUR
+
+    assert hook.unverified == 0
+    assert sorted(r.data["url"] for r in hook.received if r.type == events.SITE_ACTIVATED) == [
+        f"https://new{n}.example" for n in range(cap)
+    ]
+    (posted,) = [r for r in hook.received if r.type == events.SITE_ACTIVATED_OVERFLOW]
+    assert posted.data["held_back"] == 8 - cap and posted.data["list_path"] == f"/v1/projects/{flooded}/sites"
+    assert len(hook.received) == cap + 1 and summary.events_new == 0
+    assert db[outbox.EVENTS].count_documents({"project": unheard}) == 0
