@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telemetry.common import cloud, config, mongo, projects, tables
+from telemetry.common import cloud, config, mongo, projects, sites, tables
 from telemetry.local import smtp_server, stack
 from telemetry.notify import events, outbox, run, site_events, webhooks
 from telemetry.notify.settings import NotifySettings
@@ -420,3 +420,15 @@ def test_a_flood_of_new_sites_posts_the_cap_and_one_summary_and_nobody_listening
     assert posted.data["held_back"] == 8 - cap and posted.data["list_path"] == f"/v1/projects/{flooded}/sites"
     assert len(hook.received) == cap + 1 and summary.events_new == 0
     assert db[outbox.EVENTS].count_documents({"project": unheard}) == 0
+
+
+def test_a_run_walks_new_sites_per_project_on_their_index_and_drops_the_former_one(world):
+    db, bq, settings = world
+    db["sites"].create_index([("first_seen", 1)], name=sites.FORMER_FIRST_SEEN_INDEX)  # as an older notify made it
+    run.run_once(bq, db, settings, Clock())
+    indexes = db["sites"].index_information()
+    assert indexes[sites.SITES_BY_FIRST_SEEN]["key"] == [("hash", 1), ("first_seen", 1), ("url", 1)]
+    assert sites.FORMER_FIRST_SEEN_INDEX not in indexes
+    query = {"hash": "p", "first_seen": {"$gte": datetime(2026, 12, 1, tzinfo=UTC)}}
+    plan = db["sites"].find(query).sort([("first_seen", 1), ("url", 1)]).limit(3).explain()["queryPlanner"]
+    assert sites.SITES_BY_FIRST_SEEN in str(plan["winningPlan"])  # an IXSCAN of it (SecantusDB sorts above it)
