@@ -98,7 +98,7 @@ def test_capped_adds_each_days_events_within_the_cap_and_one_summary_per_day_pas
     assert summary.id == events.event_id(events.SITE_DEACTIVATED_OVERFLOW, "p1", "2026-12-01")
     assert (summary.type, summary.project, summary.occurred_at) == (events.SITE_DEACTIVATED_OVERFLOW, "p1", UNTIL)
     assert summary.data == {
-        "project": "p1", "day": "2026-12-01", "summarises": events.SITE_DEACTIVATED, "sent": 3, "held_back": 7,
+        "project": "p1", "day": "2026-12-01", "summarises": events.SITE_DEACTIVATED, "cap": 3, "held_back": 7,
         "counted_until": UNTIL.isoformat(), "list_path": "/v1/projects/p1/deactivations",
     }  # fmt: skip
     # The outbox is counted only for the day past the cap, over its whole UTC day.
@@ -169,7 +169,8 @@ def test_the_summary_mail_says_how_many_more_and_where_to_see_them():
     summary = site_events.overflow_event(events.SITE_DEACTIVATED, "p1", DAY, 7, 3, UNTIL)
     content = emails.render_deactivations_held_back(summary, projects.project_document("p1", "SEO <Toolkit>"))
     assert content.subject == "SEO <Toolkit>: 7 more deactivations on 2026-12-01, see the dashboard"
-    assert "The first 3 were mailed one by one; 7 more deactivations" in content.text
+    assert "more than 3 deactivations on 2026-12-01" in content.text
+    assert "7 more deactivations, counted up to 2026-12-01T15:00:00+00:00, were not sent one by one" in content.text
     assert "GET /v1/projects/p1/deactivations" in content.text
     assert "SEO &lt;Toolkit&gt;" in content.html and "<Toolkit>" not in content.html
     one = site_events.overflow_event(events.SITE_DEACTIVATED, "p1", DAY, 1, 3, UNTIL)

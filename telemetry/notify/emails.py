@@ -71,9 +71,9 @@ def render_deactivations_held_back(event: Event, project: Mapping[str, Any]) -> 
     more = f"{held_back} more deactivation{'s' if held_back != 1 else ''}"
     subject = one_line(f"{name}: {more} on {day}, see the dashboard")
     lead = (
-        f"{name} had more than {data['sent']} deactivations on {day} (UTC). The first {data['sent']} were "
-        f"mailed one by one; {more}, counted up to {data['counted_until']}, were not, and no further one of "
-        "that day will be."
+        f"{name} had more than {data['cap']} deactivations on {day} (UTC), this project's daily limit of "
+        f"single alerts. {more.capitalize()}, counted up to {data['counted_until']}, were not sent one by "
+        "one, and no further one of that day will be."
     )
     where = f"Every deactivation: the dashboard, or GET {data['list_path']}"
     why = (

@@ -160,7 +160,7 @@ def overflow_event(
             "project": project,
             "day": day.isoformat(),
             "summarises": summarised,
-            "sent": cap,
+            "cap": cap,
             "held_back": held_back,
             "counted_until": counted_until.isoformat(),
             "list_path": LIST_PATHS[summarised].format(hash=project),

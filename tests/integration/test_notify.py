@@ -365,7 +365,7 @@ def test_a_flood_of_deactivations_sends_the_cap_and_one_summary_while_another_pr
     assert sorted(r.webhook_id for r in hook.received if r.type == events.SITE_DEACTIVATED) == individual
     (posted,) = [r for r in hook.received if r.type == events.SITE_DEACTIVATED_OVERFLOW]
     assert posted.webhook_id == summary_id
-    assert (posted.data["day"], posted.data["sent"], posted.data["held_back"]) == (day, cap, 12 - cap)
+    assert (posted.data["day"], posted.data["cap"], posted.data["held_back"]) == (day, cap, 12 - cap)
     # The other project's alerts all arrive.
     assert len(mails_to(calm_ops)) == 3
     assert held_back_counts(caplog) == [(flooded, 12 - cap)]
