@@ -240,6 +240,7 @@ def spike_alerts(db, month: population.Month) -> list[str]:
         until=datetime.now(UTC),
         max_bytes_billed=settings.max_bytes_billed,
         bigquery_timeout_seconds=settings.bigquery_timeout_seconds,
+        max_site_events_per_day=settings.max_site_events_per_day,
     )
     final = figures_ready.final_through(context)
     first = month.start.date()

@@ -278,6 +278,14 @@ VARIABLES: dict[str, Variable] = {
             "Well inside the function's timeout (540 s) with one try's bound added.",
         ),
         Variable(
+            "NOTIFY_MAX_SITE_EVENTS_PER_DAY",
+            "100",
+            "Most `site.deactivated` events, and most `site.activated`, per project and UTC day: each is "
+            "mailed and posted on its own up to this; past it, one summary event per project, day and type "
+            "says how many more there were (forged pings cannot flood a vendor's inbox or spend the SMTP "
+            "relay's quota). At least 1.",
+        ),
+        Variable(
             "NOTIFY_ALLOW_PRIVATE_WEBHOOKS",
             None,
             "Set (to 1) only by the local stack and tests: webhook URLs may be `http` and resolve to loopback "

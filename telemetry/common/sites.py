@@ -39,8 +39,11 @@ LIST_INDEXES = {
     },
 }
 
-# Sites by the time of their first ping, over every project: notify's `site.activated`
-# reads the sites first seen since its watermark (telemetry/notify/site_events.py), which
-# creates it. `first_seen` only moves earlier (telemetry/pipelines/site_state.py).
-SITES_BY_FIRST_SEEN = "first_seen"
-FIRST_SEEN_KEYS = [("first_seen", 1)]
+# Sites of one project by the time of their first ping: notify's `site.activated` reads, per
+# project and UTC day, the first sites in (first_seen, url) order up to its daily cap, and counts
+# the rest (telemetry/notify/site_events.py, which creates it). `first_seen` only moves earlier
+# (telemetry/pipelines/site_state.py).
+SITES_BY_FIRST_SEEN = "hash_first_seen_url"
+FIRST_SEEN_KEYS = [("hash", 1), ("first_seen", 1), ("url", 1)]
+# Its predecessor over every project, (first_seen): dropped where found, since no query uses it.
+FORMER_FIRST_SEEN_INDEX = "first_seen"

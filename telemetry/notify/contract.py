@@ -44,6 +44,7 @@ class CollectContext:
     until: datetime  # exclusive, UTC: the run's `now`
     max_bytes_billed: int  # each query fails rather than bill more (config NOTIFY_MAX_BYTES_BILLED)
     bigquery_timeout_seconds: int  # bound of each query with its retries (config BIGQUERY_TIMEOUT_SECONDS)
+    max_site_events_per_day: int  # site events of each type per project and UTC day (NOTIFY_MAX_SITE_EVENTS_PER_DAY)
 
     @property
     def now(self) -> datetime:

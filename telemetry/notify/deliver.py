@@ -24,7 +24,7 @@ from typing import Any
 
 from telemetry.common import projects
 from telemetry.common.logs import get_logger
-from telemetry.notify import mailer, outbox, webhooks
+from telemetry.notify import events, mailer, outbox, webhooks
 from telemetry.notify.contract import Renderer
 from telemetry.notify.settings import NotifySettings
 
@@ -58,7 +58,7 @@ def try_once(
             return outbox.cancel(db, claimed, "the recipient was removed from the project's alerts", clock())
     else:
         endpoint = projects.webhook_endpoint(project, target)
-        if endpoint is None or event.type not in endpoint[projects.WEBHOOK_EVENTS]:
+        if endpoint is None or events.subscription(event.type) not in endpoint[projects.WEBHOOK_EVENTS]:
             return outbox.cancel(db, claimed, "the webhook endpoint was removed or unsubscribed", clock())
     try:
         if channel == outbox.EMAIL:

@@ -60,3 +60,30 @@ def render_deactivation(event: Event, project: Mapping[str, Any]) -> EmailConten
         f"{html_table(rows)}<p style='color:#666'>Event id: {html.escape(event.id)}</p>"
     )
     return EmailContent(subject=subject, text=text, html=body)
+
+
+def render_deactivations_held_back(event: Event, project: Mapping[str, Any]) -> EmailContent:
+    """The one mail of a day's deactivations past the daily cap: how many were not mailed one by
+    one (as counted when it was made), and where the vendor sees them all."""
+    data = event.data
+    name = projects.project_name(project)
+    held_back, day = data["held_back"], data["day"]
+    more = f"{held_back} more deactivation{'s' if held_back != 1 else ''}"
+    subject = one_line(f"{name}: {more} on {day}, see the dashboard")
+    lead = (
+        f"{name} had more than {data['cap']} deactivations on {day} (UTC), this project's daily limit of "
+        f"single alerts. {more.capitalize()}, counted up to {data['counted_until']}, were not sent one by "
+        "one, and no further one of that day will be."
+    )
+    where = f"Every deactivation: the dashboard, or GET {data['list_path']}"
+    why = (
+        "Each project's deactivations are mailed one by one up to a daily limit, so that a flood of "
+        "pings (anyone can send them for a published plugin) cannot flood this inbox."
+    )
+    text = f"{lead}\n\n{where}\n\n{why}\n\nEvent id: {event.id}\n"
+    body = (
+        f"<p>{html.escape(lead)}</p><p>Every deactivation: the dashboard, or <code>GET "
+        f"{html.escape(data['list_path'])}</code></p><p style='color:#666'>{html.escape(why)} "
+        f"Event id: {html.escape(event.id)}</p>"
+    )
+    return EmailContent(subject=subject, text=text, html=body)

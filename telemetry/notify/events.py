@@ -21,13 +21,31 @@ SITE_DEACTIVATED = "site.deactivated"
 FIGURES_READY = "figures.ready"
 WEBHOOK_TYPES = (SITE_ACTIVATED, SITE_DEACTIVATED, FIGURES_READY)
 
+# The summary of a project's UTC day of site events past NOTIFY_MAX_SITE_EVENTS_PER_DAY
+# (telemetry/notify/site_events.py), by the type it summarises. Not subscribed to on its own:
+# it goes wherever its type goes, so an endpoint of `site.deactivated` learns what it was not sent.
+SITE_ACTIVATED_OVERFLOW = "site.activated.overflow"
+SITE_DEACTIVATED_OVERFLOW = "site.deactivated.overflow"
+OVERFLOW_OF = {SITE_ACTIVATED: SITE_ACTIVATED_OVERFLOW, SITE_DEACTIVATED: SITE_DEACTIVATED_OVERFLOW}
+SUMMARISED_BY = {overflow: summarised for summarised, overflow in OVERFLOW_OF.items()}
+# Every type posted to webhooks.
+POSTED_TYPES = WEBHOOK_TYPES + tuple(SUMMARISED_BY)
+
 # Email-only kinds: the spike alert and the periodic digest.
 DEACTIVATION_SPIKE = "deactivation.spike"
 DIGEST = "digest"
-# A deactivation is mailed to the project's alert recipients as well as posted to its webhooks.
-EMAIL_TYPES = (SITE_DEACTIVATED, DEACTIVATION_SPIKE, DIGEST)
+# The types with a mail to the project's alert recipients (registry.RENDERERS names each one's
+# renderer; a test keeps them equal): a deactivation and its day's summary are mailed as well as
+# posted to webhooks.
+EMAIL_TYPES = (SITE_DEACTIVATED, SITE_DEACTIVATED_OVERFLOW, DEACTIVATION_SPIKE, DIGEST)
 
-TYPES = tuple(dict.fromkeys(WEBHOOK_TYPES + EMAIL_TYPES))
+TYPES = tuple(dict.fromkeys(POSTED_TYPES + EMAIL_TYPES))
+
+
+def subscription(event_type: str) -> str:
+    """The type a webhook endpoint subscribes to to be sent events of `event_type`: the type
+    itself, or for a day's summary the type it summarises."""
+    return SUMMARISED_BY.get(event_type, event_type)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ def ensure_indexes(db: Any) -> None:
     keep = int(KEEP.total_seconds())
     db[EVENTS].create_index([("fanned_out", 1), ("found_at", 1)], name="fanned_out_found_at")
     db[EVENTS].create_index([("found_at", 1)], expireAfterSeconds=keep, name="found_at_ttl")
+    # A project's events of one type and day: what the daily cap of site events counts (stored_count).
+    db[EVENTS].create_index([("project", 1), ("type", 1), ("occurred_at", 1)], name="project_type_occurred_at")
     db[DELIVERIES].create_index([("status", 1), ("due_at", 1)], name="status_due_at")
     db[DELIVERIES].create_index([("event_id", 1)], name="event_id")
     db[DELIVERIES].create_index([("created_at", 1)], expireAfterSeconds=keep, name="created_at_ttl")
@@ -122,10 +124,32 @@ def event_from_document(doc: Mapping[str, Any]) -> Event:
     )
 
 
+def stored_count(db: Any, project: str, event_type: str, start: datetime, end: datetime) -> int:
+    """How many events of this project and type the outbox holds with `start <= occurred_at < end`."""
+    query = {"project": project, "type": event_type, "occurred_at": {"$gte": start, "$lt": end}}
+    return db[EVENTS].count_documents(query)
+
+
+def count_held_back(db: Any, summary: Event, held_back: int) -> int:
+    """Record that `held_back` facts of a day's summary (events.SUMMARISED_BY) were not sent
+    individually, as counted now; returns how many more that is than any run counted before
+    (0 when none), so that the counters logged for a day add up to its count however many runs
+    see it. The summary is stored first (add_events); its `data` keeps the count it was made with."""
+    before = db[EVENTS].find_one_and_update(
+        {"_id": summary.id},
+        {"$max": {"held_back_counted": held_back}},
+        projection={"held_back_counted": 1},
+        return_document=ReturnDocument.BEFORE,
+    )
+    if before is None:
+        return 0
+    return max(0, held_back - (before.get("held_back_counted") or 0))
+
+
 def targets(event: Event, project: Mapping[str, Any] | None, mailed_types: Iterable[str]) -> list[tuple[str, str]]:
     """(channel, target) of every delivery an event gets: the alert recipients for a
     type that has a mail (a deactivation only if its reason is alerted), and the
-    webhook endpoints subscribed to its type."""
+    webhook endpoints subscribed to its type (a day's summary: to the type it summarises)."""
     if project is None:
         return []
     found: list[tuple[str, str]] = []
@@ -133,9 +157,18 @@ def targets(event: Event, project: Mapping[str, Any] | None, mailed_types: Itera
         event.type != events.SITE_DEACTIVATED or projects.alerts_reason(project, event.data.get("reason_id"))
     ):
         found += [(EMAIL, address) for address in projects.alert_recipients(project)]
-    if event.type in events.WEBHOOK_TYPES:
-        found += [(WEBHOOK, e[projects.WEBHOOK_ID]) for e in projects.webhook_endpoints(project, event.type)]
+    if event.type in events.POSTED_TYPES:
+        subscribed = projects.webhook_endpoints(project, events.subscription(event.type))
+        found += [(WEBHOOK, e[projects.WEBHOOK_ID]) for e in subscribed]
     return found
+
+
+def listened(project: Mapping[str, Any], event_type: str) -> bool:
+    """Whether an event of this type would reach anyone of the project: alert recipients for
+    a type with a mail (events.EMAIL_TYPES; whatever their reason filter), or a webhook
+    endpoint subscribed to it. A producer of many events makes none that nobody listens to."""
+    mailed = event_type in events.EMAIL_TYPES and bool(projects.alert_recipients(project))
+    return mailed or bool(projects.webhook_endpoints(project, events.subscription(event_type)))
 
 
 def delivery_id(event_id: str, channel: str, target: str) -> str:

@@ -11,7 +11,7 @@ from telemetry.notify import digest, emails, events, figures_ready, site_events,
 from telemetry.notify.contract import Producer, Renderer
 
 PRODUCERS: dict[str, Producer] = {
-    "site_events": site_events.collect,  # site.activated, site.deactivated
+    "site_events": site_events.collect,  # site.activated, site.deactivated and their days' summaries
     "deactivation_spike": spike.collect,
     "figures_ready": figures_ready.collect,
     "digest": digest.collect,
@@ -19,6 +19,7 @@ PRODUCERS: dict[str, Producer] = {
 
 RENDERERS: dict[str, Renderer] = {
     events.SITE_DEACTIVATED: emails.render_deactivation,
+    events.SITE_DEACTIVATED_OVERFLOW: emails.render_deactivations_held_back,
     events.DEACTIVATION_SPIKE: spike.render_email,
     events.DIGEST: digest.render_email,
 }

@@ -43,6 +43,7 @@ class RunSummary:
     events_found: dict[str, int] = field(default_factory=dict)
     events_new: int = 0
     deliveries_created: int = 0
+    site_events_held_back: int = 0
     deliveries: dict[str, int] = field(default_factory=dict)
     failed_producers: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -57,6 +58,8 @@ class RunSummary:
             "deliveries": self.deliveries,
             # The counter of set-aside deliveries, summed per run (each also has its own log line).
             "notify_deliveries_set_aside": self.deliveries.get(outbox.SET_ASIDE, 0),
+            # The counter of site events held back past the daily cap, newly counted by this run.
+            site_events.HELD_BACK_COUNTER: self.site_events_held_back,
             "failed_producers": self.failed_producers,
             "seconds": round(self.seconds, 3),
         }
@@ -92,6 +95,7 @@ def run_once(
         until=now,
         max_bytes_billed=settings.max_bytes_billed,
         bigquery_timeout_seconds=settings.bigquery_timeout_seconds,
+        max_site_events_per_day=settings.max_site_events_per_day,
     )
     for name, producer in producers.items():
         try:
@@ -102,6 +106,7 @@ def run_once(
             continue
         summary.events_found[name] = len(found)
         summary.events_new += outbox.add_events(db, found, now)
+        summary.site_events_held_back += site_events.count_held_back(db, found)
     if not summary.failed_producers:
         outbox.set_watermark(db, now)
     summary.deliveries_created = outbox.fan_out(db, known, now, renderers)

@@ -63,6 +63,7 @@ class NotifySettings:
     workers: int
     run_budget: timedelta
     allow_private_webhooks: bool
+    max_site_events_per_day: int
     bigquery_timeout_seconds: int
     mongodb_timeout_seconds: int
     smtp: SmtpSettings
@@ -97,6 +98,7 @@ class NotifySettings:
             workers=config.get_int("NOTIFY_WORKERS", environ),
             run_budget=timedelta(seconds=config.get_int("NOTIFY_RUN_BUDGET_SECONDS", environ)),
             allow_private_webhooks=bool(config.get("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", environ)),
+            max_site_events_per_day=config.get_int("NOTIFY_MAX_SITE_EVENTS_PER_DAY", environ),
             bigquery_timeout_seconds=config.get_int("BIGQUERY_TIMEOUT_SECONDS", environ),
             mongodb_timeout_seconds=config.get_int("MONGODB_TIMEOUT_SECONDS", environ),
             smtp=SmtpSettings.from_env(environ),

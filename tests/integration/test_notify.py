@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telemetry.common import cloud, config, mongo, projects, tables
+from telemetry.common import cloud, config, mongo, projects, sites, tables
 from telemetry.local import smtp_server, stack
-from telemetry.notify import events, outbox, run, webhooks
+from telemetry.notify import events, outbox, run, site_events, webhooks
 from telemetry.notify.settings import NotifySettings
 from telemetry.pipelines import site_state
 
@@ -121,7 +121,7 @@ def test_an_alert_per_deactivation_carrying_its_reason_and_text_and_a_rerun_send
     tag = uuid.uuid4().hex[:8]
     ops, dev = f"ops-{tag}@vendor.example", f"dev-{tag}@vendor.example"
     add_project(db, f"alerts{tag}", recipients=[ops, dev], exclude=["none"])
-    add_project(db, f"quiet{tag}")  # no recipients: its deactivation mails nobody
+    add_project(db, f"quiet{tag}")  # no recipients and no webhook: its deactivation is no event at all
     ping_a = deactivated(bq, settings, f"alerts{tag}", 1, clock.now - 2 * HOUR, "too-pricey", "Cheaper at the rival")
     deactivated(bq, settings, f"alerts{tag}", 2, clock.now - HOUR, "other", "Line one\nLine two <b>")
     deactivated(bq, settings, f"alerts{tag}", 3, clock.now - HOUR, "none", "")  # excluded reason
@@ -129,7 +129,8 @@ def test_an_alert_per_deactivation_carrying_its_reason_and_text_and_a_rerun_send
 
     summary = run.run_once(bq, db, settings, clock)
     assert summary.failed_producers == []
-    assert summary.events_new == 4 and summary.deliveries == {"sent": 4}
+    assert summary.events_new == 3 and summary.deliveries == {"sent": 4}
+    assert db[outbox.EVENTS].count_documents({"project": f"quiet{tag}"}) == 0
 
     received = mails_to(ops, dev)
     assert sorted(m["To"] for m in received) == sorted([ops, ops, dev, dev])
@@ -296,3 +297,138 @@ def test_a_renderer_that_raises_is_a_failed_try_retried_then_set_aside(world):
     clock.now += settings.retry_window
     assert run.run_once(bq, db, settings, clock, renderers=renderers).deliveries == {"set_aside": 1}
     assert mails_to(f"ops-{tag}@vendor.example") == []
+
+
+# --- the daily cap of site events ---
+
+
+def deactivations_at(bq, settings, project_hash: str, times: list[datetime], first: int = 0) -> list[str]:
+    """Deactivation rows of sites first..first+len-1, one at each time, inserted in one request."""
+    rows = [
+        {"hash": project_hash, "url": f"https://site{first + n}.example", "site": f"Site {first + n}",
+         "reason_id": "other", "reason_known": True, "reason_info": "", "project_version": "2.1.0",
+         "ping_id": f"ping-{uuid.uuid4().hex}", "received_at": at.isoformat()}
+        for n, at in enumerate(times)
+    ]  # fmt: skip
+    assert bq.insert_rows_json(f"{bq.project}.{settings.dataset}.deactivations", rows) == []
+    return [row["ping_id"] for row in rows]
+
+
+def held_back_counts(caplog) -> list[tuple[str, int]]:
+    return [
+        (r.project, r.count)
+        for r in caplog.records
+        if getattr(r, "counter", None) == site_events.HELD_BACK_COUNTER and r.reason == site_events.HELD_BACK_REASON
+    ]
+
+
+def a_clock_inside_a_day() -> tuple[Clock, datetime]:
+    """The run's clock, at least an hour into its UTC day (the flood below fits in that hour), and the day's start."""
+    clock = Clock()
+    midnight = clock.now.replace(hour=0, minute=0, second=0)
+    clock.now = max(clock.now, midnight + HOUR)
+    return clock, midnight
+
+
+def test_a_flood_of_deactivations_sends_the_cap_and_one_summary_while_another_project_gets_every_alert(
+    world, receivers, caplog
+):
+    db, bq, settings = world
+    cap = 5
+    settings = dataclasses.replace(settings, max_site_events_per_day=cap)
+    clock, midnight = a_clock_inside_a_day()
+    day = midnight.date().isoformat()
+    hook = receivers(4)
+    tag = uuid.uuid4().hex[:8]
+    flooded, calm = f"flood{tag}", f"calm{tag}"
+    ops, calm_ops = f"ops-{tag}@vendor.example", f"calm-{tag}@vendor.example"
+    add_project(db, flooded, recipients=[ops], webhook=(hook, [events.SITE_DEACTIVATED]))
+    add_project(db, calm, recipients=[calm_ops])
+    # 12 forged deactivations of the flooded project in the day's first minutes, 3 real ones of the other.
+    flood = deactivations_at(bq, settings, flooded, [midnight + n * time_minute() for n in range(1, 13)])
+    deactivations_at(bq, settings, calm, [midnight + n * time_minute() for n in range(1, 4)], first=100)
+
+    first = run.run_once(bq, db, settings, clock)
+    assert first.failed_producers == [] and first.site_events_held_back == 12 - cap
+
+    # The flooded project: its first `cap` deactivations one by one, then one summary, by mail and by webhook.
+    individual = sorted(events.event_id(events.SITE_DEACTIVATED, ping) for ping in flood[:cap])
+    summary_id = events.event_id(events.SITE_DEACTIVATED_OVERFLOW, flooded, day)
+    mails = mails_to(ops)
+    assert sorted(m["X-Telemetry-Event-Id"] for m in mails) == sorted([*individual, summary_id])
+    (summary_mail,) = [m for m in mails if m["X-Telemetry-Event-Id"] == summary_id]
+    # (Python's email policy folds a subject over 78 characters right after `Subject:`; unfolded, it
+    # keeps the fold's space.)
+    assert summary_mail["Subject"].strip() == f"Project {flooded}: 7 more deactivations on {day}, see the dashboard"
+    assert f"GET /v1/projects/{flooded}/deactivations" in summary_mail.get_body(("plain",)).get_content()
+    assert hook.unverified == 0
+    assert sorted(r.webhook_id for r in hook.received if r.type == events.SITE_DEACTIVATED) == individual
+    (posted,) = [r for r in hook.received if r.type == events.SITE_DEACTIVATED_OVERFLOW]
+    assert posted.webhook_id == summary_id
+    assert (posted.data["day"], posted.data["cap"], posted.data["held_back"]) == (day, cap, 12 - cap)
+    # The other project's alerts all arrive.
+    assert len(mails_to(calm_ops)) == 3
+    assert held_back_counts(caplog) == [(flooded, 12 - cap)]
+
+    # An hour later: 4 more forged ones, one committed late that ranks first of the day, and a real one of
+    # the other project. Nothing new for the flooded project (no send past the cap, no second summary);
+    # the counter counts the 5 newly held back.
+    caplog.clear()
+    clock.now += HOUR
+    deactivations_at(bq, settings, flooded, [midnight + n * time_minute() for n in range(20, 24)], first=20)
+    deactivations_at(bq, settings, flooded, [midnight], first=30)
+    deactivations_at(bq, settings, calm, [midnight + 30 * time_minute()], first=103)
+    second = run.run_once(bq, db, settings, clock)
+    assert second.events_new == 1 and second.deliveries == {"sent": 1}
+    assert len(mails_to(ops)) == cap + 1 and len(hook.received) == cap + 1
+    assert len(mails_to(calm_ops)) == 4
+    assert held_back_counts(caplog) == [(flooded, 5)]
+    stored = db[outbox.EVENTS].find_one({"_id": summary_id})
+    assert stored["data"]["held_back"] == 12 - cap and stored["held_back_counted"] == 17 - cap
+
+    # A re-run over the same window sends nothing and counts nothing again.
+    caplog.clear()
+    again = run.run_once(bq, db, settings, clock)
+    assert (again.events_new, again.deliveries_created, again.deliveries, again.site_events_held_back) == (0, 0, {}, 0)
+    assert held_back_counts(caplog) == []
+    assert len(mails_to(ops)) == cap + 1 and len(hook.received) == cap + 1 and len(mails_to(calm_ops)) == 4
+
+
+def test_a_flood_of_new_sites_posts_the_cap_and_one_summary_and_nobody_listening_gets_no_event(world, receivers):
+    db, bq, settings = world
+    cap = 3
+    settings = dataclasses.replace(settings, max_site_events_per_day=cap)
+    clock, midnight = a_clock_inside_a_day()
+    hook = receivers(5)
+    tag = uuid.uuid4().hex[:8]
+    flooded, unheard = f"newflood{tag}", f"unheard{tag}"
+    add_project(db, flooded, webhook=(hook, [events.SITE_ACTIVATED]))
+    add_project(db, unheard, recipients=[f"ops-{tag}@vendor.example"])  # alerts only: site.activated is not mailed
+    for n in range(8):
+        first_ping(db, flooded, f"https://new{n}.example", midnight + (n + 1) * time_minute())
+        first_ping(db, unheard, f"https://new{n}.example", midnight + (n + 1) * time_minute())
+
+    for _ in range(2):
+        summary = run.run_once(bq, db, settings, clock)
+        clock.now += HOUR
+
+    assert hook.unverified == 0
+    assert sorted(r.data["url"] for r in hook.received if r.type == events.SITE_ACTIVATED) == [
+        f"https://new{n}.example" for n in range(cap)
+    ]
+    (posted,) = [r for r in hook.received if r.type == events.SITE_ACTIVATED_OVERFLOW]
+    assert posted.data["held_back"] == 8 - cap and posted.data["list_path"] == f"/v1/projects/{flooded}/sites"
+    assert len(hook.received) == cap + 1 and summary.events_new == 0
+    assert db[outbox.EVENTS].count_documents({"project": unheard}) == 0
+
+
+def test_a_run_walks_new_sites_per_project_on_their_index_and_drops_the_former_one(world):
+    db, bq, settings = world
+    db["sites"].create_index([("first_seen", 1)], name=sites.FORMER_FIRST_SEEN_INDEX)  # as an older notify made it
+    run.run_once(bq, db, settings, Clock())
+    indexes = db["sites"].index_information()
+    assert indexes[sites.SITES_BY_FIRST_SEEN]["key"] == [("hash", 1), ("first_seen", 1), ("url", 1)]
+    assert sites.FORMER_FIRST_SEEN_INDEX not in indexes
+    query = {"hash": "p", "first_seen": {"$gte": datetime(2026, 12, 1, tzinfo=UTC)}}
+    plan = db["sites"].find(query).sort([("first_seen", 1), ("url", 1)]).limit(3).explain()["queryPlanner"]
+    assert sites.SITES_BY_FIRST_SEEN in str(plan["winningPlan"])  # an IXSCAN of it (SecantusDB sorts above it)
