@@ -53,11 +53,13 @@ locals {
     NOTIFY_OVERLAP_HOURS      = tostring(var.notify_overlap_hours)
     NOTIFY_RETRY_HOURS        = tostring(var.notify_retry_hours)
     NOTIFY_RUN_BUDGET_SECONDS = tostring(var.notify_run_budget_seconds)
-    SMTP_RELAY                = var.smtp_relay
-    SMTP_TLS                  = var.smtp_tls
-    SMTP_USERNAME             = var.smtp_username
-    SMTP_FROM                 = var.smtp_from
-    LOG_LEVEL                 = var.log_level
+    # A flood of forged pings gets one summary a day past this (telemetry/notify/site_events.py).
+    NOTIFY_MAX_SITE_EVENTS_PER_DAY = tostring(var.notify_max_site_events_per_day)
+    SMTP_RELAY                     = var.smtp_relay
+    SMTP_TLS                       = var.smtp_tls
+    SMTP_USERNAME                  = var.smtp_username
+    SMTP_FROM                      = var.smtp_from
+    LOG_LEVEL                      = var.log_level
   }
 
   # Destinations the function may never reach, whatever a webhook URL resolves to.

@@ -522,6 +522,17 @@ variable "notify_overlap_hours" {
   default     = 24
 }
 
+variable "notify_max_site_events_per_day" {
+  description = "Most site.deactivated, and most site.activated, events mailed and posted one by one per project and UTC day; past it, one summary (NOTIFY_MAX_SITE_EVENTS_PER_DAY)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.notify_max_site_events_per_day >= 1 && floor(var.notify_max_site_events_per_day) == var.notify_max_site_events_per_day
+    error_message = "notify_max_site_events_per_day must be a whole number of at least 1."
+  }
+}
+
 variable "notify_retry_hours" {
   description = "How long a failed delivery is retried before it is set aside (NOTIFY_RETRY_HOURS)."
   type        = number

@@ -32,7 +32,7 @@ from typing import Any
 
 from telemetry.analytics import metrics
 from telemetry.common import projects
-from telemetry.notify import emails, events, figures_ready
+from telemetry.notify import emails, events, figures_ready, outbox
 from telemetry.notify.contract import CollectContext, EmailContent
 
 # The project's `digest` setting (telemetry/common/projects.py).
@@ -352,4 +352,4 @@ def collect_with(context: CollectContext, in_outbox: Callable[[list[str]], set[s
 
 
 def collect(context: CollectContext) -> list[events.Event]:
-    return collect_with(context, lambda ids: figures_ready.ids_in_outbox(context.db, ids))
+    return collect_with(context, lambda ids: outbox.ids_stored(context.db, ids))

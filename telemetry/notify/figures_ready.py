@@ -41,18 +41,6 @@ def final_through(context: CollectContext) -> date | None:
     return rows[0]["final_through"] if rows else None
 
 
-OUTBOX_BATCH = 1000  # ids per `$in` lookup
-
-
-def ids_in_outbox(db, ids: list[str]) -> set[str]:
-    """Which of `ids` the outbox holds (`notify_events`, keyed by event id)."""
-    found: set[str] = set()
-    for start in range(0, len(ids), OUTBOX_BATCH):
-        batch = ids[start : start + OUTBOX_BATCH]
-        found.update(doc["_id"] for doc in db[outbox.EVENTS].find({"_id": {"$in": batch}}, {"_id": 1}))
-    return found
-
-
 def lookup_days() -> int:
     """How far back, from the analytics job's last final day, the outbox is asked what was sent:
     3 days inside its retention (`outbox.KEEP`), so that every event sent for a day or period that
@@ -132,4 +120,4 @@ def collect_with(context: CollectContext, in_outbox: Callable[[list[str]], set[s
 
 
 def collect(context: CollectContext) -> list[Event]:
-    return collect_with(context, lambda ids: ids_in_outbox(context.db, ids))
+    return collect_with(context, lambda ids: outbox.ids_stored(context.db, ids))

@@ -124,6 +124,19 @@ def event_from_document(doc: Mapping[str, Any]) -> Event:
     )
 
 
+# Ids per `$in` lookup of `ids_stored`.
+OUTBOX_BATCH = 1000
+
+
+def ids_stored(db: Any, ids: list[str]) -> set[str]:
+    """Which of `ids` the outbox holds (`notify_events`, keyed by event id)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), OUTBOX_BATCH):
+        batch = ids[start : start + OUTBOX_BATCH]
+        found.update(doc["_id"] for doc in db[EVENTS].find({"_id": {"$in": batch}}, {"_id": 1}))
+    return found
+
+
 def stored_count(db: Any, project: str, event_type: str, start: datetime, end: datetime) -> int:
     """How many events of this project and type the outbox holds with `start <= occurred_at < end`."""
     query = {"project": project, "type": event_type, "occurred_at": {"$gte": start, "$lt": end}}

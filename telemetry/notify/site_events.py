@@ -52,7 +52,7 @@ import pymongo
 
 from telemetry.common import projects, sites
 from telemetry.common.logs import get_logger
-from telemetry.notify import events, figures_ready, outbox
+from telemetry.notify import events, outbox
 from telemetry.notify.contract import CollectContext
 from telemetry.notify.events import Event
 
@@ -296,7 +296,7 @@ def _capped(context: CollectContext, days: list[Day], summarised: str) -> list[E
         summarised,
         context.max_site_events_per_day,
         context.until,
-        lambda ids: figures_ready.ids_in_outbox(context.db, ids),
+        lambda ids: outbox.ids_stored(context.db, ids),
         lambda *day: outbox.stored_count(context.db, *day),
     )
 

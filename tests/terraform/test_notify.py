@@ -76,6 +76,10 @@ def test_the_environment_names_config_variables_and_never_allows_private_webhook
     environment = tf["locals"]["notify_environment"]
     assert set(environment) <= set(config.VARIABLES)
     assert "NOTIFY_ALLOW_PRIVATE_WEBHOOKS" not in environment
+    # The daily cap of site events is the vendor's to tune, from the product's own default.
+    cap = "NOTIFY_MAX_SITE_EVENTS_PER_DAY"
+    assert _expr(environment[cap]) == "tostring(var.notify_max_site_events_per_day)"
+    assert str(tf["variable"]["notify_max_site_events_per_day"]["default"]) == config.VARIABLES[cap].default
     function = _resource(tf, "google_cloudfunctions2_function", "notify")
     (service,) = function["service_config"]
     secrets = {s["key"]: _expr(s["secret"]) for s in service["secret_environment_variables"]}
