@@ -21,7 +21,7 @@ import flask
 import orjson
 from werkzeug.http import parse_options_header
 
-from telemetry.common import config, privacy, wire
+from telemetry.common import config, logs, privacy, wire
 from telemetry.common.logs import get_logger
 from telemetry.common.stored_ping import StoredPing
 from telemetry.ingest.object_writer import ObjectWriter, StorageUnavailable
@@ -258,8 +258,4 @@ def _log_request(
         level, message = logging.WARNING, "request rejected"
     else:
         level, message = logging.INFO, "request served"
-    # What `log.info(...)` and its siblings do, less finding the caller's file and line
-    # (the line carries neither, and the caller is always this function): the record is
-    # made and handled as they make and handle it.
-    if log.isEnabledFor(level):
-        log.handle(log.makeRecord(log.name, level, __file__, 0, message, (), None, extra=fields))
+    logs.log_fields(log, level, message, fields)
