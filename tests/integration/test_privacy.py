@@ -24,7 +24,7 @@ from google.cloud import bigquery
 
 from telemetry.admin import erase
 from telemetry.analytics import job as analytics
-from telemetry.common import cloud, stored_ping
+from telemetry.common import cloud, projects, stored_ping
 from telemetry.common.projects import PROJECTS
 from telemetry.common.stored_ping import StoredPing
 from telemetry.local import samples, stack
@@ -172,7 +172,9 @@ def test_personal_data_policy_logs_and_erase(db, bq, bucket, capsys):
         for value in values(who):
             assert value not in pipeline_output
 
-    # The notify run stores each deactivation's event, the user's words included (telemetry/notify/).
+    # The notify run stores each deactivation's event of a project someone listens to (here: an
+    # alert recipient of project one), the user's words included (telemetry/notify/).
+    projects.save_project(db, projects.with_alerts(projects.load_project(db, one), ["vendor@example.org"]))
     notify.run_once(bq, db, NotifySettings.from_env())
 
     url = samples.site_url(1)
