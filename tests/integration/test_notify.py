@@ -357,9 +357,10 @@ def test_a_flood_of_deactivations_sends_the_cap_and_one_summary_while_another_pr
     mails = mails_to(ops)
     assert sorted(m["X-Telemetry-Event-Id"] for m in mails) == sorted([*individual, summary_id])
     (summary_mail,) = [m for m in mails if m["X-Telemetry-Event-Id"] == summary_id]
-    # (Python's email policy folds a subject over 78 characters right after `Subject:`; unfolded, it
-    # keeps the fold's space.)
-    assert summary_mail["Subject"].strip() == f"Project {flooded}: 7 more deactivations on {day}, see the dashboard"
+    # The sent header is right: a subject that fits on a line of its own, not after `Subject: `, is
+    # folded before it. Python before 3.12.8 parses such a fold back with a leading space
+    # (python/cpython gh-124452); mail clients unfold it away.
+    assert summary_mail["Subject"].lstrip() == f"Project {flooded}: 7 more deactivations on {day}, see the dashboard"
     assert f"GET /v1/projects/{flooded}/deactivations" in summary_mail.get_body(("plain",)).get_content()
     assert hook.unverified == 0
     assert sorted(r.webhook_id for r in hook.received if r.type == events.SITE_DEACTIVATED) == individual
