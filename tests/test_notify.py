@@ -125,6 +125,10 @@ def test_settings_from_the_environment_and_their_errors():
         NotifySettings.from_env({"NOTIFY_RETRY_FIRST_SECONDS": "600", "NOTIFY_RETRY_MAX_SECONDS": "60"})
     with pytest.raises(ValueError, match="must stay under the outbox's 30 days"):
         NotifySettings.from_env({"NOTIFY_OVERLAP_HOURS": "700"})
+    for cap in ("0", "-5"):
+        with pytest.raises(ValueError, match="NOTIFY_MAX_SITE_EVENTS_PER_DAY must be at least 1"):
+            NotifySettings.from_env({"NOTIFY_MAX_SITE_EVENTS_PER_DAY": cap})
+    assert NotifySettings.from_env({"NOTIFY_MAX_SITE_EVENTS_PER_DAY": "1"}).max_site_events_per_day == 1
     from telemetry.notify import settings as settings_module
 
     assert settings_module.OUTBOX_KEEP_SECONDS == outbox.KEEP.total_seconds()

@@ -74,6 +74,8 @@ class NotifySettings:
         retry_max = config.get_int("NOTIFY_RETRY_MAX_SECONDS", environ)
         if retry_max < retry_first:
             raise ValueError("NOTIFY_RETRY_MAX_SECONDS must be at least NOTIFY_RETRY_FIRST_SECONDS")
+        if config.get_int("NOTIFY_MAX_SITE_EVENTS_PER_DAY", environ) < 1:
+            raise ValueError("NOTIFY_MAX_SITE_EVENTS_PER_DAY must be at least 1")
         overlap_and_retries = config.get_int("NOTIFY_OVERLAP_HOURS", environ) + config.get_int(
             "NOTIFY_RETRY_HOURS", environ
         )
