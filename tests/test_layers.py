@@ -5,6 +5,9 @@
 - The project document has one home, telemetry/common/projects.py: no other module defines its
   names, lists its fields (a projection or a document literal), reads a field of it by name, or
   opens the `projects` collection.
+- The webhook signing secrets have one home, telemetry/common/webhook_secrets.py, and only notify
+  and the operator's tools (telemetry/notify/, telemetry/admin/) import it: the dashboard, the
+  pipelines and every other unit cannot reach a secret. No other module opens `webhook_secrets`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.common import projects
+from telemetry.common import projects, webhook_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 TELEMETRY = ROOT / "telemetry"
 PROJECTS_MODULE = TELEMETRY / "common" / "projects.py"
+SECRETS_MODULE = TELEMETRY / "common" / "webhook_secrets.py"
+SECRETS_MODULE_NAME = "telemetry.common.webhook_secrets"
+# The only packages that may read or write the signing secrets (besides their home).
+SECRETS_READERS = (TELEMETRY / "notify", TELEMETRY / "admin")
 # Everything that runs: the package, the scripts, the functions' and the templates' entry points.
 CODE_DIRS = (TELEMETRY, ROOT / "scripts", ROOT / "functions", ROOT / "dataflow_templates")
 
@@ -222,3 +229,70 @@ def test_the_counter_namespace_has_one_home():
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NAMESPACE" for t in node.targets)
     ]
     assert homes == [Path("telemetry/pipelines/counters.py")]
+
+
+# --- the webhook signing secrets: one home, read by notify and admin only ---------------------
+
+
+def secrets_imports(path: Path) -> list[str]:
+    """The imports of the file that reach the secrets module (`from telemetry.common import
+    webhook_secrets` names it as `telemetry.common.webhook_secrets`)."""
+    return [
+        name
+        for name in imported_modules(path)
+        if name == SECRETS_MODULE_NAME or name.startswith(f"{SECRETS_MODULE_NAME}.")
+    ]
+
+
+def secrets_collection_opens(tree: ast.AST) -> Iterator[int]:
+    """`db[<...>.WEBHOOK_SECRETS]`, `db[WEBHOOK_SECRETS]` or `db["webhook_secrets"]`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            index = node.slice
+            if (
+                (isinstance(index, ast.Attribute) and index.attr == "WEBHOOK_SECRETS")
+                or (isinstance(index, ast.Name) and index.id == "WEBHOOK_SECRETS")
+                or literal_string(index) == webhook_secrets.WEBHOOK_SECRETS
+            ):
+                yield node.lineno
+
+
+def test_the_secrets_checks_find_what_they_look_for():
+    assert list(secrets_collection_opens(parse(SECRETS_MODULE)))
+    probe = ast.parse('db["webhook_secrets"].find_one({}); db[w.WEBHOOK_SECRETS]; db[WEBHOOK_SECRETS]')
+    assert len(list(secrets_collection_opens(probe))) == 3
+    assert secrets_imports(TELEMETRY / "notify" / "deliver.py") and secrets_imports(TELEMETRY / "admin" / "notify.py")
+
+
+def test_only_notify_and_admin_reach_the_signing_secrets():
+    found = []
+    for path in python_files(*CODE_DIRS):
+        if path == SECRETS_MODULE:
+            continue
+        where = path.relative_to(ROOT)
+        if secrets_imports(path) and not any(path.is_relative_to(reader) for reader in SECRETS_READERS):
+            found.append(f"{where} imports {SECRETS_MODULE_NAME}")
+        found += [
+            f"{where}:{line} opens the `webhook_secrets` collection" for line in secrets_collection_opens(parse(path))
+        ]
+    assert not found, "only telemetry/notify/ and telemetry/admin/ read the secrets, through their home:\n" + "\n".join(
+        found
+    )
+
+
+def test_the_dashboard_reaches_the_secrets_through_nothing_it_imports():
+    """Not even indirectly: no module the dashboard imports (transitively, within the package)
+    imports the secrets module, so its process never loads it."""
+    seen: set[str] = set()
+    todo = [module_name(path) for path in python_files(TELEMETRY / "dashboard")]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = ROOT / Path(*name.split("."))
+        file = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+        if not file.exists():
+            continue
+        todo += [n for n in imported_modules(file) if n.startswith("telemetry.")]
+    assert SECRETS_MODULE_NAME not in seen

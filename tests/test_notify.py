@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook
 
-from telemetry.common import projects
+from telemetry.common import projects, webhook_secrets
 from telemetry.common.projects import InvalidProject
 from telemetry.notify import addresses, emails, events, mailer, outbox, registry, retry, webhooks
 from telemetry.notify.addresses import RefusedAddress
@@ -18,7 +18,7 @@ from telemetry.notify.settings import NotifySettings, SmtpSettings
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-SECRET = projects.new_webhook_secret()
+SECRET = webhook_secrets.new_secret()
 
 
 def project(**fields) -> dict:
@@ -171,7 +171,7 @@ def test_digest_frequency():
 def test_webhook_endpoints_are_validated():
     added, endpoint = projects.with_webhook(project(), "https://hooks.vendor.example/t", ["site.deactivated"])
     assert projects.WEBHOOK_ID_PATTERN.fullmatch(endpoint["id"])
-    assert endpoint["secret"].startswith("whsec_") and projects.webhook_secret(endpoint["secret"])
+    assert set(endpoint) == {"id", "url", "events"}  # the secret is webhook_secrets', never the project's
     assert projects.webhook_endpoints(added, events.SITE_DEACTIVATED) == [endpoint]
     assert projects.webhook_endpoints(added, events.SITE_ACTIVATED) == []
     for url, match in [
@@ -189,21 +189,61 @@ def test_webhook_endpoints_are_validated():
         projects.with_webhook(project(), "https://h.example/", ["site.renamed"])
     for secret, match in [("abc", "starts with"), ("whsec_!!", "base64"), ("whsec_QUJD", "24 to 64 bytes")]:
         with pytest.raises(InvalidProject, match=match):
-            projects.webhook_secret(secret)
+            webhook_secrets.secret_value(secret)
 
 
-def test_rotating_and_removing_an_endpoint_and_listing_without_secrets():
+def test_a_project_document_refuses_a_secret_in_an_endpoint():
+    """The secrets live in `webhook_secrets`: a writer cannot put one back into the project."""
     added, endpoint = projects.with_webhook(project(), "https://h.example/", ["site.activated"])
-    rotated, secret = projects.with_rotated_secret(added, endpoint["id"], T0)
-    current = projects.webhook_endpoint(rotated, endpoint["id"])
-    assert secret != endpoint["secret"] and current["secret"] == secret
-    # The old secret signs beside the new one for a day, then no more.
-    assert projects.signing_secrets(current, T0 + 23 * HOUR) == [secret, endpoint["secret"]]
-    assert projects.signing_secrets(current, T0 + 24 * HOUR) == [secret]
-    assert "whsec_" not in str(projects.without_secrets(rotated))
-    assert projects.webhook_endpoints(projects.without_webhook(rotated, endpoint["id"])) == []
+    legacy = {**endpoint, "secret": SECRET}
+    with pytest.raises(InvalidProject, match="id, url, events and nothing else"):
+        projects.validate({**added, "webhooks": [legacy]})
+    # The readers ask MongoDB for an endpoint's public keys only.
+    assert projects.PROJECTION["_id"] == 0 and "webhooks" not in projects.PROJECTION
+    assert {k for k in projects.PROJECTION if k.startswith("webhooks.")} == {
+        "webhooks.id",
+        "webhooks.url",
+        "webhooks.events",
+    }
+
+
+def test_rotating_a_secret_and_removing_an_endpoint():
+    added, endpoint = projects.with_webhook(project(), "https://h.example/", ["site.activated"])
+    first = webhook_secrets.secret_document("p1", endpoint["id"], SECRET, T0)
+    assert webhook_secrets.signing_secrets(first, T0) == [SECRET]
+    rotated, secret = webhook_secrets.rotated(first, T0)
+    assert secret != SECRET and rotated["secret"] == secret and rotated["rotated_at"] == T0
+    # The old secret signs beside the new one for a day, then no more (naive, as MongoDB gives it back, too).
+    assert webhook_secrets.signing_secrets(rotated, T0 + 23 * HOUR) == [secret, SECRET]
+    assert webhook_secrets.signing_secrets(rotated, T0 + 24 * HOUR) == [secret]
+    naive = {**rotated, "previous_secret_until": rotated["previous_secret_until"].replace(tzinfo=None)}
+    assert webhook_secrets.signing_secrets(naive, T0 + 23 * HOUR) == [secret, SECRET]
+    assert projects.webhook_endpoints(projects.without_webhook(added, endpoint["id"])) == []
     with pytest.raises(InvalidProject, match="has no webhook"):
-        projects.without_webhook(rotated, "wh_00000000")
+        projects.without_webhook(added, "wh_00000000")
+
+
+def test_a_secret_document_keeps_its_shape():
+    good = webhook_secrets.secret_document("p1", "wh_0123456789abcdef", SECRET, T0)
+    assert webhook_secrets.validate({**good, "_id": "x"}) == good
+    for broken, match in [
+        ({**good, "url": "https://h.example/"}, "unknown webhook secret field"),
+        ({k: v for k, v in good.items() if k != "secret"}, "needs secret"),
+        ({**good, "project": "a b"}, "not a project hash"),
+        ({**good, "endpoint": "hook1"}, "not a webhook id"),
+        ({**good, "secret": "whsec_QUJD"}, "24 to 64 bytes"),
+        ({**good, "previous_secret": SECRET}, "both previous_secret and previous_secret_until"),
+        ({**good, "previous_secret": "x", "previous_secret_until": T0}, "starts with"),
+        ({**good, "created_at": "today"}, "created_at must be a date"),
+    ]:
+        with pytest.raises(InvalidProject, match=match):
+            webhook_secrets.validate(broken)
+
+
+def test_a_webhook_is_never_posted_unsigned():
+    endpoint = {"id": "wh_0123456789abcdef", "url": "https://h.example/", "events": ["site.deactivated"]}
+    with pytest.raises(ValueError, match="never posted unsigned"):
+        webhooks.deliver(deactivation(), endpoint, [], None)
 
 
 def test_the_project_contract_names_the_webhook_types_of_the_events_module():
@@ -245,13 +285,13 @@ def test_the_webhook_is_signed_as_standard_webhooks_verifies():
 
 
 def test_during_a_rotation_each_try_carries_a_signature_per_secret_and_either_verifies():
-    event, new = deactivation(), projects.new_webhook_secret()
+    event, new = deactivation(), webhook_secrets.new_secret()
     payload = webhooks.body(event)
     headers = webhooks.headers(event.id, payload, [new, SECRET], datetime.now(UTC))
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert Webhook(new).verify(payload, headers) and Webhook(SECRET).verify(payload, headers)
     with pytest.raises(Exception, match="No matching signature"):
-        Webhook(projects.new_webhook_secret()).verify(payload, headers)
+        Webhook(webhook_secrets.new_secret()).verify(payload, headers)
 
 
 def test_the_deactivation_mail_carries_the_reason_label_and_the_text_escaped_in_html():

@@ -30,7 +30,6 @@ def full_document() -> dict:
             {
                 "id": "wh_0123456789abcdef",
                 "url": "https://hooks.vendor.example/telemetry",
-                "secret": "whsec_" + "A" * 43 + "=",
                 "events": ["site.activated", "site.deactivated"],
             }
         ],

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from telemetry.common import projects
+from telemetry.common import webhook_secrets
 from telemetry.notify import events, webhooks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -48,7 +48,7 @@ EVENT = events.Event(
 
 
 def test_the_readme_receiver_accepts_a_delivery_once_and_refuses_a_forgery():
-    secret = projects.new_webhook_secret()
+    secret = webhook_secrets.new_secret()
     client, handled = receiver(secret)
     payload, headers = signed(EVENT, secret, datetime.now(UTC))
 
@@ -56,7 +56,7 @@ def test_the_readme_receiver_accepts_a_delivery_once_and_refuses_a_forgery():
     assert client.post("/telemetry", data=payload, headers=headers).status_code == 204  # a retry: not handled again
     assert handled == [(events.SITE_DEACTIVATED, EVENT.data)]
 
-    _, forged = signed(EVENT, projects.new_webhook_secret(), datetime.now(UTC))
+    _, forged = signed(EVENT, webhook_secrets.new_secret(), datetime.now(UTC))
     assert client.post("/telemetry", data=payload, headers=forged).status_code == 400
     stale_payload, stale = signed(EVENT, secret, datetime.now(UTC) - timedelta(hours=1))
     assert client.post("/telemetry", data=stale_payload, headers=stale).status_code == 400

@@ -4,12 +4,13 @@
     telemetry-admin key list [--project HASH]                 every key: id, project, made, revoked, note
     telemetry-admin key revoke ID                             the key stops working at once
     telemetry-admin project add ... | project list            a project in MongoDB `projects` (project add --help)
-    telemetry-admin alerts set|clear, digest set, webhook add|list|remove|rotate-secret
+    telemetry-admin alerts set|clear, digest set, webhook add|list|remove|rotate-secret|migrate-secrets
                                                               a project's notifications (telemetry/admin/notify.py)
 
 Uses MONGODB_URI and MONGODB_DB: `. .local/env` for the local stack; for
-production, a MONGODB_URI whose user may write `api_keys` and `projects`
-(not the dashboard's read-only one).
+production, a MONGODB_URI whose user may write `api_keys`, `projects` and
+`webhook_secrets` (not the dashboard's read-only one, which must not read
+`webhook_secrets`).
 """
 
 from __future__ import annotations

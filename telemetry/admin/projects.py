@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from telemetry.admin import notify as notify_commands
 from telemetry.common import config, mongo, projects
 
 
@@ -68,12 +69,14 @@ def main(argv: list[str]) -> int:
     try:
         if document is not None:
             # Replacing a project keeps its notification settings (telemetry-admin alerts|digest|webhook).
+            # An older release's webhook secrets are moved out of the document first (else save refuses).
+            notify_commands.migrate_project(db, document[projects.HASH])
             existing = projects.load_project(db, document[projects.HASH]) or {}
             saved = projects.save_project(db, {**document, **projects.notification_settings(existing)})
             print(f"project {saved['name']!r} ({saved['hash']}) saved")
         else:
             for project in projects.load_projects(db).values():
-                print(json.dumps(projects.without_secrets(project), sort_keys=True))
+                print(json.dumps(project, sort_keys=True))  # the readers never return a webhook secret
     finally:
         db.client.close()
     return 0

@@ -15,12 +15,19 @@ The dashboard owns the documents in production; locally they are written by
      "alerts": {"recipients": ["ops@vendor.example"],      # optional: who gets deactivation alerts,
                 "include_reasons": [], "exclude_reasons": ["none"]},  # spike alerts and digests
      "digest": "weekly",                              # optional: daily | weekly | monthly; absent: off
-     "webhooks": [{"id": "wh_...", "url": "https://...", "secret": "whsec_...",
+     "webhooks": [{"id": "wh_...", "url": "https://...",
                    "events": ["site.deactivated"]}]}   # optional (Standard Webhooks endpoints)
 
+An endpoint's signing secret is not here: it is in MongoDB `webhook_secrets`
+(telemetry/common/webhook_secrets.py), which the dashboard's user cannot read.
+Older releases kept `secret`, `previous_secret` and `previous_secret_until` in each
+endpoint (LEGACY_SECRET_KEYS): no reader here returns them, `save_project` never
+replaces a document that still holds them, and `webhook_secrets.migrate` moves them.
+
 Invariants:
-- FIELDS lists every field; `load_projects` reads exactly those, and `validate`
-  refuses any other, so a new field is added here and nowhere else.
+- FIELDS lists every field; `load_projects` reads exactly those (PROJECTION: of an
+  endpoint, WEBHOOK_KEYS only), and `validate` refuses any other, so a new field is
+  added here and nowhere else.
 - Reading is lenient, as the dashboard may store older forms (`deactivation_reasons`
   as a list of slugs, any missing field): the readers below give each field's
   meaning whatever form it has. Writing is strict: `validate` refuses a document
@@ -32,7 +39,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from telemetry.common import wire
@@ -75,21 +81,19 @@ MAX_ALERT_RECIPIENTS = 20
 DIGEST_FREQUENCIES = ("daily", "weekly", "monthly")
 WEBHOOK_ID = "id"
 WEBHOOK_URL = "url"
-WEBHOOK_SECRET = "secret"  # noqa: S105 - the field name, not a secret
 WEBHOOK_EVENTS = "events"
-WEBHOOK_KEYS = (WEBHOOK_ID, WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_EVENTS)
-# After a rotation the old secret keeps signing beside the new one until `previous_secret_until`
-# (Standard Webhooks: several space-separated signatures), so a receiver switches without a gap.
-WEBHOOK_PREVIOUS_SECRET = "previous_secret"  # noqa: S105 - the field name, not a secret
-WEBHOOK_PREVIOUS_UNTIL = "previous_secret_until"
-WEBHOOK_ROTATION_KEYS = (WEBHOOK_PREVIOUS_SECRET, WEBHOOK_PREVIOUS_UNTIL)
-ROTATION_GRACE_HOURS = 24
+WEBHOOK_KEYS = (WEBHOOK_ID, WEBHOOK_URL, WEBHOOK_EVENTS)
+# What older releases kept in each endpoint: its signing secrets, now in `webhook_secrets`.
+LEGACY_SECRET_KEYS = ("secret", "previous_secret", "previous_secret_until")
+# What the readers ask MongoDB for: every field, and of an endpoint its public keys only.
+PROJECTION = {
+    "_id": 0,
+    **{field: 1 for field in FIELDS if field != WEBHOOKS},
+    **{f"{WEBHOOKS}.{key}": 1 for key in WEBHOOK_KEYS},
+}
 WEBHOOK_ID_PATTERN = re.compile(r"wh_[A-Za-z0-9]{8,32}")
 MAX_WEBHOOKS = 10
 MAX_URL_CHARS = 2000
-# Standard Webhooks: `whsec_` + base64 of the key; the key is 24 to 64 random bytes.
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
-WEBHOOK_SECRET_BYTES = (24, 64)
 # The webhook event types (telemetry/notify/events.WEBHOOK_TYPES; a test keeps them in step).
 WEBHOOK_EVENT_TYPES = ("site.activated", "site.deactivated", "figures.ready")
 
@@ -109,13 +113,12 @@ def ensure_indexes(db: Any) -> None:
 def load_projects(db: Any, hashes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
     """Every project by hash (only those of `hashes`, if given), with the FIELDS it has."""
     query = {HASH: {"$in": sorted(set(hashes))}} if hashes is not None else {}
-    projection = {"_id": 0, **dict.fromkeys(FIELDS, 1)}
-    return {doc[HASH]: doc for doc in db[PROJECTS].find(query, projection)}
+    return {doc[HASH]: doc for doc in db[PROJECTS].find(query, PROJECTION)}
 
 
 def load_project(db: Any, project_hash: str) -> dict[str, Any] | None:
     """One project, with the FIELDS it has; None when no project has that hash."""
-    return db[PROJECTS].find_one({HASH: project_hash}, {"_id": 0, **dict.fromkeys(FIELDS, 1)})
+    return db[PROJECTS].find_one({HASH: project_hash}, PROJECTION)
 
 
 def custom_field_keys(project: Mapping[str, Any]) -> list[str]:
@@ -182,7 +185,7 @@ def digest_frequency(project: Mapping[str, Any]) -> str | None:
 
 
 def webhook_endpoints(project: Mapping[str, Any], event_type: str | None = None) -> list[dict[str, Any]]:
-    """The project's webhook endpoints (id, url, secret, events), only those subscribed
+    """The project's webhook endpoints (id, url, events), only those subscribed
     to `event_type` when given."""
     endpoints = [dict(e) for e in project.get(WEBHOOKS) or [] if isinstance(e, dict)]
     return [e for e in endpoints if event_type is None or event_type in (e.get(WEBHOOK_EVENTS) or [])]
@@ -310,23 +313,6 @@ def webhook_url(value: Any, allow_http: bool = False) -> str:
     return value
 
 
-def webhook_secret(value: Any) -> str:
-    """A Standard Webhooks secret: `whsec_` + base64 of 24 to 64 bytes."""
-    import base64
-    import binascii
-
-    if not isinstance(value, str) or not value.startswith(WEBHOOK_SECRET_PREFIX):
-        raise InvalidProject(f"a webhook secret starts with {WEBHOOK_SECRET_PREFIX!r}")
-    try:
-        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise InvalidProject("a webhook secret is `whsec_` + base64") from e
-    low, high = WEBHOOK_SECRET_BYTES
-    if not low <= len(key) <= high:
-        raise InvalidProject(f"a webhook secret holds {low} to {high} bytes, this one {len(key)}")
-    return value
-
-
 def webhook_events(value: Any) -> list[str]:
     if not isinstance(value, list) or not value or not all(v in WEBHOOK_EVENT_TYPES for v in value):
         raise InvalidProject(
@@ -342,20 +328,13 @@ def _webhooks(value: Any) -> list[dict[str, Any]]:
         raise InvalidProject(f"{WEBHOOKS} must be a list of at most {MAX_WEBHOOKS} endpoints, got {value!r}")
     for endpoint in value:
         keys = set(endpoint) if isinstance(endpoint, dict) else set()
-        if keys - set(WEBHOOK_ROTATION_KEYS) != set(WEBHOOK_KEYS) or len(keys & set(WEBHOOK_ROTATION_KEYS)) == 1:
-            raise InvalidProject(
-                f"a webhook endpoint is an object with {', '.join(WEBHOOK_KEYS)}, and after a rotation "
-                f"{' and '.join(WEBHOOK_ROTATION_KEYS)}"
-            )
-        if WEBHOOK_PREVIOUS_SECRET in endpoint:
-            webhook_secret(endpoint[WEBHOOK_PREVIOUS_SECRET])
-            if not isinstance(endpoint[WEBHOOK_PREVIOUS_UNTIL], datetime):
-                raise InvalidProject(f"{WEBHOOK_PREVIOUS_UNTIL} must be a date and time")
+        if keys != set(WEBHOOK_KEYS):
+            # A secret included: it lives in `webhook_secrets`, never in the project document.
+            raise InvalidProject(f"a webhook endpoint is an object with {', '.join(WEBHOOK_KEYS)} and nothing else")
         if not isinstance(endpoint[WEBHOOK_ID], str) or not WEBHOOK_ID_PATTERN.fullmatch(endpoint[WEBHOOK_ID]):
             raise InvalidProject(f"webhook id {endpoint[WEBHOOK_ID]!r} is not wh_ + 8 to 32 letters or digits")
         # The scheme is checked where it matters: `telemetry-admin webhook add` and each delivery.
         webhook_url(endpoint[WEBHOOK_URL], allow_http=True)
-        webhook_secret(endpoint[WEBHOOK_SECRET])
         webhook_events(endpoint[WEBHOOK_EVENTS])
     ids = [e[WEBHOOK_ID] for e in value]
     if len(set(ids)) != len(ids):
@@ -473,24 +452,15 @@ def with_digest(project: Mapping[str, Any], frequency: str) -> dict[str, Any]:
     return validate({**project, DIGEST: frequency})
 
 
-def new_webhook_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
-    import base64
-    import secrets
-
-    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 def with_webhook(
     project: Mapping[str, Any], url: str, event_types: Iterable[str], allow_http: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The project with a new endpoint (a new id and secret); returns (project, endpoint)."""
+    """The project with a new endpoint (a new id; its secret is webhook_secrets'); returns (project, endpoint)."""
     import secrets
 
     endpoint = {
         WEBHOOK_ID: f"wh_{secrets.token_hex(8)}",
         WEBHOOK_URL: webhook_url(url, allow_http=allow_http),
-        WEBHOOK_SECRET: new_webhook_secret(),
         WEBHOOK_EVENTS: webhook_events(list(dict.fromkeys(event_types))),
     }
     return validate({**project, WEBHOOKS: [*webhook_endpoints(project), endpoint]}), endpoint
@@ -504,49 +474,59 @@ def without_webhook(project: Mapping[str, Any], endpoint_id: str) -> dict[str, A
     return validate({**rest, WEBHOOKS: kept} if kept else rest)
 
 
-def with_rotated_secret(project: Mapping[str, Any], endpoint_id: str, now: datetime) -> tuple[dict[str, Any], str]:
-    """The project with a new secret for one endpoint; returns (project, the new secret).
-    The old secret keeps signing beside it for ROTATION_GRACE_HOURS after `now`."""
-    endpoint = webhook_endpoint(project, endpoint_id)
-    if endpoint is None:
-        raise InvalidProject(f"project {project.get(HASH)!r} has no webhook {endpoint_id!r}")
-    secret = new_webhook_secret()
-    rotated = {
-        **endpoint,
-        WEBHOOK_SECRET: secret,
-        WEBHOOK_PREVIOUS_SECRET: endpoint[WEBHOOK_SECRET],
-        WEBHOOK_PREVIOUS_UNTIL: now + timedelta(hours=ROTATION_GRACE_HOURS),
-    }
-    endpoints = [rotated if e[WEBHOOK_ID] == endpoint_id else e for e in webhook_endpoints(project)]
-    return validate({**project, WEBHOOKS: endpoints}), secret
+def legacy_webhook_secrets(db: Any, hashes: Iterable[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The secrets older releases kept in project documents (only those of `hashes`, if given):
+    {hash: {endpoint id: {secret, previous_secret, previous_secret_until, as stored}}}.
+    Read by the migration alone (webhook_secrets.migrate)."""
+    query: dict[str, Any] = {f"{WEBHOOKS}.{LEGACY_SECRET_KEYS[0]}": {"$exists": True}}
+    if hashes is not None:
+        query[HASH] = {"$in": sorted(set(hashes))}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for doc in db[PROJECTS].find(query, {"_id": 0, HASH: 1, WEBHOOKS: 1}):
+        held = {
+            e[WEBHOOK_ID]: {k: e[k] for k in LEGACY_SECRET_KEYS if k in e}
+            for e in doc.get(WEBHOOKS) or []
+            if isinstance(e, dict) and LEGACY_SECRET_KEYS[0] in e and isinstance(e.get(WEBHOOK_ID), str)
+        }
+        if held:
+            found[doc[HASH]] = held
+    return found
 
 
-def signing_secrets(endpoint: Mapping[str, Any], now: datetime) -> list[str]:
-    """The secrets that sign a delivery to this endpoint at `now`: its secret, and the one
-    it replaced while that one's grace lasts."""
-    secrets = [endpoint[WEBHOOK_SECRET]]
-    until = endpoint.get(WEBHOOK_PREVIOUS_UNTIL)
-    if endpoint.get(WEBHOOK_PREVIOUS_SECRET) and until is not None:
-        until = until if until.tzinfo else until.replace(tzinfo=UTC)
-        if now < until:
-            secrets.append(endpoint[WEBHOOK_PREVIOUS_SECRET])
-    return secrets
-
-
-def without_secrets(project: Mapping[str, Any]) -> dict[str, Any]:
-    """The project as it may be printed: each webhook secret replaced by a mark."""
-    if WEBHOOKS not in project:
-        return dict(project)
-    hidden = [
-        {**e, **{k: "(hidden)" for k in (WEBHOOK_SECRET, WEBHOOK_PREVIOUS_SECRET) if k in e}}
-        for e in webhook_endpoints(project)
+def drop_legacy_webhook_secrets(db: Any, project_hash: str, endpoint_ids: Iterable[str]) -> bool:
+    """Remove these endpoints' secrets from the project's document, the rest of it as it is;
+    whether it changed. The endpoints are rewritten only if no one changed them meanwhile."""
+    doc = db[PROJECTS].find_one({HASH: project_hash}, {"_id": 0, WEBHOOKS: 1})
+    if not doc or not isinstance(doc.get(WEBHOOKS), list):
+        return False
+    ids = set(endpoint_ids)
+    cleared = [
+        {k: v for k, v in e.items() if k not in LEGACY_SECRET_KEYS}
+        if isinstance(e, dict) and e.get(WEBHOOK_ID) in ids
+        else e
+        for e in doc[WEBHOOKS]
     ]
-    return {**project, WEBHOOKS: hidden}
+    if cleared == doc[WEBHOOKS]:
+        return False
+    result = db[PROJECTS].update_one({HASH: project_hash, WEBHOOKS: doc[WEBHOOKS]}, {"$set": {WEBHOOKS: cleared}})
+    return bool(result.modified_count)
 
 
 def save_project(db: Any, document: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the document and store it, replacing the project with the same hash; returns what was stored."""
+    """Validate the document and store it, replacing the project with the same hash; returns what was stored.
+    A stored document that still holds webhook secrets (an older release's) is never replaced, as
+    that would drop them: InvalidProject until `telemetry-admin webhook migrate-secrets` moved them."""
+    from pymongo.errors import DuplicateKeyError
+
     project = validate(document)
     ensure_indexes(db)
-    db[PROJECTS].replace_one({HASH: project[HASH]}, project, upsert=True)
+    unmigrated = {f"{WEBHOOKS}.{LEGACY_SECRET_KEYS[0]}": {"$exists": True}}
+    try:
+        # The upsert of a document that does not match inserts, and the unique hash refuses it.
+        db[PROJECTS].replace_one({HASH: project[HASH], "$nor": [unmigrated]}, project, upsert=True)
+    except DuplicateKeyError:
+        raise InvalidProject(
+            f"project {project[HASH]!r} still holds webhook secrets in its document: "
+            "run telemetry-admin webhook migrate-secrets first"
+        ) from None
     return project

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
-from telemetry.common import projects
+from telemetry.common import projects, webhook_secrets
 from telemetry.common.logs import get_logger
 from telemetry.notify import events, mailer, outbox, webhooks
 from telemetry.notify.contract import Renderer
@@ -66,7 +66,7 @@ def try_once(
             mail = mailer.message(event, target, content, settings.smtp.sender)
             outcome = mailer.send(mail, target, settings.smtp, settings.connect_timeout, settings.read_timeout)
         else:
-            outcome = webhooks.deliver(event, endpoint, settings)
+            outcome = _post(db, claimed["project"], endpoint, event, settings, clock)
     except Exception as e:
         # A renderer's bug, or a failure the senders did not foresee: a failed try like any other,
         # retried and then set aside with this reason, never a claim that lapses for ever.
@@ -96,6 +96,23 @@ def try_once(
                    "error": outcome.error, "attempts": claimed["attempts"]},
         )  # fmt: skip
     return status
+
+
+def _post(
+    db: Any, project_hash: str, endpoint: Mapping[str, Any], event: events.Event, settings: NotifySettings, clock: Clock
+) -> outbox.Outcome:
+    """One webhook try, signed with the endpoint's secrets from `webhook_secrets` (the rotated
+    one too while its grace lasts at the run's clock). An endpoint without a secret document
+    is never posted to: a failed try, retried (`telemetry-admin webhook migrate-secrets` may
+    be under way) and set aside with this reason after the retry window."""
+    held = webhook_secrets.load(db, project_hash, endpoint[projects.WEBHOOK_ID])
+    if held is None:
+        return outbox.Outcome(
+            False,
+            error=f"no signing secret for webhook {endpoint[projects.WEBHOOK_ID]} in "
+            f"{webhook_secrets.WEBHOOK_SECRETS} (telemetry-admin webhook migrate-secrets); not posted",
+        )
+    return webhooks.deliver(event, endpoint, webhook_secrets.signing_secrets(held, clock()), settings)
 
 
 def deliver_due(

@@ -4,7 +4,8 @@ The body is `{"type", "timestamp", "data"}` as JSON; the headers are `webhook-id
 (the event id: stable across tries and runs, so a receiver de-duplicates on it),
 `webhook-timestamp` (this try's send time, Unix seconds) and `webhook-signature`
 (`v1,` + base64 of HMAC-SHA256 over `id.timestamp.body` with the endpoint's
-secret), signed by the `standardwebhooks` library (the specification's own).
+secret, from MongoDB `webhook_secrets`: telemetry/common/webhook_secrets.py),
+signed by the `standardwebhooks` library (the specification's own).
 
 One try is one POST to an address checked by telemetry/notify/addresses.py, with
 connect and read bounds and at most MAX_ANSWER_BYTES of the answer read. A 2xx
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,11 +112,14 @@ def post(
     return Outcome(False, status=response.status, error=f"HTTP {response.status}: {text}")
 
 
-def deliver(event: Event, endpoint: dict[str, Any], settings: Any) -> Outcome:
-    """One try of an event to one endpoint (`settings`: NotifySettings)."""
+def deliver(event: Event, endpoint: Mapping[str, Any], secrets: list[str], settings: Any) -> Outcome:
+    """One try of an event to one endpoint, signed with each of `secrets` (at least one:
+    webhook_secrets.signing_secrets); `settings`: NotifySettings."""
+    if not secrets:
+        raise ValueError("a webhook is never posted unsigned")
     payload = body(event)
     sent_at = datetime.now(UTC)
-    signed = headers(event.id, payload, projects.signing_secrets(endpoint, sent_at), sent_at)
+    signed = headers(event.id, payload, secrets, sent_at)
     return post(
         endpoint[projects.WEBHOOK_URL],
         payload,

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from telemetry.analytics import metrics
-from telemetry.common import sites
-from telemetry.dashboard import errors, items, keys
+from telemetry.common import projects, sites, webhook_secrets
+from telemetry.dashboard import errors, items, keys, queries
 from telemetry.pipelines import site_state
 from tests.integration.dashboard_seed import (
     BASE_TIME,
@@ -385,3 +385,27 @@ def test_telemetry_admin_adds_a_project_makes_lists_and_revokes_a_key(base, db):
     assert admin("key", "revoke", "000000000000").returncode == 1
     missing = admin("key", "create", "--project", "no-such-project")
     assert missing.returncode == 1 and "no project" in missing.stderr
+
+
+def test_the_dashboards_read_of_a_project_holds_no_webhook_secret(db, stack_env):
+    """Neither of a project whose endpoint `telemetry-admin webhook add` made, nor of one an older
+    release stored with its secrets inside the document (not migrated yet): the dashboard's
+    process never holds a signing secret."""
+    added = new_project(db, "Hooked")
+    url = "https://hooks.vendor.example/t"
+    made = admin("webhook", "add", "--project", added, "--url", url, "--event", "site.activated")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.splitlines()[-1]
+    legacy = new_project(db, "Legacy hooks")
+    endpoint = {"id": "wh_0123456789abcdef", "url": "https://hooks.vendor.example/l", "events": ["site.activated"]}
+    db[projects.PROJECTS].update_one(
+        {"hash": legacy}, {"$set": {"webhooks": [{**endpoint, "secret": webhook_secrets.new_secret()}]}}
+    )
+    try:
+        for project_hash in (added, legacy):
+            read = queries.project(db, project_hash)
+            assert read["webhooks"] and "whsec_" not in repr(read) and secret not in repr(read)
+            assert all(set(e) == {"id", "url", "events"} for e in read["webhooks"])
+    finally:
+        db[projects.PROJECTS].delete_many({"hash": {"$in": [added, legacy]}})
+        db[webhook_secrets.WEBHOOK_SECRETS].delete_many({"project": added})

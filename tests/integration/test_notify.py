@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from telemetry.common import cloud, config, mongo, projects, sites, tables
+from telemetry.admin import cli as admin
+from telemetry.common import cloud, config, mongo, projects, sites, tables, webhook_secrets
 from telemetry.local import smtp_server, stack
 from telemetry.notify import events, outbox, run, site_events, webhooks
 from telemetry.notify.settings import NotifySettings
@@ -87,7 +88,9 @@ def add_project(db, project_hash: str, **notify) -> dict:
     if "webhook" in notify:
         receiver, types = notify["webhook"]
         document, endpoint = projects.with_webhook(document, receiver.url, types, allow_http=True)
-        receiver.secret = endpoint["secret"]
+        receiver.secret = webhook_secrets.new_secret()
+        stored = webhook_secrets.secret_document(project_hash, endpoint["id"], receiver.secret, datetime.now(UTC))
+        webhook_secrets.add(db, stored)
     projects.save_project(db, document)
     return endpoint
 
@@ -266,7 +269,7 @@ def test_a_run_that_dies_between_sending_and_marking_sends_again_with_the_same_i
     (pending,) = outbox.due(db, clock.now, 10)
     dead_claim = outbox.claim(db, pending["_id"], clock.now)
     event = outbox.event_of(db, pending["event_id"])
-    assert webhooks.deliver(event, endpoint, settings).ok
+    assert webhooks.deliver(event, endpoint, [hook.secret], settings).ok
 
     clock.now += outbox.CLAIM_LEASE / 2  # the claim holds: nothing is sent
     assert run.run_once(bq, db, settings, clock).deliveries == {}
@@ -433,3 +436,149 @@ def test_a_run_walks_new_sites_per_project_on_their_index_and_drops_the_former_o
     query = {"hash": "p", "first_seen": {"$gte": datetime(2026, 12, 1, tzinfo=UTC)}}
     plan = db["sites"].find(query).sort([("first_seen", 1), ("url", 1)]).limit(3).explain()["queryPlanner"]
     assert sites.SITES_BY_FIRST_SEEN in str(plan["winningPlan"])  # an IXSCAN of it (SecantusDB sorts above it)
+
+
+# --- where the signing secrets live (telemetry/common/webhook_secrets.py) ---
+
+
+@pytest.fixture
+def admin_env(world, monkeypatch):
+    """telemetry-admin against the test's own database, webhooks to the local receivers allowed."""
+    db, _, _ = world
+    monkeypatch.setenv("MONGODB_DB", db.name)
+    monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_WEBHOOKS", "1")
+    return db
+
+
+def admin_output(capsys, *argv: str) -> list[str]:
+    capsys.readouterr()
+    assert admin.main(list(argv)) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_an_added_webhook_is_signed_with_its_secret_kept_apart_from_the_project(world, receivers, admin_env, capsys):
+    db, bq, settings = world
+    clock = Clock()
+    hook = receivers(0)
+    project_hash = f"apart{uuid.uuid4().hex[:8]}"
+    admin_output(capsys, "project", "add", "--name", "Apart", "--hash", project_hash)
+    out = admin_output(
+        capsys, "webhook", "add", "--project", project_hash, "--url", hook.url, "--event", "site.deactivated"
+    )
+    hook.secret = out[-1]
+    (endpoint,) = projects.webhook_endpoints(projects.load_project(db, project_hash))
+    # The secret is in `webhook_secrets` only: nowhere in the project's whole document.
+    stored = db[projects.PROJECTS].find_one({"hash": project_hash})
+    assert "whsec_" not in repr(stored) and set(stored["webhooks"][0]) == {"id", "url", "events"}
+    held = db[webhook_secrets.WEBHOOK_SECRETS].find_one({"project": project_hash, "endpoint": endpoint["id"]})
+    assert held["secret"] == hook.secret and hook.secret.startswith("whsec_")
+
+    deactivated(bq, settings, project_hash, 1, clock.now - HOUR, "other", "")
+    assert run.run_once(bq, db, settings, clock).deliveries == {"sent": 1}
+    assert hook.unverified == 0 and [r.type for r in hook.received] == [events.SITE_DEACTIVATED]
+
+
+def test_after_a_rotation_both_secrets_sign_for_24_hours_then_only_the_new_one(world, receivers, admin_env, capsys):
+    db, bq, settings = world
+    clock = Clock()
+    old_side, new_side = receivers(0), receivers(1)  # the same deliveries, each verifying with one secret
+    project_hash = f"rotate{uuid.uuid4().hex[:8]}"
+    admin_output(capsys, "project", "add", "--name", "Rotating", "--hash", project_hash)
+    for hook in (old_side, new_side):
+        out = admin_output(
+            capsys, "webhook", "add", "--project", project_hash, "--url", hook.url, "--event", "site.deactivated"
+        )
+        hook.secret = out[-1]
+    endpoints = projects.webhook_endpoints(projects.load_project(db, project_hash))
+    rotated = {}
+    for endpoint, hook in zip(endpoints, (old_side, new_side), strict=True):
+        rotated[hook.port] = admin_output(
+            capsys, "webhook", "rotate-secret", "--project", project_hash, endpoint["id"]
+        )[-1]
+        held = webhook_secrets.load(db, project_hash, endpoint["id"])
+        assert (held["secret"], held["previous_secret"]) == (rotated[hook.port], hook.secret)
+    new_side.secret = rotated[new_side.port]  # this receiver switched at once; the other one did not yet
+    assert "whsec_" not in repr(db[projects.PROJECTS].find_one({"hash": project_hash}))
+
+    deactivated(bq, settings, project_hash, 1, clock.now - HOUR, "other", "")
+    assert run.run_once(bq, db, settings, clock).deliveries == {"sent": 2}
+    assert (len(old_side.received), len(new_side.received), old_side.unverified, new_side.unverified) == (1, 1, 0, 0)
+
+    # 23 hours on (the run's clock): the old secret still signs.
+    clock.now += 23 * HOUR
+    deactivated(bq, settings, project_hash, 2, clock.now - HOUR, "other", "")
+    assert run.run_once(bq, db, settings, clock).deliveries == {"sent": 2}
+    assert (len(old_side.received), old_side.unverified) == (2, 0)
+
+    # 25 hours on: only the new one; a receiver still on the old one refuses the delivery.
+    clock.now += 2 * HOUR
+    deactivated(bq, settings, project_hash, 3, clock.now - HOUR, "other", "")
+    assert run.run_once(bq, db, settings, clock).deliveries == {"sent": 1, "pending": 1}
+    assert (len(old_side.received), old_side.unverified) == (2, 1)
+    assert (len(new_side.received), new_side.unverified) == (3, 0)
+
+
+def test_an_endpoint_without_a_secret_is_never_posted_and_is_set_aside_with_the_reason(world, receivers):
+    db, bq, settings = world
+    clock = Clock()
+    hook = receivers(0)
+    project_hash = f"nosecret{uuid.uuid4().hex[:8]}"
+    endpoint = add_project(db, project_hash, webhook=(hook, [events.SITE_DEACTIVATED]))
+    assert webhook_secrets.delete(db, project_hash, endpoint["id"]) == 1
+    deactivated(bq, settings, project_hash, 1, clock.now - HOUR, "other", "")
+
+    assert run.run_once(bq, db, settings, clock).deliveries == {"pending": 1}
+    while db[outbox.DELIVERIES].find_one()["status"] == outbox.PENDING:
+        clock.now = db[outbox.DELIVERIES].find_one()["due_at"]
+        run.run_once(bq, db, settings, clock)
+    delivery = db[outbox.DELIVERIES].find_one()
+    assert delivery["status"] == outbox.SET_ASIDE and "no signing secret for webhook" in delivery["last_error"]
+    assert hook.received == [] and hook.unverified == 0  # nothing was ever posted
+
+
+def test_migrating_an_older_releases_project_document_moves_its_secrets(world, receivers, admin_env, capsys):
+    db, bq, settings = world
+    clock = Clock()
+    hook = receivers(0)
+    hook.secret, previous = webhook_secrets.new_secret(), webhook_secrets.new_secret()
+    project_hash, other_hash = f"legacy{uuid.uuid4().hex[:8]}", f"legacy{uuid.uuid4().hex[:8]}"
+    until = clock.now + HOUR  # whole seconds: MongoDB keeps milliseconds
+    # As an older release stored them: the secrets inside each endpoint of the project document.
+    for h, endpoint_id in ((project_hash, "wh_0123456789abcdef"), (other_hash, "wh_fedcba9876543210")):
+        db[projects.PROJECTS].insert_one({
+            "hash": h, "name": "Legacy", "type": "plugin",
+            "webhooks": [{"id": endpoint_id, "url": hook.url, "secret": hook.secret, "previous_secret": previous,
+                          "previous_secret_until": until, "events": ["site.deactivated"]}],
+        })  # fmt: skip
+    # Before the migration: no reader returns the secrets, no writer drops them, and nothing is posted.
+    assert "whsec_" not in repr(projects.load_projects(db, [project_hash, other_hash]))
+    with pytest.raises(projects.InvalidProject, match="migrate-secrets"):
+        projects.save_project(db, projects.load_project(db, project_hash))
+    deactivated(bq, settings, project_hash, 1, clock.now - HOUR, "other", "")
+    assert run.run_once(bq, db, settings, clock).deliveries == {"pending": 1}
+    assert hook.received == [] and hook.unverified == 0
+
+    # A command that changes one project moves that project's secrets first.
+    admin_output(capsys, "digest", "set", "--project", other_hash, "weekly")
+    assert "whsec_" not in repr(db[projects.PROJECTS].find_one({"hash": other_hash}))
+    assert webhook_secrets.load(db, other_hash, "wh_fedcba9876543210")["secret"] == hook.secret
+
+    out = admin_output(capsys, "webhook", "migrate-secrets")
+    assert out == [
+        "webhook secrets: 1 moved to webhook_secrets, 0 already there; 1 project documents cleared of secrets"
+    ]
+    stored = db[projects.PROJECTS].find_one({"hash": project_hash})
+    assert "whsec_" not in repr(stored) and stored["webhooks"][0]["url"] == hook.url
+    held = webhook_secrets.load(db, project_hash, "wh_0123456789abcdef")
+    assert (held["secret"], held["previous_secret"]) == (hook.secret, previous)
+    assert held["previous_secret_until"] == until
+    # Idempotent: a second run finds nothing to move.
+    again = admin_output(capsys, "webhook", "migrate-secrets")
+    assert again == [
+        "webhook secrets: 0 moved to webhook_secrets, 0 already there; 0 project documents cleared of secrets"
+    ]
+
+    # The delivery that waited is signed with the moved secret at its next try.
+    clock.now = db[outbox.DELIVERIES].find_one()["due_at"]
+    assert run.run_once(bq, db, settings, clock).deliveries == {"sent": 1}
+    assert hook.unverified == 0 and len(hook.received) == 1

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from telemetry.admin import cli as admin
-from telemetry.common import projects
+from telemetry.common import projects, webhook_secrets
 from telemetry.report import page as report
 
 
@@ -18,6 +18,7 @@ def project_hash(db):
     value = f"contract-{uuid.uuid4().hex[:12]}"
     yield value
     db[projects.PROJECTS].delete_many({"hash": value})
+    db[webhook_secrets.WEBHOOK_SECRETS].delete_many({"project": value})
 
 
 def test_the_command_line_saves_a_valid_project_and_lists_it(db, stack_env, project_hash, capsys):
@@ -95,7 +96,10 @@ def test_the_notification_commands(db, stack_env, project_hash, capsys, monkeypa
     secret = capsys.readouterr().out.splitlines()[-1]
     stored = projects.load_project(db, project_hash)
     (endpoint,) = projects.webhook_endpoints(stored)
-    assert secret == endpoint["secret"] and secret.startswith("whsec_")
+    assert set(endpoint) == {"id", "url", "events"} and secret.startswith("whsec_")
+    # The secret is in `webhook_secrets` alone, not in the project's document (which the dashboard reads).
+    assert webhook_secrets.load(db, project_hash, endpoint["id"])["secret"] == secret
+    assert secret not in repr(db[projects.PROJECTS].find_one({"hash": project_hash}))
     assert projects.alert_recipients(stored) == ["Ops@vendor.example"] and projects.digest_frequency(stored) == "weekly"
 
     assert admin.main(["webhook", "list", "--project", project_hash]) == 0
@@ -105,8 +109,9 @@ def test_the_notification_commands(db, stack_env, project_hash, capsys, monkeypa
 
     assert admin.main(["webhook", "rotate-secret", "--project", project_hash, endpoint["id"]]) == 0
     rotated = capsys.readouterr().out.splitlines()[-1]
-    after = projects.webhook_endpoint(projects.load_project(db, project_hash), endpoint["id"])
+    after = webhook_secrets.load(db, project_hash, endpoint["id"])
     assert rotated != secret and after["secret"] == rotated and after["previous_secret"] == secret
+    assert "whsec_" not in repr(db[projects.PROJECTS].find_one({"hash": project_hash}))
     assert admin.main(["webhook", "list", "--project", project_hash]) == 0
     assert "whsec_" not in capsys.readouterr().out
 
@@ -115,6 +120,9 @@ def test_the_notification_commands(db, stack_env, project_hash, capsys, monkeypa
     assert kept["name"] == "Renamed" and projects.webhook_endpoints(kept) and projects.alert_recipients(kept)
 
     assert admin.main(["webhook", "remove", "--project", project_hash, endpoint["id"]]) == 0
+    assert webhook_secrets.load(db, project_hash, endpoint["id"]) is None  # the secret went with it
+    with pytest.raises(SystemExit, match="has no webhook"):
+        admin.main(["webhook", "rotate-secret", "--project", project_hash, endpoint["id"]])
     assert admin.main(["alerts", "clear", "--project", project_hash]) == 0
     assert admin.main(["digest", "set", "--project", project_hash, "off"]) == 0
     cleared = projects.load_project(db, project_hash)
