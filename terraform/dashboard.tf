@@ -67,7 +67,7 @@ resource "google_secret_manager_secret" "dashboard_mongodb_uri" {
   secret_id = "dashboard-mongodb-uri"
 
   annotations = {
-    description = "MongoDB connection string of the dashboard function: a read-only database user (role read on MONGODB_DB)."
+    description = "MongoDB connection string of the dashboard function: a read-only user whose one role is find on projects, sites, deactivations, analytics and api_keys of MONGODB_DB (never webhook_secrets)."
   }
 
   replication {
