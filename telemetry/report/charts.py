@@ -154,6 +154,24 @@ def series_chart(rows: list[dict[str, Any]], start: date, end: date, colors: dic
 
 def bar_chart(rows: list[dict[str, Any]], x_title: str, share_title: str) -> dict:
     """`rows` of {"label", "count", "share", "order", "rest"}: horizontal bars in `order`, counts at their ends."""
+    return _horizontal_bars(
+        rows,
+        x=alt.X("count:Q", title=x_title, axis=alt.Axis(format=",d", tickCount=4)),
+        tooltip=[
+            alt.Tooltip("label:N", title="value"),
+            alt.Tooltip("count:Q", title="sites", format=","),
+            alt.Tooltip("share:Q", title=share_title, format=".1%"),
+        ],
+        color=alt.Color("rest:N", scale=alt.Scale(domain=["top", "rest"], range=[BLUE, GREY]), legend=None),
+        text=alt.Text("count:Q", format=","),
+    )
+
+
+def _horizontal_bars(
+    rows: list[dict[str, Any]], x: alt.X, tooltip: list[alt.Tooltip], color: alt.Color, text: alt.Text
+) -> dict:
+    """One horizontal bar per row's `label`, in the rows' `order`, colored by `color`, with `text` at its end:
+    the shape of every bar chart of the page."""
     base = alt.Chart(alt.InlineData(values=rows)).encode(
         y=alt.Y(
             "label:N",
@@ -161,17 +179,11 @@ def bar_chart(rows: list[dict[str, Any]], x_title: str, share_title: str) -> dic
             title=None,
             axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
         ),
-        x=alt.X("count:Q", title=x_title, axis=alt.Axis(format=",d", tickCount=4)),
-        tooltip=[
-            alt.Tooltip("label:N", title="value"),
-            alt.Tooltip("count:Q", title="sites", format=","),
-            alt.Tooltip("share:Q", title=share_title, format=".1%"),
-        ],
+        x=x,
+        tooltip=tooltip,
     )
-    bars = base.mark_bar(cornerRadiusEnd=2).encode(
-        color=alt.Color("rest:N", scale=alt.Scale(domain=["top", "rest"], range=[BLUE, GREY]), legend=None)
-    )
-    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(text=alt.Text("count:Q", format=","))
+    bars = base.mark_bar(cornerRadiusEnd=2).encode(color=color)
+    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(text=text)
     return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
 
 
@@ -205,26 +217,18 @@ def share_chart(rows: list[dict[str, Any]], x_title: str, colors: Mapping[str, s
     `order`, colored by `group` as `colors` says, each with its `text` at its end."""
     present = {row["group"] for row in rows}
     groups = [group for group in colors if group in present]
-    base = alt.Chart(alt.InlineData(values=rows)).encode(
-        y=alt.Y(
-            "label:N",
-            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
-            title=None,
-            axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
-        ),
+    palette = [colors[group] for group in groups]
+    return _horizontal_bars(
+        rows,
         x=alt.X("share:Q", title=x_title, axis=alt.Axis(format=".0%", tickCount=5), scale=alt.Scale(domain=[0, 1])),
         tooltip=[
             alt.Tooltip("label:N", title="value"),
             alt.Tooltip("count:Q", title="sites", format=","),
             alt.Tooltip("share:Q", title=x_title, format=".1%"),
         ],
+        color=alt.Color("group:N", scale=alt.Scale(domain=groups, range=palette), legend=None),
+        text=alt.Text("text:N"),
     )
-    palette = [colors[group] for group in groups]
-    bars = base.mark_bar(cornerRadiusEnd=2).encode(
-        color=alt.Color("group:N", scale=alt.Scale(domain=groups, range=palette), legend=None)
-    )
-    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(text=alt.Text("text:N"))
-    return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
 
 
 def install_age_rows(counts: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -260,13 +264,8 @@ def requirement_rows(counts: Mapping[str, float], active: float) -> list[dict[st
 
 def rate_chart(rows: list[dict[str, Any]], x_title: str) -> dict:
     """`rows` of {"label", "rate", "events", "sites", "order", "rest"}: horizontal bars of `rate` in `order`."""
-    base = alt.Chart(alt.InlineData(values=rows)).encode(
-        y=alt.Y(
-            "label:N",
-            sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
-            title=None,
-            axis=alt.Axis(labelLimit=170, ticks=False, domain=False),
-        ),
+    return _horizontal_bars(
+        rows,
         x=alt.X("rate:Q", title=x_title, axis=alt.Axis(format=",.0f", tickCount=4), scale=alt.Scale(zero=True)),
         tooltip=[
             alt.Tooltip("label:N", title="version"),
@@ -274,14 +273,9 @@ def rate_chart(rows: list[dict[str, Any]], x_title: str) -> dict:
             alt.Tooltip("events:Q", title="sites deactivated", format=","),
             alt.Tooltip("sites:Q", title="sites on it", format=","),
         ],
+        color=alt.Color("rest:N", scale=alt.Scale(domain=["top", "rest"], range=[RED, GREY]), legend=None),
+        text=alt.Text("rate:Q", format=",.1f"),
     )
-    bars = base.mark_bar(cornerRadiusEnd=2).encode(
-        color=alt.Color("rest:N", scale=alt.Scale(domain=["top", "rest"], range=[RED, GREY]), legend=None)
-    )
-    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(
-        text=alt.Text("rate:Q", format=",.1f")
-    )
-    return _finish(alt.layer(bars, labels).properties(width=WIDTH - 90, height=alt.Step(BAR_STEP)))
 
 
 def rate_rows(doc: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
