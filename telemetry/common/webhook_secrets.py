@@ -70,7 +70,8 @@ def new_secret() -> str:
 
 
 def _utc(value: datetime) -> datetime:
-    """MongoDB gives back naive UTC datetimes."""
+    """MongoDB stores UTC without a zone: the project's client (mongo.py, tz_aware) gives it back
+    aware, any other client naive."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
